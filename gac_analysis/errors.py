@@ -1,0 +1,34 @@
+"""Errors the toolkit raises for bad input.
+
+Every user-facing failure is a :class:`GacError` whose message is one line that says
+what went wrong, where, and what to do. The CLI prints that line and exits with
+``exit_code`` (2 for bad input) instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GacError(Exception):
+    """Base class: a user-facing error with a one-line message."""
+
+    exit_code = 2
+
+
+class CheckpointError(GacError):
+    """A checkpoint file is missing, unreadable, unsafe, or does not fit the model."""
+
+
+class DataError(GacError):
+    """A data source is unknown, missing, empty, or yields malformed images."""
+
+
+class EnergyTableError(GacError):
+    """An energy cost table is unknown or malformed."""
+
+
+class ReportError(GacError):
+    """A run folder or report file is unreadable or of another schema."""
+
+
+class ConfigError(GacError):
+    """A configuration file (budget, sweep) is malformed."""
