@@ -1,0 +1,32 @@
+# gac-analysis: `make test` and `make demo` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# glibc malloc settings that halve CPU time of large tensor allocations (see README, Performance)
+export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
+export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
+
+.PHONY: test demo bench install clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# One pip command installs torch (pinned exactly in pyproject.toml) with everything else.
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed-test
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+demo: $(VENV)/.installed-test
+	$(BIN)/gac-analyze info --builtin
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_profile.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,88 @@
+"""``gac-analyze``: the command line of gac-analysis."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from gac_analysis import __version__
+from gac_analysis.cli.common import console, handles_errors
+
+app = typer.Typer(
+    name="gac-analyze",
+    help="Exact spike, operation and energy analysis of spiking neural networks (GAC-MS-ResNet first).",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+
+
+def _version_callback(value: bool):
+    if value:
+        import spikingjelly
+        import torch
+
+        console.print(f"gac-analysis {__version__} (torch {torch.__version__}, spikingjelly "
+                      f"{getattr(spikingjelly, '__version__', '2.0.0')})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                      help="Show the version and exit.")):
+    """gac-analyze: exact spike, operation and energy analysis of SNNs."""
+
+
+@app.command()
+@handles_errors
+def info(ckpt: Path = typer.Argument(..., help="Checkpoint file (reference CIFAR/ImageNet layout or this project's)."),
+         T: Optional[int] = typer.Option(None, "--T", help="Time steps (needed for direct-coding checkpoints)."),
+         arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
+         num_classes: Optional[int] = typer.Option(None, help="Class count, if it must be checked.")):
+    """Describe a checkpoint: layout, arch, T, classes, coding, parameters and the roles of its modules."""
+    from gac_analysis.models import count_parameters, load_model
+
+    model = load_model(ckpt, T=T, arch=arch, num_classes=num_classes)
+    ci = model.checkpoint_info
+    table = Table(title=f"checkpoint {ckpt}", show_header=False)
+    rows = [
+        ("layout detected", ci.layout + (f" (wrapped under '{ci.wrapper}')" if ci.wrapper else "")
+         + (" (module. prefix)" if ci.module_prefix else "")),
+        ("arch", ci.arch), ("T (time steps)", str(ci.T)), ("classes", str(ci.num_classes)),
+        ("coding", ci.coding), ("stem width (channels)", str(ci.width)),
+        ("parameters (distinct elements)", f"{count_parameters(model):,}"),
+        ("keys in file / distinct tensors", f"{ci.num_keys} / {ci.num_tensors}"),
+        ("sha256", ci.sha256),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    console.print(_roles_table(model))
+    if ci.metadata:
+        console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in ci.metadata.items()), highlight=False)
+
+
+def _roles_table(model) -> Table:
+    """Modules and parameters per declared role."""
+    mods, params = Counter(), Counter()
+    for _, m in model.named_modules():
+        role = getattr(m, "gac_role", None)
+        if role is None:
+            continue
+        mods[role] += 1
+        params[role] += sum(p.numel() for p in m.parameters(recurse=False))
+    t = Table(title="roles (declared by the model)")
+    t.add_column("role")
+    t.add_column("modules", justify="right")
+    t.add_column("parameters", justify="right")
+    for role in ("encoder", "attention", "backbone", "head"):
+        t.add_row(role, str(mods[role]), f"{params[role]:,}")
+    return t
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,54 @@
+"""`gac-analyze --version` and `gac-analyze info`, including one-line errors with exit code 2."""
+
+import torch
+from typer.testing import CliRunner
+
+from gac_analysis import __version__
+from gac_analysis.cli.main import app
+from reference_fixtures import reference_state_dict
+
+runner = CliRunner()
+
+
+def _one_error_line(result):
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), text
+    return lines[0]
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output and "torch" in result.output
+
+
+def test_info_reports_layout_and_counts(golden_ckpt):
+    result = runner.invoke(app, ["info", str(golden_ckpt)])
+    assert result.exit_code == 0, result.output
+    for expected in ("cifar-reference", "msresnet18-cifar", "12,633,198", "attention", "131,108", "gac"):
+        assert expected in result.output
+
+
+def test_info_errors(tmp_path, golden_ckpt):
+    cases = {
+        "missing": ([str(tmp_path / "none.pt")], "checkpoint not found"),
+        "garbage": ([str(tmp_path / "g.pt")], "not a PyTorch checkpoint"),
+        "T": ([str(golden_ckpt), "--T", "4"], "T mismatch"),
+        "classes": ([str(golden_ckpt), "--num-classes", "3"], "num_classes mismatch"),
+        "layout": ([str(tmp_path / "u.pt")], "unknown checkpoint layout"),
+    }
+    (tmp_path / "g.pt").write_bytes(b"\x00\x01garbage")
+    torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "u.pt")
+    for name, (args, message) in cases.items():
+        result = runner.invoke(app, ["info", *args])
+        assert result.exit_code == 2, (name, result.output)
+        assert message in _one_error_line(result), name
+
+
+def test_info_direct_checkpoint_with_T(tmp_path):
+    path = tmp_path / "direct.pt"
+    torch.save(reference_state_dict("cifar_msresnet18_c10_direct_T6", 3), path)
+    assert runner.invoke(app, ["info", str(path)]).exit_code == 2
+    result = runner.invoke(app, ["info", str(path), "--T", "6"])
+    assert result.exit_code == 0 and "direct" in result.output
