@@ -1,10 +1,30 @@
-"""gac-analysis: exact spike, operation and energy accounting for spiking neural networks."""
+"""gac-analysis: exact spike, operation and energy accounting for spiking neural networks.
+
+The top-level names are imported lazily, so that ``import gac_analysis.energy`` (pure pricing of
+counts) does not pull in torch.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-from gac_analysis.errors import GacError  # noqa: E402
-from gac_analysis.models import build_model, load_model, save_checkpoint  # noqa: E402
+_LAZY = {
+    "GacError": "gac_analysis.errors",
+    "build_model": "gac_analysis.models",
+    "load_model": "gac_analysis.models",
+    "save_checkpoint": "gac_analysis.models",
+    "profile": "gac_analysis.accounting",
+    "Report": "gac_analysis.accounting",
+    "observe": "gac_analysis.observer",
+    "ObserverReport": "gac_analysis.observer",
+}
 
-__all__ = ["__version__", "GacError", "build_model", "load_model", "save_checkpoint"]
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gac_analysis' has no attribute {name!r}")

@@ -1,1 +1,68 @@
-"""accounting."""
+"""Accounting: forward hooks, exact counting kernels, report tables, and ``profile``."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from gac_analysis.accounting.engine import Counter, CounterConfig
+from gac_analysis.accounting.handles import HANDLES, register_handle
+from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
+
+__all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "build_report", "profile",
+           "register_handle", "iter_image_batches"]
+
+
+def iter_image_batches(images) -> Iterable[torch.Tensor]:
+    """Yield image batches from a tensor ``[B, 3, H, W]`` or an iterable of tensors or ``(images, labels)``."""
+    if isinstance(images, torch.Tensor):
+        yield images
+        return
+    for item in images:
+        yield item[0] if isinstance(item, (tuple, list)) else item
+
+
+def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_static: bool = True,
+            fold_bn: bool = False, data: dict | None = None, progress=None) -> Report:
+    """Count every operation and spike of ``model`` on ``images`` and price it in both conventions.
+
+    Args:
+        model: a model with a ``T`` attribute whose forward maps images ``[B, 3, H, W]`` to
+            ``[T, B, classes]`` (every model of :mod:`gac_analysis.models`).
+        images: a tensor ``[B, 3, H, W]`` or an iterable of such batches or of ``(images, labels)``.
+        energy: a bundled energy table name (``45nm-fp32``, ``45nm-fp16``, ``45nm-int8``, ``45nm-int32``)
+            or a YAML file path.
+        reuse_static: count time-invariant work (stem on the repeated image, SCA, TA pooling) once.
+        fold_bn: price batch norm as folded into the conv (1 add per element) instead of unfolded.
+        data: description of the data for the provenance (e.g. ``DataSource.describe()``).
+        progress: optional callable ``progress(batch_index, batch_size)`` called after each batch.
+
+    Returns:
+        a :class:`Report`; counts are totals over all images and time steps.
+    """
+    from gac_analysis.data.validate import validate_images
+    from gac_analysis.energy.tables import load_energy_table
+    from gac_analysis.provenance import model_provenance, software_versions
+
+    table = load_energy_table(energy)
+    device = device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with Counter(model) as counter, torch.inference_mode():
+            for i, batch in enumerate(iter_image_batches(images)):
+                validate_images(batch, where=f"batch {i}")
+                model(batch.to(device, non_blocking=True))
+                if progress is not None:
+                    progress(i, int(batch.shape[0]))
+    finally:
+        model.train(was_training)
+    if counter.num_images == 0:
+        from gac_analysis.errors import DataError
+
+        raise DataError("no images were analysed: the data set is empty; check --data / --num-images")
+    provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
+                  "num_images": counter.num_images, "T": counter.T, "device": str(device),
+                  "energy_table": table.name}
+    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn)

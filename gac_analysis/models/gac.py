@@ -31,8 +31,9 @@ class TemporalAttention(nn.Module):
             raise ValueError(f"GAC's temporal attention needs T >= {ratio} (got T={T})")
         self.T = T
         # Pooling over (C, H, W) with T as the channel axis, as the reference does.
-        self.avg_pool = declare(nn.AdaptiveAvgPool3d(1), "attention", time="mixed")
-        self.max_pool = declare(nn.AdaptiveMaxPool3d(1), "attention", time="mixed")
+        # The pooled input I is the same at every step (static image): the pools are time-invariant work.
+        self.avg_pool = declare(nn.AdaptiveAvgPool3d(1), "attention", time="mixed", static=True)
+        self.max_pool = declare(nn.AdaptiveMaxPool3d(1), "attention", time="mixed", static=True)
         self.mlp = nn.Sequential(
             declare(nn.Conv3d(T, T // ratio, 1, bias=False), "attention", input="real", time="mixed"),
             declare(nn.ReLU(), "attention", time="mixed"),
@@ -56,10 +57,13 @@ class SpatialChannelAttention(nn.Module):
     def __init__(self, channels: int, kernel: int = 4):
         super().__init__()
         self.kernel = kernel
+        # SCA reads I, which is the same at every step (static image): time-invariant work (``static``).
         self.mlp = nn.Sequential(
-            declare(nn.Conv2d(channels, channels, kernel, padding="same", bias=False), "attention", input="real"),
-            declare(nn.ReLU(), "attention"),
-            declare(nn.Conv2d(channels, channels, kernel, padding="same", bias=False), "attention", input="real"),
+            declare(nn.Conv2d(channels, channels, kernel, padding="same", bias=False), "attention", input="real",
+                    static=True),
+            declare(nn.ReLU(), "attention", static=True),
+            declare(nn.Conv2d(channels, channels, kernel, padding="same", bias=False), "attention", input="real",
+                    static=True),
         )
 
     def forward(self, i_seq: torch.Tensor) -> torch.Tensor:

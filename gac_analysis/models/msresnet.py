@@ -107,8 +107,27 @@ class MSResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.ModuleList(stages)
         self.head = Head(c_in, num_classes, variant)
+        self._declare_spike_wiring()
         if spec.family == "imagenet":
             self._init_imagenet()
+
+    def _declare_spike_wiring(self) -> None:
+        """Tell the accounting which LIF site feeds each synaptic layer (``gac_rate_source``: its firing
+        rate is the layer's ``fr_in`` in the paper convention) and which LIF holds its output neurons
+        (``gac_output_neurons``: theta_out of the memory model). The 1x1 shortcut conv reads the same
+        membrane input as the block's first LIF, so that LIF's rate stands for its input rate."""
+        blocks = [(f"layers.{i}.{j}", b) for i, stage in enumerate(self.layers) for j, b in enumerate(stage)]
+        first_lif = "encoder.lif" if self.coding == "gac" else blocks[0][0] + ".lif1"
+        self.stem.conv.gac_output_neurons = first_lif
+        for k, (prefix, block) in enumerate(blocks):
+            nxt = blocks[k + 1][0] + ".lif1" if k + 1 < len(blocks) else "head.lif"
+            block.conv1.gac_rate_source, block.conv1.gac_output_neurons = f"{prefix}.lif1", f"{prefix}.lif2"
+            block.conv2.gac_rate_source, block.conv2.gac_output_neurons = f"{prefix}.lif2", nxt
+            if block.shortcut is not None:
+                block.shortcut.conv.gac_rate_source = f"{prefix}.lif1"
+                block.shortcut.conv.gac_output_neurons = nxt
+        self.head.fc.gac_rate_source = "head.lif"
+        self.head.fc.gac_output_neurons = None
 
     def _init_imagenet(self) -> None:
         """Reference ImageNet init: Kaiming-normal (fan_out) convs; block BN1 weight 0.5, BN2 weight 0."""

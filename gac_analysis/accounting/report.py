@@ -1,0 +1,205 @@
+"""The report of one profiling run: pandas tables, energy in both conventions, provenance, JSON.
+
+Units: every count is an integer number of operations or events, **summed over all analysed images
+and all T time steps** unless its name says otherwise (``per_image``, ``per_step``); energies are pJ
+totals over the images (``*_pj``) or mJ per image (``per_image_mj``). See README, "Report schema".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from gac_analysis.energy.conventions import energy_summary, price_layers, price_neurons
+from gac_analysis.energy.tables import EnergyTable
+
+SCHEMA = "gac-analysis/energy-report"
+SCHEMA_VERSION = 1
+LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
+                  "input_nnz")
+STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
+
+
+def _slots(site, key: str, T: int) -> list[int]:
+    """A counter of a site as ``T + 1`` python ints (last slot: time-mixed totals)."""
+    if key in site.tensors:
+        return site._cpu[key]
+    return site.ints.get(key, [0] * (T + 1))
+
+
+def _observed_input(site, T: int) -> str | None:
+    if "binary_calls" not in site.tensors:
+        return None
+    binary = site._cpu["binary_calls"][T]
+    return "binary" if binary == site.calls else ("real" if binary == 0 else "mixed")
+
+
+def _mismatch(declared: str | None, observed: str | None, site) -> bool:
+    """A declared input kind contradicted by the values seen. An all-zero input fits both kinds."""
+    if not declared or not observed or observed == declared:
+        return False
+    return any(site._cpu.get("input_nnz", [0])) if declared == "real" else True
+
+
+def _layer_row(site, T: int) -> dict:
+    observed = _observed_input(site, T)
+    row = {
+        "name": site.name, "op": site.op, "role": site.role, "time": site.time, "static": site.static,
+        "declared_input": site.declared_input, "input": observed,
+        "input_mismatch": _mismatch(site.declared_input, observed, site),
+        "calls": site.calls, "in_shape": "x".join(map(str, site.in_shape)),
+        "out_shape": "x".join(map(str, site.out_shape)), "in_numel": math.prod(site.in_shape),
+        "out_numel": math.prod(site.out_shape), "rate_source": site.rate_source,
+        "output_neurons": site.output_neurons,
+    }
+    for key in LAYER_COUNTERS:
+        row[key] = int(sum(_slots(site, key, T)))
+    for key in ("c_in", "c_out", "kernel", "stride", "groups", "has_bias"):
+        value = site.geometry.get(key)
+        row[key] = "x".join(map(str, value)) if isinstance(value, list) else value
+    return row
+
+
+def _lif_row(site, T: int, num_images: int) -> dict:
+    spikes = _slots(site, "spikes", T)[:T]
+    neurons = math.prod(site.out_shape)
+    denom = max(neurons * num_images, 1)
+    return {
+        "name": site.name, "role": site.role, "shape": "x".join(map(str, site.out_shape)), "neurons": neurons,
+        "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(site, "neuron_steps", T))),
+        "firing_rate": sum(spikes) / (denom * T), "per_step_rate": [s / denom for s in spikes],
+    }
+
+
+def _step_rows(site, T: int, kind: str) -> list[dict]:
+    rows = []
+    slots = {k: _slots(site, k, T) for k in STEP_COUNTERS}
+    for t in range(T + 1):
+        values = {k: int(v[t]) for k, v in slots.items()}
+        if t == T and not any(values.values()):
+            continue
+        rows.append({"name": site.name, "kind": kind, "role": site.role, "step": t if t < T else -1, **values})
+    return rows
+
+
+@dataclass
+class Report:
+    """Counts, rates and energies of one profiling run (see module docstring for units)."""
+
+    T: int
+    num_images: int
+    layers: pd.DataFrame          # one row per synaptic/elementwise site, execution order, priced
+    lif_sites: pd.DataFrame       # one row per LIF call, execution order, priced
+    per_step: pd.DataFrame        # long table: site x time step (step -1: time-mixed work)
+    energy: dict
+    provenance: dict
+    checks: dict = field(default_factory=dict)
+
+    @property
+    def mean_firing_rate(self) -> float:
+        """Network mean rate: total spikes / total neuron-steps."""
+        steps = self.lif_sites["neuron_steps"].sum() if len(self.lif_sites) else 0
+        return float(self.lif_sites["spikes"].sum() / steps) if steps else 0.0
+
+    def to_dict(self) -> dict:
+        lif_cols = ["name", "role", "shape", "spikes", "neurons", "firing_rate", "per_step_rate", "complete_pj"]
+        layer_cols = ["name", "op", "role", "input", "declared_input", "static", "dense_macs", "acs",
+                      "effective_macs", "approx_acs", "bias_adds", "muls", "adds", "compares", "sigmoids",
+                      "input_nnz", "fr_in", "paper_pj", "complete_pj"]
+        return {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "num_images": self.num_images, "T": self.T,
+            "units": {"counts": "operations or events, totals over all images and time steps",
+                      "neurons": "per image per time step", "energy": "pJ totals over images; mJ per image",
+                      "firing_rate": "spikes / (neurons x T x images)"},
+            "mean_firing_rate": self.mean_firing_rate,
+            "totals": self.totals(),
+            "lif_sites": _records(self.lif_sites, lif_cols),
+            "layers": _records(self.layers, layer_cols),
+            "energy": self.energy,
+            "checks": self.checks,
+            "provenance": self.provenance,
+        }
+
+    def totals(self) -> dict:
+        lay = self.layers
+        return {
+            "dense_macs": int(lay["dense_macs"].sum()), "acs": int(lay["acs"].sum()),
+            "effective_macs": int(lay["effective_macs"].sum()), "approx_acs": float(lay["approx_acs"].sum()),
+            "spikes": int(self.lif_sites["spikes"].sum()) if len(self.lif_sites) else 0,
+            "neuron_steps": int(self.lif_sites["neuron_steps"].sum()) if len(self.lif_sites) else 0,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write ``report.json``, ``layers.csv``, ``lif_sites.csv`` and ``per_step.csv`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / "report.json", folder / "layers.csv", folder / "lif_sites.csv", folder / "per_step.csv"]
+        paths[0].write_text(self.to_json() + "\n")
+        self.layers.to_csv(paths[1], index=False)
+        lif = self.lif_sites.copy()
+        lif["per_step_rate"] = lif["per_step_rate"].map(lambda v: ";".join(f"{x:.6g}" for x in v))
+        lif.to_csv(paths[2], index=False)
+        self.per_step.to_csv(paths[3], index=False)
+        return paths
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def _records(df: pd.DataFrame, cols: list[str]) -> list[dict]:
+    present = [c for c in cols if c in df.columns]
+    out = []
+    for rec in df[present].to_dict(orient="records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
+    return out
+
+
+def build_report(counter, *, table: EnergyTable, provenance: dict | None = None, reuse_static: bool = True,
+                 fold_bn: bool = False) -> Report:
+    """Synchronise the counters once and build the priced tables."""
+    T, n = counter.T, counter.num_images
+    for site in counter.sites.values():  # the one device sync
+        site._cpu = {k: v.cpu().tolist() for k, v in site.tensors.items()}
+    lif = [s for s in counter.sites.values() if s.op == "lif"]
+    other = [s for s in counter.sites.values() if s.op != "lif"]
+    layers = pd.DataFrame([_layer_row(s, T) for s in other], columns=None)
+    if layers.empty:
+        layers = pd.DataFrame(columns=["name", "op", "role", "static", "input", "rate_source", "in_numel",
+                                       *LAYER_COUNTERS])
+    lif_df = pd.DataFrame([_lif_row(s, T, n) for s in lif],
+                          columns=["name", "role", "shape", "neurons", "spikes", "neuron_steps", "firing_rate",
+                                   "per_step_rate"])
+    per_step = pd.DataFrame([r for s in counter.sites.values()
+                             for r in _step_rows(s, T, "lif" if s.op == "lif" else "layer")])
+    layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    lif_df = price_neurons(lif_df, table)
+    energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    mismatches = layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]] \
+        if "input_mismatch" in layers else pd.DataFrame()
+    checks = {
+        "input_kind_mismatches": mismatches.to_dict(orient="records"),
+        "paper_le_complete": energy["complete"]["total_pj"] >= energy["paper"]["total_pj"],
+    }
+    for site in counter.sites.values():
+        site.__dict__.pop("_cpu", None)
+    return Report(T=T, num_images=n, layers=layers, lif_sites=lif_df, per_step=per_step, energy=energy,
+                  provenance=dict(provenance or {}), checks=checks)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")

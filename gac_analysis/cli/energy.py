@@ -1,0 +1,105 @@
+"""``gac-analyze energy``: count every operation and spike, price it in both conventions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gac_analysis.cli.common import (atomic_output_dir, console, default_data_spec, handles_errors, open_data,
+                                     open_model)
+from gac_analysis.errors import ConfigError
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device '{device}': use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
+    return torch.device(device)
+
+
+def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_static: bool, fold_bn: bool,
+                indices=None, show_progress: bool = True):
+    """Profile ``model`` over ``source`` (optionally a subset of indices) with a progress bar."""
+    from gac_analysis.accounting import profile
+
+    n = len(indices) if indices is not None else len(source)
+    total = math.ceil(n / batch_size) if n else 0
+    with Progress(TextColumn("[bold]profiling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not show_progress) as bar:
+        task = bar.add_task("profile", total=total)
+        return profile(model, source.batches(batch_size, indices=indices), energy=energy_table,
+                       reuse_static=reuse_static, fold_bn=fold_bn, data=source.describe(),
+                       progress=lambda i, b: bar.advance(task))
+
+
+def print_summary(report, out: Path | None = None) -> None:
+    """Totals in both conventions, the largest consumers, mean firing rate."""
+    e = report.energy
+    t = Table(title=f"energy per image ({report.num_images} images, T={report.T}, table {e['table']['name']})")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_column("unit / convention")
+    t.add_row("paper convention", f"{e['paper']['per_image_mj']:.6g}", "mJ/image (E_MAC x stem MACs + E_AC x fr x T x dense)")
+    t.add_row("complete convention", f"{e['complete']['per_image_mj']:.6g}", "mJ/image (every operation, exact counts)")
+    ratio = e["difference"]["ratio_complete_to_paper"]
+    t.add_row("complete - paper", f"{e['difference']['per_image_mj']:.6g}",
+              f"mJ/image (complete / paper = {ratio:.3f})" if ratio else "mJ/image")
+    tot = report.totals()
+    n = max(report.num_images, 1)
+    t.add_row("exact ACs", f"{tot['acs'] / n:,.0f}", "ACs/image (binary inputs)")
+    t.add_row("fr x T x dense approximation", f"{tot['approx_acs'] / n:,.0f}", "ACs/image (paper convention)")
+    t.add_row("effective MACs", f"{tot['effective_macs'] / n:,.0f}", "MACs/image (real-valued inputs)")
+    t.add_row("mean firing rate", f"{report.mean_firing_rate:.4f}", "spikes / neuron / step")
+    console.print(t)
+    top = report.layers.nlargest(5, "complete_pj")
+    tt = Table(title="largest consumers (complete convention)")
+    for col in ("layer", "op", "role", "input", "mJ/image", "share"):
+        tt.add_column(col, justify="right" if col in ("mJ/image", "share") else "left")
+    total = e["complete"]["total_pj"] or 1.0
+    for _, r in top.iterrows():
+        tt.add_row(r["name"], r["op"], r["role"], str(r["input"] or "-"), f"{r['complete_pj'] / n / 1e9:.4g}",
+                   f"{100 * r['complete_pj'] / total:.1f}%")
+    console.print(tt)
+    for m in report.checks.get("input_kind_mismatches", []):
+        console.print(f"[yellow]note:[/] {m['name']} is declared {m['declared_input']} but received {m['input']} input")
+    if out is not None:
+        console.print(f"wrote {out}/report.json, layers.csv, lif_sites.csv, per_step.csv", highlight=False)
+
+
+@handles_errors
+def energy_cmd(
+    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; omitted: the embedded default model."),
+    data: Optional[str] = typer.Option(None, "--data", help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
+    num_images: Optional[int] = typer.Option(None, "--num-images", help="Analyse the first N images."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    energy_table: str = typer.Option("45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"),
+    out: Path = typer.Option(Path("reports/energy"), "--out", help="Output folder (replaced on success)."),
+    T: Optional[int] = typer.Option(None, "--T", help="Time steps (direct-coding checkpoints only)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
+    reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
+                                      help="Count time-invariant work (stem, SCA) once, or at every step."),
+    fold_bn: bool = typer.Option(False, "--fold-bn/--unfold-bn", help="Price BN as folded into the conv."),
+):
+    """Exact per-layer, per-step operation and spike counts; energy in the paper and complete conventions."""
+    from gac_analysis.energy.tables import load_energy_table
+
+    load_energy_table(energy_table)  # fail fast on a bad table, before any work
+    dev = resolve_device(device)
+    model, path = open_model(ckpt, T=T)
+    spec = default_data_spec(ckpt is None, data)
+    source = open_data(spec, model, num_images=num_images, seed=seed)
+    model = model.to(dev)
+    with atomic_output_dir(out) as tmp:
+        report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
+                             reuse_static=reuse_static, fold_bn=fold_bn)
+        report.save(tmp)
+    print_summary(report, out)

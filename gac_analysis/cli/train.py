@@ -1,0 +1,142 @@
+"""``gac-analyze train``: train a GAC-MS-ResNet (or direct-coding MS-ResNet) and save a checkpoint.
+
+The defaults reproduce the embedded default model (``gac_analysis/assets/default_digits_gac.pt``,
+see ``docs/default_model.md``): GAC-MS-ResNet-18, CIFAR topology, stem width 16, T=4, on digits.
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gac_analysis.cli.common import console, handles_errors
+from gac_analysis.errors import ConfigError, DataError
+
+TRAIN_SOURCES = ("digits", "cifar10", "cifar100")
+DEFAULT_EPOCHS = 15
+
+
+def _format_command(*, data: str, arch: str, width: int, T: int, coding: str, epochs: int, batch_size: int,
+                    lr: float, seed: int, out: Path, max_steps: Optional[int], threads: Optional[int]) -> str:
+    """The command line that reproduces this run, every result-affecting option spelled out."""
+    args = ["--data", data, "--arch", arch, "--width", str(width), "--T", str(T), "--coding", coding,
+            "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", repr(float(lr)), "--seed", str(seed)]
+    if max_steps is not None:
+        args += ["--max-steps", str(max_steps)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    args += ["--out", str(out)]
+    return "gac-analyze train " + " ".join(shlex.quote(a) for a in args)
+
+
+def _check_options(*, data: str, arch: str, width: int, T: int, coding: str, epochs: int, batch_size: int,
+                   lr: float, max_steps: Optional[int], threads: Optional[int], out: Path) -> str:
+    """Validate everything before any work; return the data kind (digits / cifar10 / cifar100)."""
+    from gac_analysis.models.registry import ARCHS
+
+    kind, sep, path = data.strip().partition(":")
+    kind = kind.lower()
+    if kind not in TRAIN_SOURCES or (kind == "digits" and sep) or (kind != "digits" and not path.strip()):
+        raise DataError(f"unknown training data '{data}': use digits, cifar10:PATH or cifar100:PATH")
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown --arch '{arch}': use one of {', '.join(sorted(ARCHS))}")
+    if coding not in ("gac", "direct"):
+        raise ConfigError(f"unknown --coding '{coding}': use gac or direct")
+    if T < 1:
+        raise ConfigError(f"--T must be >= 1 (got {T})")
+    if coding == "gac" and T < 2:
+        raise ConfigError(f"GAC coding needs --T >= 2 (its temporal attention has T//2 channels; got T={T}); "
+                          "use --T 2 or more, or --coding direct")
+    for name, value in (("--width", width), ("--epochs", epochs), ("--batch-size", batch_size)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1 (got {value})")
+    if not lr > 0:
+        raise ConfigError(f"--lr must be > 0 (got {lr})")
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"--max-steps must be >= 1 (got {max_steps})")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1 (got {threads})")
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file path such as {out / 'model.pt'}")
+    return kind
+
+
+@handles_errors
+def train_cmd(
+    data: str = typer.Option("digits", "--data", help="digits (train 1437 / held-out 360), cifar10:PATH or "
+                             "cifar100:PATH (train split / test split)."),
+    arch: str = typer.Option("msresnet18-cifar", help="Architecture from the registry."),
+    width: int = typer.Option(16, help="Stem width (stages are 2x/4x/8x it on the CIFAR topology; 64 in the paper)."),
+    T: int = typer.Option(4, "--T", help="Time steps (GAC needs T >= 2)."),
+    coding: str = typer.Option("gac", help="gac (gated attention coding) or direct."),
+    epochs: int = typer.Option(DEFAULT_EPOCHS, help="Passes over the training split."),
+    batch_size: int = typer.Option(64, help="Images per optimiser step."),
+    lr: float = typer.Option(0.1, help="Peak learning rate of SGD (momentum 0.9, wd 5e-5, cosine schedule)."),
+    seed: int = typer.Option(0, help="Seed of the initialisation, shuffling and augmentation."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint file to write (this project's format)."),
+    max_steps: Optional[int] = typer.Option(None, help="stop after N optimiser steps (smoke tests)"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+):
+    """Train a model with the reference recipe (scaled down) and save it with its provenance."""
+    import torch
+
+    from gac_analysis.data import open_source
+    from gac_analysis.models import build_model, count_parameters, save_checkpoint
+    from gac_analysis.training import evaluate, set_deterministic, train
+
+    kind = _check_options(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
+                          batch_size=batch_size, lr=lr, max_steps=max_steps, threads=threads, out=out)
+    command = _format_command(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
+                              batch_size=batch_size, lr=lr, seed=seed, out=out, max_steps=max_steps,
+                              threads=threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    train_src = open_source(data, split="train")
+    test_src = open_source(data, split="test")
+    num_classes = int(train_src.extra.get("num_classes", int(train_src.labels.max()) + 1))
+
+    set_deterministic(seed)
+    model = build_model(arch, num_classes=num_classes, T=T, coding=coding, width=width)
+    n_params = count_parameters(model)
+    console.print(f"training {arch} ({coding}, T={T}, width {width}, {n_params:,} parameters) on {data}: "
+                  f"{len(train_src)} training / {len(test_src)} held-out images, {epochs} epochs, batch "
+                  f"{batch_size}, lr {lr}, seed {seed}" + (f", at most {max_steps} steps" if max_steps else ""),
+                  highlight=False, soft_wrap=True)
+
+    def on_epoch(e):
+        acc = "-" if e.heldout_accuracy is None else f"{100 * e.heldout_accuracy:.2f}%"
+        console.print(f"epoch {e.epoch:3d}/{epochs}  steps {e.steps:4d}  loss {e.train_loss:.4f}  train acc "
+                      f"{100 * e.train_accuracy:.2f}%  held-out acc {acc}  lr {e.lr_end:.5f}  {e.seconds:.1f}s",
+                      highlight=False, soft_wrap=True)
+
+    t0 = time.perf_counter()
+    result = train(model, train_src, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment="auto",
+                   eval_data=test_src, max_steps=max_steps, progress=progress, on_epoch=on_epoch)
+    train_time = time.perf_counter() - t0
+    accuracy = result.final_accuracy
+    if accuracy is None:  # pragma: no cover - train always evaluates after the last step
+        accuracy = evaluate(model, test_src)
+    train_desc = train_src.describe()
+    save_checkpoint(
+        model, out, command=command, seed=seed, data=data, arch=arch, coding=coding, T=T, width=width,
+        epochs=epochs, epochs_completed=len(result.epochs), steps=result.steps, batch_size=batch_size, lr=lr,
+        momentum=0.9, weight_decay=5e-5, schedule="cosine over all optimiser steps",
+        loss="cross-entropy on logits.mean(0)",
+        augmentation={"digits": "random shift <= 2 px (pad 2 with black, crop)",
+                      "cifar10": "random crop (pad 4) + horizontal flip",
+                      "cifar100": "random crop (pad 4) + horizontal flip"}[kind],
+        heldout_accuracy=accuracy, heldout_split=test_src.describe().get("split"),
+        num_heldout=len(test_src), num_train=len(train_src), train_source=train_desc,
+        epoch_losses=result.epoch_losses, epoch_heldout_accuracies=result.epoch_accuracies,
+        train_time_s=round(train_time, 1), parameters=n_params, torch_threads=torch.get_num_threads(),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+    )
+    console.print(f"held-out accuracy {100 * accuracy:.2f}% ({len(test_src)} images, {test_src.split} split); "
+                  f"{result.steps} steps in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
+                  highlight=False, soft_wrap=True)
