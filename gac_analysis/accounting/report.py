@@ -79,7 +79,7 @@ def _lif_row(site, T: int, num_images: int) -> dict:
 def _step_rows(site, T: int, kind: str) -> list[dict]:
     rows = []
     slots = {k: _slots(site, k, T) for k in STEP_COUNTERS}
-    for t in range(T + 1):
+    for t in ([T] if site.time == "mixed" else range(T + 1)):
         values = {k: int(v[t]) for k, v in slots.items()}
         if t == T and not any(values.values()):
             continue

@@ -14,6 +14,9 @@ from gac_analysis.cli.common import (atomic_output_dir, console, default_data_sp
                                      open_model)
 from gac_analysis.errors import ConfigError
 
+#: Default of ``--dist-timeout`` (seconds); equals :data:`gac_analysis.distributed.DEFAULT_TIMEOUT_S`.
+DEFAULT_DIST_TIMEOUT_S = 1800.0
+
 
 def resolve_device(device: str):
     import torch
@@ -88,10 +91,22 @@ def energy_cmd(
     reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
                                       help="Count time-invariant work (stem, SCA) once, or at every step."),
     fold_bn: bool = typer.Option(False, "--fold-bn/--unfold-bn", help="Price BN as folded into the conv."),
+    distributed: Optional[bool] = typer.Option(
+        None, "--distributed/--no-distributed", show_default="auto: on under torchrun",
+        help="Split the images across the processes of a torchrun launch (gloo on CPU, nccl on CUDA); the "
+             "report equals the single-process one."),
+    dist_timeout: float = typer.Option(DEFAULT_DIST_TIMEOUT_S, "--dist-timeout", min=1.0,
+                                       help="Seconds a distributed run waits for its slowest process before failing."),
 ):
     """Exact per-layer, per-step operation and spike counts; energy in the paper and complete conventions."""
+    from gac_analysis.distributed import resolve_launch
     from gac_analysis.energy.tables import load_energy_table
 
+    launch = resolve_launch(distributed)
+    if launch is not None:
+        return _energy_distributed(launch, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
+                                   device=device, energy_table=energy_table, out=out, T=T, seed=seed,
+                                   reuse_static=reuse_static, fold_bn=fold_bn, timeout_s=dist_timeout)
     load_energy_table(energy_table)  # fail fast on a bad table, before any work
     dev = resolve_device(device)
     model, path = open_model(ckpt, T=T)
@@ -101,5 +116,101 @@ def energy_cmd(
     with atomic_output_dir(out) as tmp:
         report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
                              reuse_static=reuse_static, fold_bn=fold_bn)
+        report.provenance["distributed"] = {"world_size": 1, "backend": None}
         report.save(tmp)
     print_summary(report, out)
+
+
+# ---- distributed run (torchrun): see gac_analysis.distributed and docs/distributed.md ---------------------
+
+def _check_output_path(out: Path) -> None:
+    """The checks :func:`atomic_output_dir` makes, without creating anything but the parent folder."""
+    import os
+
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the output folder's parent {out.parent}: {e.strerror}") from None
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder's parent {out.parent} is not writable; choose another --out")
+
+
+def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, energy_table, out, T, seed,
+                        reuse_static, fold_bn, timeout_s) -> None:
+    """``energy`` as one rank of a torchrun launch: analyse this rank's shard, sum the counts, rank 0 writes.
+
+    Every rank runs the same steps; after the local work and after writing, the ranks agree on success,
+    so a rank that fails makes every rank fail with that rank's message (and rank 0 writes nothing).
+    """
+    from gac_analysis import distributed as gd
+    from gac_analysis.energy.tables import load_energy_table
+
+    if device.startswith("cuda:"):
+        raise ConfigError(f"--device {device}: in a distributed run each process uses cuda:LOCAL_RANK; pass "
+                          "--device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES")
+    if device == "cpu":
+        gd.configure_threads(launch.local_world_size)
+    try:
+        with gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
+            report = _energy_ranks(sess, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
+                                   energy_table=energy_table, out=out, T=T, seed=seed, reuse_static=reuse_static,
+                                   fold_bn=fold_bn, load_table=load_energy_table)
+    except gd.RankFailed as e:
+        # the failing ranks and rank 0 say why; the other ranks only exit with the code
+        if _prints_failure(e, launch):
+            raise
+        raise typer.Exit(code=e.exit_code) from None
+    if report is not None:
+        print_summary(report, out)
+
+
+def _prints_failure(error, launch) -> bool:
+    """Whether this rank prints a :class:`RankFailed`: rank 0 and the ranks that failed."""
+    return launch.rank == 0 or any(r == launch.rank for r, _, _ in error.failures)
+
+
+def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out, T, seed, reuse_static, fold_bn,
+                  load_table):
+    from gac_analysis import distributed as gd
+
+    def analyse():
+        load_table(energy_table)  # fail fast on a bad table, before any work
+        model, _ = open_model(ckpt, T=T)
+        spec = default_data_spec(ckpt is None, data)
+        source = open_data(spec, model, num_images=num_images, seed=seed)
+        if sess.is_main:
+            _check_output_path(out)
+        n = len(source)
+        indices = gd.shard_indices(n, sess.rank, sess.world_size, block=batch_size)
+        num_batches = math.ceil(n / batch_size)
+        if sess.is_main and num_batches < sess.world_size:
+            console.print(f"note: {n} images make {num_batches} batch(es) of {batch_size} for {sess.world_size} "
+                          f"processes: {sess.world_size - num_batches} process(es) stay idle; lower --batch-size to "
+                          "use them all", highlight=False)
+        model = model.to(sess.device)
+        total = math.ceil(len(indices) / batch_size)
+        with Progress(TextColumn(f"[bold]profiling (rank 0 of {sess.world_size})"), BarColumn(),
+                      MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), console=console,
+                      transient=True, disable=not sess.is_main) as bar:
+            task = bar.add_task("profile", total=total)
+            counter = gd.count_images(model, source.batches(batch_size, indices=indices),
+                                      progress=lambda i, b: bar.advance(task))
+        return model, source, counter
+
+    model, source, counter = sess.run_local(analyse, "the analysis")
+    sess.collective(lambda: gd.reduce_counter(counter, object_group=sess.object_group), "summing the counts")
+
+    def write():
+        if not sess.is_main:
+            return None
+        report = gd.report_from_counter(counter, model, energy=energy_table, reuse_static=reuse_static,
+                                        fold_bn=fold_bn, data=source.describe())
+        report.provenance["distributed"] = sess.describe()
+        with atomic_output_dir(out) as tmp:
+            report.save(tmp)
+        return report
+
+    return sess.run_local(write, "writing the report")
