@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import weakref
+
 import torch
 from torch import nn
 
 from gac_analysis.accounting.handles import SYNAPTIC_OPS, CallShape, find_handle
+from gac_analysis.models.neurons import LIF
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Counter:
         self.T = int(T)
         self._handles = []
         self._calls: dict[str, int] = {}
+        self._spike_outputs: dict[int, weakref.ref] = {}
         self.reset()
 
     # -- NeuroBench-style metric interface ------------------------------------------------------
@@ -119,6 +123,7 @@ class Counter:
 
     def _on_forward_start(self, module, inputs) -> None:
         self._calls = {}
+        self._spike_outputs: dict[int, weakref.ref] = {}
         x = inputs[0] if inputs else None
         if isinstance(x, torch.Tensor) and x.dim() > 0:
             self.num_images += int(x.shape[0])
@@ -130,14 +135,23 @@ class Counter:
             self._calls[name] = idx + 1
             key = name if idx == 0 else f"{name}#{idx + 1}"
             layout = getattr(module, "gac_time", "T" if op == "lif" else "TB")
-            cs = CallShape(self.T, layout)
+            cs = CallShape(self.T, layout, self._is_spike_output(inputs[0]) if op in SYNAPTIC_OPS else False)
             counts = handle(module, inputs, output, cs)
+            if isinstance(module, LIF):  # 0/1 by construction: remember the storage (weakly, no retention)
+                self._spike_outputs[output.untyped_storage().data_ptr()] = weakref.ref(output)
             site = self.sites.get(key)
             if site is None:
                 site = self._new_site(key, name, op, module, inputs[0], output, layout)
             site.calls += 1
             self._accumulate(site, counts, layout, output.device)
         return hook
+
+    def _is_spike_output(self, x: torch.Tensor) -> bool:
+        """True when ``x`` shares its storage with a live LIF output of this forward pass."""
+        ptr = x.untyped_storage().data_ptr()
+        ref = self._spike_outputs.get(ptr)
+        source = ref() if ref is not None else None
+        return source is not None and source.untyped_storage().data_ptr() == ptr
 
     def _new_site(self, key, name, op, module, x, out, layout) -> Site:
         site = Site(

@@ -33,10 +33,11 @@ import torch
 from torch import nn
 
 from gac_analysis.accounting.kernels import (
+    binary_channel_counts,
+    channel_nonzero_counts,
     conv_dense_macs_per_row,
-    conv_synaptic_ops,
+    conv_ops_from_counts,
     is_binary,
-    linear_synaptic_ops,
     nonzero_count,
 )
 from gac_analysis.models.layers import Add, Mul
@@ -46,17 +47,20 @@ Handle = Callable[[nn.Module, tuple, torch.Tensor, "CallShape"], dict]
 
 
 class CallShape:
-    """How one call's leading dimension maps to time steps.
+    """How one call's leading dimension maps to time steps, and what is known of its input.
 
     ``layout`` ``"TB"``: rows ``[T*B, ...]`` time-major; ``"T"``: ``[T, B, ...]``; ``"mixed"``: time is
-    a feature axis, counts are not split by step.
+    a feature axis, counts are not split by step. ``spike_input`` is True when the engine saw the
+    input tensor come out of a neuron whose outputs are 0/1 by construction (observed provenance,
+    not a guess); the handle may then skip the value check.
     """
 
-    __slots__ = ("T", "layout")
+    __slots__ = ("T", "layout", "spike_input")
 
-    def __init__(self, T: int, layout: str):
+    def __init__(self, T: int, layout: str, spike_input: bool = False):
         self.T = T
         self.layout = layout
+        self.spike_input = spike_input
 
     def per_step(self, per_row: torch.Tensor) -> torch.Tensor:
         """Sum a per-row int64 count ``[rows]`` (time-major rows) into ``[T]``; mixed: the total."""
@@ -74,40 +78,62 @@ def _rows(x: torch.Tensor, feature_dims: int) -> torch.Tensor:
     return nonzero_count(x.reshape(-1, *x.shape[x.dim() - feature_dims:]), dims=tuple(range(1, feature_dims + 1)))
 
 
+def _binary_flag(x: torch.Tensor, nnz_total: torch.Tensor) -> torch.Tensor:
+    """0-dim int64: 1 when every non-zero of ``x`` equals 1 (a spike tensor), from its non-zero count."""
+    return (torch.count_nonzero(x == 1) == nnz_total).long()
+
+
 def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """Conv1d/2d/3d: dense MACs, exact synaptic ops, input events, bias adds."""
     x = inputs[0]
     nd = len(m.kernel_size)
     rows = x.reshape(-1, *x.shape[x.dim() - nd - 1:])
-    counts = {
+    if cs.spike_input:
+        counts = binary_channel_counts(rows, nd)
+        per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
+        binary = torch.ones((), dtype=torch.int64, device=x.device)
+    else:
+        counts = channel_nonzero_counts(rows, nd)
+        per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
+        binary = _binary_flag(rows, per_row_nnz.sum())
+    result = {
         "dense_macs": cs.uniform(conv_dense_macs_per_row(rows.shape, m) * rows.shape[0]),
-        "synaptic_ops": cs.per_step(conv_synaptic_ops(rows, m)),
-        "binary_calls": is_binary(x).long(),
-        "input_nnz": cs.per_step(_rows(rows, nd + 1)),
+        "synaptic_ops": cs.per_step(conv_ops_from_counts(counts, m)),
+        "binary_calls": binary,
+        "input_nnz": cs.per_step(per_row_nnz),
     }
     if m.bias is not None:
-        counts["bias_adds"] = cs.uniform(out.numel())
-    return counts
+        result["bias_adds"] = cs.uniform(out.numel())
+    return result
 
 
 def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """Linear: dense MACs, exact synaptic ops (nnz x out_features), input events, bias adds."""
     x = inputs[0].reshape(-1, m.in_features)
-    counts = {
+    per_row_nnz = nonzero_count(x, dims=(1,))
+    result = {
         "dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features),
-        "synaptic_ops": cs.per_step(linear_synaptic_ops(x, m.out_features)),
+        "synaptic_ops": cs.per_step(per_row_nnz * m.out_features),
         "binary_calls": is_binary(x).long(),
-        "input_nnz": cs.per_step(_rows(x, 1)),
+        "input_nnz": cs.per_step(per_row_nnz),
     }
     if m.bias is not None:
-        counts["bias_adds"] = cs.uniform(out.numel())
-    return counts
+        result["bias_adds"] = cs.uniform(out.numel())
+    return result
 
 
 def lif_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
-    """LIF ``[T, B, ...]``: spikes per step (exact int64) and neuron updates (one per neuron per step)."""
-    return {"spikes": nonzero_count(out.reshape(out.shape[0], -1), dims=(1,)),
-            "neuron_steps": out.numel() // out.shape[0]}
+    """LIF ``[T, B, ...]``: spikes per step (exact int64) and neuron updates (one per neuron per step).
+
+    The output of :class:`LIF` is 0/1 by construction, so the float sum of one sample's step (fewer
+    than 2**24 neurons) is its exact spike count; other neuron types are counted by non-zeros.
+    """
+    per_sample = out.reshape(out.shape[0], out.shape[1], -1)
+    if isinstance(m, LIF) and per_sample.shape[-1] < 2**24:
+        spikes = per_sample.sum(-1).to(torch.int64).sum(1)
+    else:
+        spikes = nonzero_count(per_sample, dims=(1, 2))
+    return {"spikes": spikes, "neuron_steps": out.numel() // out.shape[0]}
 
 
 def batchnorm_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:

@@ -230,21 +230,39 @@ def conv_fanout(
 # --------------------------------------------------------------------------- conv
 
 
-def _padded_row_counts(x: torch.Tensor, conv: nn.Module, nd: int) -> torch.Tensor:
-    """Per-position channel count of non-zeros, ``[B, 1, *spatial']``, padded as the conv pads.
+def channel_nonzero_counts(x: torch.Tensor, nd: int) -> torch.Tensor:
+    """Per-position count of non-zero channels of a conv input ``[..., C, *spatial]``: int64 ``[..., *spatial]``."""
+    return (x != 0).sum(dim=-(nd + 1), dtype=torch.int64)
 
-    For non-'zeros' padding modes the padded border holds copies of real inputs, so the
-    channel-summed indicator is padded with the layer's own mode and amounts (padding
-    commutes with the channel sum because every mode acts per channel).
+
+def binary_channel_counts(x: torch.Tensor, nd: int) -> torch.Tensor:
+    """Like :func:`channel_nonzero_counts` for an input known to hold only 0 and 1 (spikes): the float
+    channel sum is then the count, exact while C < 2**24, and much cheaper than a bool reduction."""
+    return x.sum(dim=-(nd + 1)).to(torch.int64)
+
+
+def conv_ops_from_counts(counts: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """Exact synaptic ops per row from per-position channel counts ``[..., *spatial]`` (int64).
+
+    ``ops[n] = (C_out / groups) * sum_p counts[n, p] * fanout[p]``; non-'zeros' padding modes pad the
+    counts with the layer's own mode (padding commutes with the channel sum: every mode acts per
+    channel).
     """
-    ind_rows = (x != 0).sum(dim=-(nd + 1), dtype=torch.int64)  # [..., *spatial]
-    batch = math.prod(x.shape[: -(nd + 1)])
-    flat = ind_rows.reshape(batch, 1, *ind_rows.shape[-nd:])  # [B, 1, *spatial]
+    nd = _conv_nd(conv)
+    lead = tuple(counts.shape[:-nd])
+    flat = counts.reshape(math.prod(lead), 1, *counts.shape[-nd:])
+    padding: Padding = conv.padding
     if conv.padding_mode != "zeros":
         # reflect/replicate are not implemented for integer tensors; float64 is exact here.
         flat = F.pad(flat.double(), conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
         flat = flat.round().to(torch.int64)
-    return flat
+        padding = 0  # the padding is already in the counts
+    spatial = tuple(flat.shape[2:])
+    geom = _norm_geometry(spatial, conv.kernel_size, conv.stride, padding, conv.dilation)
+    fanout = _fanout_cached(*geom, counts.device)
+    per_row = (flat.squeeze(1) * fanout).sum(dim=tuple(range(1, nd + 1)))
+    per_row = per_row * (int(conv.out_channels) // int(conv.groups))
+    return per_row.reshape(lead)
 
 
 def conv_synaptic_ops(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
@@ -263,18 +281,7 @@ def conv_synaptic_ops(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     """
     nd = _conv_nd(conv)
     _check_conv_input(x, conv, nd)
-    lead = tuple(x.shape[: -(nd + 1)])
-    counts = _padded_row_counts(x, conv, nd)
-    if conv.padding_mode != "zeros":
-        padding: Padding = 0  # the padding is already in `counts`
-    else:
-        padding = conv.padding
-    spatial = tuple(counts.shape[2:])
-    geom = _norm_geometry(spatial, conv.kernel_size, conv.stride, padding, conv.dilation)
-    fanout = _fanout_cached(*geom, x.device)
-    per_row = (counts.squeeze(1) * fanout).sum(dim=tuple(range(1, nd + 1)))
-    per_row = per_row * (int(conv.out_channels) // int(conv.groups))
-    return per_row.reshape(lead)
+    return conv_ops_from_counts(channel_nonzero_counts(x, nd), conv)
 
 
 def brute_force_synaptic_ops(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:

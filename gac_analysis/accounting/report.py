@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from gac_analysis.energy.conventions import energy_summary, price_layers, price_neurons
+from gac_analysis.energy.hardware import memory_summary
 from gac_analysis.energy.tables import EnergyTable
 
 SCHEMA = "gac-analysis/energy-report"
@@ -188,6 +189,7 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
     layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
     lif_df = price_neurons(lif_df, table)
     energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static)
     mismatches = layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]] \
         if "input_mismatch" in layers else pd.DataFrame()
     checks = {
