@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -60,10 +61,16 @@ def dynamic_duration(o: torch.Tensor, atol: float = 0.0, *, exact_zero: bool = T
     T = x.shape[0]
     out = torch.full((x.shape[1],), T, dtype=torch.int64)
     found = torch.zeros(x.shape[1], dtype=torch.bool)
+    nz = (x != 0) if exact_zero else None
     for p in range(1, T):
-        ok = values_equal(x[p:], x[:-p], atol, exact_zero=exact_zero).all(dim=0) & ~found
+        eq = (x[p:] - x[:-p]).abs() <= atol
+        if nz is not None:
+            eq &= nz[p:] == nz[:-p]
+        ok = eq.all(dim=0) & ~found
         out[ok] = p
         found |= ok
+        if bool(found.all()):
+            break
     return out.reshape(shape)
 
 
@@ -137,6 +144,20 @@ def entropy_bits(counts: torch.Tensor) -> float:
     return float(-(p * torch.log2(p)).sum().item()) + 0.0
 
 
+def _unique_rows(keys: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an int64 matrix and their (weighted) counts, exact (rows compared byte by byte)."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    rows = keys.view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if weights is None:
+        counts = np.bincount(inverse)
+    else:
+        counts = np.zeros(first.shape[0], dtype=np.int64)
+        np.add.at(counts, inverse, weights)
+    return keys[first], counts.astype(np.int64)
+
+
 class PatternCounter:
     """Exact counts of the distinct sequences seen across a population, updated batch by batch.
 
@@ -147,30 +168,26 @@ class PatternCounter:
     def __init__(self, atol: float = 0.0, *, exact_zero: bool = True):
         self.atol = atol
         self.exact_zero = exact_zero
-        self.keys: torch.Tensor | None = None
-        self.counts: torch.Tensor | None = None
+        self.keys: np.ndarray | None = None
+        self.counts: np.ndarray | None = None
 
     def update(self, o: torch.Tensor) -> None:
-        keys = pattern_keys(o, self.atol, exact_zero=self.exact_zero)
-        uniq, counts = torch.unique(keys, dim=0, return_counts=True)
+        keys, counts = _unique_rows(pattern_keys(o, self.atol, exact_zero=self.exact_zero).numpy())
         if self.keys is not None:
-            uniq = torch.cat([self.keys, uniq])
-            counts = torch.cat([self.counts, counts])
-            uniq, inverse = torch.unique(uniq, dim=0, return_inverse=True)
-            counts = torch.zeros(uniq.shape[0], dtype=torch.int64).scatter_add_(0, inverse, counts)
-        self.keys, self.counts = uniq, counts
+            keys, counts = _unique_rows(np.concatenate([self.keys, keys]), np.concatenate([self.counts, counts]))
+        self.keys, self.counts = keys, counts
 
     @property
     def num_patterns(self) -> int:
-        return 0 if self.counts is None else int(self.counts.numel())
+        return 0 if self.counts is None else int(self.counts.size)
 
     @property
     def total(self) -> int:
-        return 0 if self.counts is None else int(self.counts.sum().item())
+        return 0 if self.counts is None else int(self.counts.sum())
 
     def entropy(self) -> float:
         """Entropy in bits of the pattern distribution (0 for an empty counter)."""
-        return 0.0 if self.counts is None else entropy_bits(self.counts)
+        return 0.0 if self.counts is None else entropy_bits(torch.from_numpy(self.counts))
 
 
 def pattern_entropy(o: torch.Tensor, atol: float = 0.0, *, exact_zero: bool = True) -> float:

@@ -45,8 +45,8 @@ DEFINITIONS: dict[str, str] = {
                      "are and every period of GAC is a period of the spikes); a violation is a neuron with "
                      "T_g < T_d",
     "precision": "float32: the stem and encoder as the model runs them; float64: the same weights evaluated "
-                 "in float64 (the exact-arithmetic statement; float32 sigmoid underflows to exactly 0 below "
-                 "about -88 to -104 and can erase a spike)",
+                 "in float64 (the exact-arithmetic statement; float32 sigmoid returns exactly 0 below "
+                 "about -88.7 and can erase a spike)",
 }
 
 

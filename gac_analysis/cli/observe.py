@@ -1,0 +1,150 @@
+"""``gac-analyze observe``: encoding dynamics of GAC vs direct coding, and Proposition 1 (T_g >= T_d).
+
+Writes into ``--out`` (atomically: a failed run leaves no folder): ``observer.json``, ``neurons.csv``
+(one row per encoder output neuron), ``sweep.csv`` when ``--T`` asks for a sweep, and PNG figures.
+Exit codes: 0 Proposition 1 holds on every neuron, 1 it is violated (outputs are still written),
+2 bad input (one ``error:`` line).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from gac_analysis.cli.common import (
+    atomic_output_dir, console, default_data_spec, err_console, handles_errors, open_data, open_model,
+)
+from gac_analysis.errors import CheckpointError, ConfigError
+
+FIGURES = ("durations.png", "fraction_vs_T.png", "encoding_photo0.png", "encoding_photo1.png")
+
+
+def parse_T_list(raw: str) -> list[int]:
+    """``"2,4,6,8"`` -> ``[2, 4, 6, 8]`` (sorted, duplicates removed); every T must be an integer >= 2."""
+    parts = [p.strip() for p in str(raw).split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = None
+    if not values or any(v < 2 for v in values):
+        raise ConfigError(f"--T must be a comma-separated list of integers >= 2 (GAC needs T >= 2), e.g. "
+                          f"--T 2,4,6,8; got {raw!r}")
+    return sorted(set(values))
+
+
+def _open(ckpt: Path | None):
+    try:
+        return open_model(ckpt)
+    except CheckpointError as e:
+        if "T cannot be inferred" in str(e):
+            raise ConfigError(f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
+                              "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
+                              "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
+        raise
+
+
+@handles_errors
+def observe_cmd(
+    ckpt: Optional[Path] = typer.Argument(None, help="GAC checkpoint (reference CIFAR/ImageNet layout or this "
+                                                     "project's); default: the embedded default model."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data source: random, digits, photos, cifar10:PATH, "
+                                                            "cifar100:PATH, folder:PATH (default: digits for the "
+                                                            "default model, else random)."),
+    num_images: int = typer.Option(8, "--num-images", help="Images to observe (the first N of the source)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
+    T: Optional[str] = typer.Option(None, "--T", help="comma list for a sweep, e.g. 2,4,6,8"),
+    atol: float = typer.Option(1e-6, "--atol", help="Tolerance for comparing real GAC output values."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
+    out: Path = typer.Option(Path("reports/observe"), "--out", help="Output folder (replaced on success)."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
+    precision: str = typer.Option("float64", "--precision",
+                                  help="float32: the encoder as the model runs it; float64: the same weights in "
+                                       "float64 (no sigmoid underflow: the exact-arithmetic statement)."),
+):
+    """Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d)."""
+    from gac_analysis.observer import observe, sweep_T
+    from gac_analysis.observer.run import PRECISIONS
+
+    Ts = parse_T_list(T) if T is not None else None
+    if num_images < 1:
+        raise ConfigError(f"--num-images must be >= 1, got {num_images}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if not math.isfinite(atol) or atol < 0:
+        raise ConfigError(f"--atol must be a finite number >= 0, got {atol}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be float32 or float64, got {precision!r}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
+
+    model, ckpt_path = _open(ckpt)
+    spec = default_data_spec(ckpt is None, data)
+    source = open_data(spec, model, num_images=num_images, seed=seed)
+    report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed)
+    if Ts:
+        report.sweep = sweep_T(ckpt_path, Ts, source, atol=atol, batch_size=batch_size, precision=precision,
+                               seed=seed)
+
+    written = []
+    with atomic_output_dir(out) as tmp:
+        (tmp / "observer.json").write_text(report.to_json() + "\n")
+        report.neurons.to_csv(tmp / "neurons.csv", index=False)
+        written += ["observer.json", "neurons.csv"]
+        if report.sweep is not None:
+            report.sweep.to_csv(tmp / "sweep.csv", index=False)
+            written.append("sweep.csv")
+        if figures:
+            written += _figures(model, report, tmp)
+
+    _print(report, out, written)
+    if not report.holds:
+        raise typer.Exit(code=1)
+
+
+def _figures(model, report, folder: Path) -> list[str]:
+    from gac_analysis.data import open_source, raw_photos
+    from gac_analysis.viz.observer_figures import plot_duration_histograms, plot_encoding, plot_fraction_vs_T
+
+    plot_duration_histograms(report, folder / "durations.png")
+    plot_fraction_vs_T(report.sweep if report.sweep is not None else report, folder / "fraction_vs_T.png")
+    size = int(model.spec.input_size)
+    photos = open_source("photos", image_size=size)
+    images = next(photos.batches(len(photos)))[0]
+    raw = raw_photos(size)
+    names = photos.describe().get("files", [])
+    out = ["durations.png", "fraction_vs_T.png"]
+    for i in range(images.shape[0]):
+        name = f"encoding_photo{i}.png"
+        label = f"{names[i] if i < len(names) else f'photo {i}'} ({size}x{size})"
+        plot_encoding(model, images[i], raw[i], folder / name, image_name=label)
+        out.append(name)
+    return out
+
+
+def _print(report, out: Path, written: list[str]) -> None:
+    t = Table(title=f"observer: {report.provenance.get('arch')} T={report.T}, {report.num_images} images, "
+                    f"{report.num_neurons:,} neurons ({report.precision})", show_header=False)
+    cf = report.closed_form
+    rows = [
+        ("mean T_d / mean T_g (time steps)", f"{report.mean_T_d:.3f} / {report.mean_T_g:.3f}"),
+        ("T_g > T_d / == / <", f"{report.fraction_gt:.2%} / {report.fraction_eq:.2%} / {report.fraction_lt:.4%}"),
+        ("closed form == measured T_d", f"{cf['agree']:,} of {cf['checked']:,} (near threshold apart: "
+                                        f"{cf['near_threshold']:,})"),
+        ("violations (T_g < T_d)", f"{report.num_violations:,}"),
+    ]
+    if report.sweep is not None:
+        for _, r in report.sweep.iterrows():
+            rows.append((f"sweep T={r['T']} (TA {r['ta_source']})",
+                         f"T_g>T_d {r['fraction_gt']:.2%}, violations {r['violations']}"))
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    style = "bold green" if report.holds else "bold red"
+    console.print(f"[{style}]{report.verdict}[/]", highlight=False, soft_wrap=True)
+    if not report.holds or report.closed_form["disagree"]:
+        err_console.print(f"diagnosis: {report.diagnosis}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}: {', '.join(written)}", highlight=False, soft_wrap=True)

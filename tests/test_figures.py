@@ -1,0 +1,127 @@
+"""Figures of a run folder: every PNG written, non-empty, at its fixed pixel size; defensive reading."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from gac_analysis.viz.energy_figures import (CLASS_COLUMNS, DPI, FIGURE_FILES, FIGURE_SIZES, MAX_ROWS,
+                                             REPORT_SCHEMA, REPORT_SCHEMA_VERSION, _aggregate_rows, energy_unit,
+                                             load_run, plot_memory_energy,
+                                             write_energy_figures)
+
+ALWAYS = ["firing_rate_per_site", "firing_rate_heatmap", "energy_per_layer", "energy_by_role", "energy_cumulative"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from gac_analysis.accounting import profile
+    from gac_analysis.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model("msresnet18-cifar", num_classes=10, T=4, width=8)
+    folder = tmp_path_factory.mktemp("run")
+    profile(m.eval(), torch.randn(2, 3, 32, 32)).save(folder)
+    return folder
+
+
+def _copy(run_dir, tmp_path, edit=None, drop=()):
+    folder = tmp_path / "copy"
+    shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("figures"))
+    for name in drop:
+        (folder / name).unlink()
+    if edit is not None:
+        report = json.loads((folder / "report.json").read_text())
+        edit(report)
+        (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+def _check_png(path, name):
+    assert path.is_file() and path.stat().st_size > 1000, path
+    w, h = FIGURE_SIZES[name]
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        assert im.size == (round(w * DPI), round(h * DPI)), (name, im.size)
+
+
+def test_every_figure_written_at_its_pixel_size(run_dir):
+    paths = write_energy_figures(run_dir)
+    # every report now carries the memory-aware estimate (energy.memory), so its figure is always there
+    expected = [*ALWAYS, "energy_memory"]
+    assert [p.name for p in paths] == [FIGURE_FILES[n] for n in expected]
+    for p, name in zip(paths, expected):
+        assert p.parent == run_dir / "figures"
+        _check_png(p, name)
+    assert not list((run_dir / "figures").glob("*.partial"))  # atomic writes leave no temp files
+
+
+def test_schema_constants_mirror_the_accounting_report():
+    from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION
+
+    assert (REPORT_SCHEMA, REPORT_SCHEMA_VERSION) == (SCHEMA, SCHEMA_VERSION)
+
+
+def test_classes_derived_from_report_json_match_layers_csv(run_dir, tmp_path):
+    with_csv = load_run(run_dir)
+    assert with_csv.class_source == "layers.csv" and with_csv.order_source == "per_step.csv"
+    folder = _copy(run_dir, tmp_path, drop=("layers.csv", "per_step.csv"))
+    derived = load_run(folder)
+    assert derived.class_source.startswith("derived") and derived.order_source.startswith("approximate")
+    cols = [c for c, _ in CLASS_COLUMNS]
+    pd.testing.assert_frame_equal(derived.layers[cols], with_csv.layers[cols], rtol=1e-9, atol=1e-6)
+    # each layer's classes add up to its complete energy; the order still holds every site once
+    assert (with_csv.layers[cols].sum(axis=1) - with_csv.layers["complete_pj"]).abs().max() < 1e-3
+    assert sorted(derived.order) == sorted(with_csv.order)
+    # a memory figure of an earlier report does not linger when this report has no memory estimate
+    report = json.loads((folder / "report.json").read_text())
+    report["energy"].pop("memory", None)
+    (folder / "report.json").write_text(json.dumps(report))
+    stale = folder / "figures" / FIGURE_FILES["energy_memory"]
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    assert [p.name for p in write_energy_figures(folder)] == [FIGURE_FILES[n] for n in ALWAYS]
+    assert not stale.exists()
+
+
+def test_memory_figure_when_the_report_has_energy_memory(run_dir, tmp_path):
+    names = [r["name"] for r in json.loads((run_dir / "report.json").read_text())["layers"]]
+
+    def add_memory(report):
+        report["energy"]["memory"] = {"layers": [{"name": n, "arithmetic_pj": 10.0, "addressing_pj": 5.0,
+                                                  "memory_pj": 30.0} for n in names[:12]]}
+
+    folder = _copy(run_dir, tmp_path, edit=add_memory)
+    run = load_run(folder)
+    assert run.memory["compute_pj"] == pytest.approx(12 * 15.0) and run.memory["memory_pj"] == pytest.approx(360.0)
+    path = plot_memory_energy(run, folder / "figures" / FIGURE_FILES["energy_memory"])
+    _check_png(path, "energy_memory")
+
+
+def test_unusable_memory_entry_is_skipped(run_dir, tmp_path):
+    folder = _copy(run_dir, tmp_path, edit=lambda r: r["energy"].update(memory={"note": "pending"}))
+    assert load_run(folder).memory is None
+
+
+def test_run_without_lif_sites_still_draws(run_dir, tmp_path):
+    folder = _copy(run_dir, tmp_path, edit=lambda r: r.update(lif_sites=[]), drop=("per_step.csv",))
+    paths = write_energy_figures(folder)
+    for p, name in zip(paths, ALWAYS):
+        _check_png(p, name)
+
+
+def test_many_layers_are_summed_per_block():
+    df = pd.DataFrame({"name": [f"stage.{b}.op{i}" for b in range(40) for i in range(5)],
+                       "complete_pj": 1.0})
+    out, how = _aggregate_rows(df, ["complete_pj"])
+    assert len(out) == 40 <= MAX_ROWS and "block" in how
+    assert out["complete_pj"].sum() == len(df) and out["label"].iloc[0] == "stage.0.* (5)"
+
+
+def test_energy_unit():
+    assert energy_unit(2.5e9) == (1e9, "mJ")
+    assert energy_unit(3e5) == (1e3, "nJ")
+    assert energy_unit(0.0) == (1.0, "pJ")
