@@ -22,8 +22,11 @@ install: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+# The main job on the embedded default (a trained GAC-MS-ResNet on held-out digits): energy, observer, report.
 demo: $(VENV)/.installed-test
-	$(BIN)/gac-analyze info --builtin
+	$(BIN)/gac-analyze energy --out reports/demo
+	$(BIN)/gac-analyze observe --num-images 8 --out reports/demo/observe
+	$(BIN)/gac-analyze report reports/demo
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_profile.py

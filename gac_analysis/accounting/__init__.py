@@ -11,7 +11,7 @@ from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
 
 __all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "build_report", "profile",
-           "register_handle", "iter_image_batches"]
+           "register_handle", "iter_image_batches", "count_images", "report_from_counter"]
 
 
 def iter_image_batches(images) -> Iterable[torch.Tensor]:
@@ -21,6 +21,46 @@ def iter_image_batches(images) -> Iterable[torch.Tensor]:
         return
     for item in images:
         yield item[0] if isinstance(item, (tuple, list)) else item
+
+
+def count_images(model: torch.nn.Module, images, progress=None) -> Counter:
+    """Run ``model`` over ``images`` with counting hooks (the first half of :func:`profile`).
+
+    Returns the :class:`Counter` (hooks detached). No batches give a counter with no sites and
+    ``num_images == 0`` (e.g. a process with an empty shard).
+    """
+    from gac_analysis.data.validate import validate_images
+
+    device = device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with Counter(model) as counter, torch.inference_mode():
+            for i, batch in enumerate(iter_image_batches(images)):
+                validate_images(batch, where=f"batch {i}")
+                model(batch.to(device, non_blocking=True))
+                if progress is not None:
+                    progress(i, int(batch.shape[0]))
+    finally:
+        model.train(was_training)
+    return counter
+
+
+def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str = "45nm-fp32",
+                        reuse_static: bool = True, fold_bn: bool = False, data: dict | None = None) -> Report:
+    """Price a counter (possibly summed across processes) into a :class:`Report` with its provenance
+    (the second half of :func:`profile`)."""
+    from gac_analysis.energy.tables import load_energy_table
+    from gac_analysis.errors import DataError
+    from gac_analysis.provenance import model_provenance, software_versions
+
+    table = load_energy_table(energy)
+    if counter.num_images == 0:
+        raise DataError("no images were analysed: the data set is empty; check --data / --num-images")
+    provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
+                  "num_images": counter.num_images, "T": counter.T, "device": str(device_of(model)),
+                  "energy_table": table.name}
+    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn)
 
 
 def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_static: bool = True,
@@ -41,28 +81,8 @@ def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_
     Returns:
         a :class:`Report`; counts are totals over all images and time steps.
     """
-    from gac_analysis.data.validate import validate_images
     from gac_analysis.energy.tables import load_energy_table
-    from gac_analysis.provenance import model_provenance, software_versions
 
-    table = load_energy_table(energy)
-    device = device_of(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with Counter(model) as counter, torch.inference_mode():
-            for i, batch in enumerate(iter_image_batches(images)):
-                validate_images(batch, where=f"batch {i}")
-                model(batch.to(device, non_blocking=True))
-                if progress is not None:
-                    progress(i, int(batch.shape[0]))
-    finally:
-        model.train(was_training)
-    if counter.num_images == 0:
-        from gac_analysis.errors import DataError
-
-        raise DataError("no images were analysed: the data set is empty; check --data / --num-images")
-    provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
-                  "num_images": counter.num_images, "T": counter.T, "device": str(device),
-                  "energy_table": table.name}
-    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn)
+    load_energy_table(energy)  # a bad table fails before any work
+    counter = count_images(model, images, progress)
+    return report_from_counter(counter, model, energy=energy, reuse_static=reuse_static, fold_bn=fold_bn, data=data)

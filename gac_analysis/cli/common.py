@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gac_analysis.errors import GacError
 
@@ -22,7 +23,7 @@ def handles_errors(fn):
         try:
             return fn(*args, **kwargs)
         except GacError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=e.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", highlight=False)
@@ -33,7 +34,7 @@ def handles_errors(fn):
 
 def fail(message: str, code: int = 2):
     """Print one error line and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=code)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Optional
@@ -154,7 +155,7 @@ def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, e
     if device == "cpu":
         gd.configure_threads(launch.local_world_size)
     try:
-        with gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
+        with _sigterm_unwinds(), gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
             report = _energy_ranks(sess, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
                                    energy_table=energy_table, out=out, T=T, seed=seed, reuse_static=reuse_static,
                                    fold_bn=fold_bn, load_table=load_energy_table)
@@ -165,6 +166,30 @@ def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, e
         raise typer.Exit(code=e.exit_code) from None
     if report is not None:
         print_summary(report, out)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM (torchrun stopping the workers after another one failed) into ``SystemExit(143)``.
+
+    So the stack unwinds: a half-written temporary output folder is removed and the process group is
+    destroyed, instead of the process vanishing mid-write.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _prints_failure(error, launch) -> bool:

@@ -95,10 +95,12 @@ def _mj(pj: float, n: int) -> float:
 # ---- observer ---------------------------------------------------------------------------------------
 
 def read_observer(run_dir: str | Path) -> dict | None:
-    """``observer.json`` of a run folder, read defensively: ``None`` when absent, ``{"error": ...}``
-    when present but unreadable (the report says so instead of failing)."""
-    path = Path(run_dir) / "observer.json"
-    if not path.is_file():
+    """``observer.json`` of a run folder (or of its ``observe/`` sub-folder, where ``make demo`` puts the
+    observer run), read defensively: ``None`` when absent, ``{"error": ...}`` when present but
+    unreadable (the report says so instead of failing)."""
+    candidates = [Path(run_dir) / "observer.json", Path(run_dir) / "observe" / "observer.json"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
