@@ -63,3 +63,12 @@ def reference_state_dict(layout_name: str, seed: int) -> dict[str, torch.Tensor]
         for key in group["keys"]:
             sd[key] = t
     return sd
+
+
+def one_error_line(result) -> str:
+    """The single ``error: ...`` line of a failed CLI run (no traceback, nothing else printed)."""
+    text = result.output.strip()
+    assert "Traceback" not in text, text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), text
+    return lines[0]

@@ -11,6 +11,7 @@ from gac_analysis.budget import (DEFAULT_BUDGET, Violation, budget_from_dict, ch
                                  load_budget)
 from gac_analysis.cli.main import app
 from gac_analysis.errors import ConfigError
+from reference_fixtures import one_error_line
 
 runner = CliRunner()
 N = 3  # images
@@ -73,14 +74,6 @@ def _budget(tmp_path, body: dict | str, name="budget.yaml") -> Path:
 def _run(report_path, config=None):
     args = ["budget", str(report_path)] + (["--config", str(config)] if config else [])
     return runner.invoke(app, args)
-
-
-def _one_error_line(result):
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), text
-    return lines[0]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -158,12 +151,12 @@ def test_check_budget_is_pure_and_returns_violations():
 def test_malformed_budget_exit_2(body, message, report_path, tmp_path):
     result = _run(report_path, _budget(tmp_path, body))
     assert result.exit_code == 2, result.output
-    assert message in _one_error_line(result)
+    assert message in one_error_line(result)
 
 
 def test_missing_budget_file(report_path, tmp_path):
     result = _run(report_path, tmp_path / "nope.yaml")
-    assert result.exit_code == 2 and "does not exist" in _one_error_line(result)
+    assert result.exit_code == 2 and "does not exist" in one_error_line(result)
     with pytest.raises(ConfigError):
         load_budget(tmp_path)
 
@@ -177,11 +170,11 @@ def test_report_of_another_schema_exit_2(edit, message, report_path):
     report_path.write_text(json.dumps({**REPORT, **edit}))
     result = _run(report_path)
     assert result.exit_code == 2, result.output
-    assert message in _one_error_line(result)
+    assert message in one_error_line(result)
 
 
 def test_unreadable_report_exit_2(tmp_path):
-    assert "does not exist" in _one_error_line(_run(tmp_path / "none.json"))
+    assert "does not exist" in one_error_line(_run(tmp_path / "none.json"))
     (tmp_path / "r.json").write_text("[1, 2")
     result = _run(tmp_path / "r.json")
-    assert result.exit_code == 2 and "not valid JSON" in _one_error_line(result)
+    assert result.exit_code == 2 and "not valid JSON" in one_error_line(result)

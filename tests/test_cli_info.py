@@ -6,16 +6,9 @@ from typer.testing import CliRunner
 from gac_analysis import __version__
 from gac_analysis.cli.main import app
 from reference_fixtures import reference_state_dict
+from reference_fixtures import one_error_line
 
 runner = CliRunner()
-
-
-def _one_error_line(result):
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), text
-    return lines[0]
 
 
 def test_version():
@@ -43,7 +36,7 @@ def test_info_errors(tmp_path, golden_ckpt):
     for name, (args, message) in cases.items():
         result = runner.invoke(app, ["info", *args])
         assert result.exit_code == 2, (name, result.output)
-        assert message in _one_error_line(result), name
+        assert message in one_error_line(result), name
 
 
 def test_info_direct_checkpoint_with_T(tmp_path):

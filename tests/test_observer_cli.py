@@ -12,16 +12,9 @@ from gac_analysis.cli.main import app
 from gac_analysis.models import build_model, save_checkpoint
 from gac_analysis.models.gac import GACEncoder
 from gac_analysis.viz.observer_figures import DURATIONS_SIZE, ENCODING_SIZE, FRACTION_SIZE, pixel_size
+from reference_fixtures import one_error_line
 
 runner = CliRunner()
-
-
-def _one_error_line(result):
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), text
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +101,14 @@ def test_bad_input_one_line_exit_2_no_output(golden_ckpt, tmp_path, args, messag
     out = tmp_path / "obs"
     result = runner.invoke(app, ["observe", str(golden_ckpt), "--out", str(out), *args])
     assert result.exit_code == 2, result.output
-    assert message in _one_error_line(result)
+    assert message in one_error_line(result)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_missing_checkpoint_exit_2(tmp_path):
     result = runner.invoke(app, ["observe", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert "checkpoint not found" in _one_error_line(result)
+    assert "checkpoint not found" in one_error_line(result)
     assert not (tmp_path / "o").exists()
 
 
@@ -129,5 +122,5 @@ def test_failure_inside_the_run_leaves_no_output_folder(small_ckpt, tmp_path, mo
     monkeypatch.setattr(figs, "plot_fraction_vs_T", fail)
     out = tmp_path / "obs"
     result = runner.invoke(app, ["observe", str(small_ckpt), "--num-images", "1", "--out", str(out)])
-    assert result.exit_code == 2 and "figure failed on purpose" in _one_error_line(result)
+    assert result.exit_code == 2 and "figure failed on purpose" in one_error_line(result)
     assert not out.exists() and not list(tmp_path.iterdir())

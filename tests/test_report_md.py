@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
+from reference_fixtures import one_error_line
 
 runner = CliRunner()
 SHA = "ab12" * 16
@@ -33,14 +34,6 @@ def copy(run_dir, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("figures", "report.md", "observer.json"))
     return folder
-
-
-def _one_error_line(result):
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), text
-    return lines[0]
 
 
 def test_report_md_with_figures(run_dir):
@@ -113,5 +106,5 @@ def test_report_errors(copy, tmp_path):
     for name, (folder, message) in cases.items():
         result = runner.invoke(app, ["report", str(folder)])
         assert result.exit_code == 2, (name, result.output)
-        assert message in _one_error_line(result), name
+        assert message in one_error_line(result), name
         assert not (folder / "report.md").exists()

@@ -88,13 +88,8 @@ def open_data(spec: str, model, *, num_images: int | None, seed: int = 0, image_
     return open_source(spec, num_images=num_images, image_size=size, seed=seed)
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out: Path):
-    """Yield a temporary folder beside ``out``; on success it replaces ``out``, on failure it is removed.
-
-    So a failed run never leaves a half-written output folder behind. An existing ``out`` is replaced
-    only when the run succeeds.
-    """
+def check_output_path(out: Path) -> Path:
+    """Check that ``out`` can become an output folder (creating only its parent); one-line errors."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +97,19 @@ def atomic_output_dir(out: Path):
         raise ConfigError(f"cannot create the output folder's parent {out.parent}: {e.strerror}") from None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder's parent {out.parent} is not writable; choose another --out")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: Path):
+    """Yield a temporary folder beside ``out``; on success it replaces ``out``, on failure it is removed.
+
+    So a failed run never leaves a half-written output folder behind. An existing ``out`` is replaced
+    only when the run succeeds.
+    """
+    out = check_output_path(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         yield tmp

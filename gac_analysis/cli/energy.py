@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gac_analysis.cli.common import (atomic_output_dir, console, default_data_spec, handles_errors, open_data,
+from gac_analysis.cli.common import (atomic_output_dir, check_output_path, console, default_data_spec, handles_errors, open_data,
                                      open_model)
 from gac_analysis.errors import ConfigError
 
@@ -124,21 +124,6 @@ def energy_cmd(
 
 # ---- distributed run (torchrun): see gac_analysis.distributed and docs/distributed.md ---------------------
 
-def _check_output_path(out: Path) -> None:
-    """The checks :func:`atomic_output_dir` makes, without creating anything but the parent folder."""
-    import os
-
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create the output folder's parent {out.parent}: {e.strerror}") from None
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder's parent {out.parent} is not writable; choose another --out")
-
-
 def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, energy_table, out, T, seed,
                         reuse_static, fold_bn, timeout_s) -> None:
     """``energy`` as one rank of a torchrun launch: analyse this rank's shard, sum the counts, rank 0 writes.
@@ -207,7 +192,7 @@ def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out
         spec = default_data_spec(ckpt is None, data)
         source = open_data(spec, model, num_images=num_images, seed=seed)
         if sess.is_main:
-            _check_output_path(out)
+            check_output_path(out)
         n = len(source)
         indices = gd.shard_indices(n, sess.rank, sess.world_size, block=batch_size)
         num_batches = math.ceil(n / batch_size)
