@@ -108,11 +108,11 @@ def test_every_exceeded_limit_is_listed(report_path, tmp_path):
 def test_bundled_default_budget(report_path):
     assert (Path(__file__).resolve().parents[1] / "configs" / "budget.yaml").resolve() == DEFAULT_BUDGET.resolve()
     budget = load_budget(None)
-    assert budget.limits == {"paper_mj_per_image": 0.5, "complete_mj_per_image": 1.0, "mean_firing_rate": 0.5}
+    assert budget.limits == {"paper_mj_per_image": 0.15, "complete_mj_per_image": 0.25, "mean_firing_rate": 0.3}
     result = _run(report_path)
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == ("budget: pass (paper 0.004 mJ/image <= 0.5, complete 0.007023 mJ/image <= 1, "
-                                     "mean firing rate 0.1234 spikes/neuron/step <= 0.5)")
+    assert result.output.strip() == ("budget: pass (paper 0.004 mJ/image <= 0.15, complete 0.007023 mJ/image <= 0.25, "
+                                     "mean firing rate 0.1234 spikes/neuron/step <= 0.3)")
 
 
 def test_run_folder_accepted_and_empty_budget(report_path, tmp_path):

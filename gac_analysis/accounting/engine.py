@@ -170,7 +170,7 @@ class Counter:
         if "synaptic_ops" in counts:  # split into ACs (binary input) / effective MACs (real input), no sync
             ops, binary = counts.pop("synaptic_ops"), counts["binary_calls"]
             counts["acs"] = ops * binary
-            counts["effective_macs"] = ops * (1 - binary)
+            counts["effective_macs"] = ops - counts["acs"]
         for key, value in counts.items():
             if isinstance(value, torch.Tensor):
                 acc = site.tensors.get(key)

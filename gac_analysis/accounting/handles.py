@@ -13,7 +13,8 @@ Counters (all are operation or event counts, summed over the images of the call)
 |------------------|---------------------------------------------------------------------------|
 | dense_macs       | multiply-accumulates of the dense layer (shape only)                      |
 | synaptic_ops     | exact (non-zero input, weight) pairs that meet in the output map          |
-| binary_calls     | 1 when every input value of the call was 0 or 1 (a spike tensor)          |
+| binary_calls     | 1 when the call's input had non-zeros, all equal to 1 (a spike tensor)    |
+| real_calls       | 1 when the call's input had other non-zero values (real-valued)           |
 | input_nnz        | non-zero input elements (input events, theta_in)                          |
 | bias_adds        | one add per output element of a layer with bias                           |
 | muls / adds / compares | elementwise multiplies / adds / comparisons (BN, pooling, gating ...) |
@@ -78,9 +79,11 @@ def _rows(x: torch.Tensor, feature_dims: int) -> torch.Tensor:
     return nonzero_count(x.reshape(-1, *x.shape[x.dim() - feature_dims:]), dims=tuple(range(1, feature_dims + 1)))
 
 
-def _binary_flag(x: torch.Tensor, nnz_total: torch.Tensor) -> torch.Tensor:
-    """0-dim int64: 1 when every non-zero of ``x`` equals 1 (a spike tensor), from its non-zero count."""
-    return (torch.count_nonzero(x == 1) == nnz_total).long()
+def _input_kind(binary: torch.Tensor, nnz_total: torch.Tensor) -> dict:
+    """Observed input kind of one call as two 0-dim int64 flags. A call whose input is all zeros is
+    evidence of neither kind (it fits both): it sets neither flag."""
+    active = nnz_total > 0
+    return {"binary_calls": (binary & active).long(), "real_calls": (~binary & active).long()}
 
 
 def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
@@ -88,18 +91,19 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
     x = inputs[0]
     nd = len(m.kernel_size)
     rows = x.reshape(-1, *x.shape[x.dim() - nd - 1:])
-    if cs.spike_input:
+    if cs.spike_input:  # a LIF output (0/1 by construction): no value check needed
         counts = binary_channel_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
-        binary = torch.ones((), dtype=torch.int64, device=x.device)
+        kind = {"binary_calls": torch.ones((), dtype=torch.int64, device=x.device)}
     else:
         counts = channel_nonzero_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
-        binary = _binary_flag(rows, per_row_nnz.sum())
+        nnz = per_row_nnz.sum()
+        kind = _input_kind(torch.count_nonzero(rows == 1) == nnz, nnz)
     result = {
         "dense_macs": cs.uniform(conv_dense_macs_per_row(rows.shape, m) * rows.shape[0]),
         "synaptic_ops": cs.per_step(conv_ops_from_counts(counts, m)),
-        "binary_calls": binary,
+        **kind,
         "input_nnz": cs.per_step(per_row_nnz),
     }
     if m.bias is not None:
@@ -114,7 +118,7 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
     result = {
         "dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features),
         "synaptic_ops": cs.per_step(per_row_nnz * m.out_features),
-        "binary_calls": is_binary(x).long(),
+        **_input_kind(is_binary(x), per_row_nnz.sum()),
         "input_nnz": cs.per_step(per_row_nnz),
     }
     if m.bias is not None:

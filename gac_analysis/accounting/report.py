@@ -34,17 +34,20 @@ def _slots(site, key: str, T: int) -> list[int]:
 
 
 def _observed_input(site, T: int) -> str | None:
+    """``binary``, ``real`` or ``mixed`` from the calls with non-zero input; ``silent`` when every call's
+    input was all zeros; ``None`` for modules whose input kind is not observed."""
     if "binary_calls" not in site.tensors:
         return None
     binary = site._cpu["binary_calls"][T]
-    return "binary" if binary == site.calls else ("real" if binary == 0 else "mixed")
+    real = site._cpu["real_calls"][T] if "real_calls" in site._cpu else 0
+    if binary and real:
+        return "mixed"
+    return "binary" if binary else ("real" if real else "silent")
 
 
 def _mismatch(declared: str | None, observed: str | None, site) -> bool:
-    """A declared input kind contradicted by the values seen. An all-zero input fits both kinds."""
-    if not declared or not observed or observed == declared:
-        return False
-    return any(site._cpu.get("input_nnz", [0])) if declared == "real" else True
+    """A declared input kind contradicted by the values seen (a silent input fits both kinds)."""
+    return bool(declared and observed not in (None, "silent", declared))
 
 
 def _layer_row(site, T: int) -> dict:

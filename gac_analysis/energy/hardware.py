@@ -89,8 +89,9 @@ def _price(traffic, table: EnergyTable, *, placement: str, reuse_static: bool, a
 
 def memory_summary(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTable, *, T: int,
                    num_images: int, reuse_static: bool = True) -> dict:
-    """Compute-only vs memory-aware energy of the SNN and its equivalent ANN (per image, pJ and mJ),
-    their ratios, bounds on (complete + memory) energy, and per-layer rows. JSON-ready."""
+    """Compute-only vs memory-aware energy of the SNN and its equivalent ANN (``per_image_pj``: pJ per
+    image), their ratios, bounds on (complete + memory) energy per image, and per-layer rows (``layers``:
+    pJ totals over the images, like every other per-layer energy of a report). JSON-ready."""
     traffic = layer_traffic(layers, lif_sites, T=T, num_images=num_images)
     snn = _price(traffic, table, placement="sram", reuse_static=reuse_static, ann=False, T=T)
     ann = _price(traffic, table, placement="sram", reuse_static=True, ann=True, T=T)
@@ -110,8 +111,9 @@ def memory_summary(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyT
     p = res["per_image_pj"]
     res["snn_over_ann"] = {"compute_only": p["snn_compute"] / p["ann_compute"] if p["ann_compute"] else None,
                            "memory_aware": p["snn_total"] / p["ann_total"] if p["ann_total"] else None}
-    res["layers"] = [{"name": r["name"], "compute_pj": r["compute_pj"], "memory_pj": r["memory_pj"],
-                      "ann_compute_pj": a["compute_pj"], "ann_memory_pj": a["memory_pj"]}
+    # per-layer rows follow the report's convention: pJ totals over the analysed images
+    res["layers"] = [{"name": r["name"], "compute_pj": r["compute_pj"] * n, "memory_pj": r["memory_pj"] * n,
+                      "ann_compute_pj": a["compute_pj"] * n, "ann_memory_pj": a["memory_pj"] * n}
                      for (_, r), (_, a) in zip(snn.iterrows(), ann.iterrows())]
     res["bounds"] = _bounds(layers, lif_sites, table, traffic, T=T, num_images=n)
     return res

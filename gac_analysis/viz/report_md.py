@@ -217,6 +217,33 @@ def _difference_section(run: RunData) -> list[str]:
     return lines + _table(["component", "mJ/image (complete - paper)", "share of the difference"], rows, "lrr") + [""]
 
 
+def _hardware_section(run: RunData) -> list[str]:
+    """Compute-only vs memory-aware energy, SNN vs the equivalent ANN, and the bounds (energy.memory)."""
+    mem = _get(run.report, "energy.memory")
+    per = mem.get("per_image_pj") if isinstance(mem, dict) else None
+    if not isinstance(per, dict):
+        return []
+    ratio = mem.get("snn_over_ann") or {}
+    mj = {k: v / 1e9 for k, v in per.items() if isinstance(v, (int, float))}
+    lines = ["## Hardware view: memory-aware energy and the equivalent ANN", "",
+             f"{mem.get('model', 'memory-aware model')}; precision {mem.get('precision', '?')}, "
+             f"{mem.get('word_bits', '?')}-bit words, SRAM cost from the table's fit. The ANN is the same layers, "
+             "dense, run once on real-valued inputs.", ""]
+    lines += _table(["accounting", "SNN (mJ/image)", "ANN (mJ/image)", "SNN / ANN"], [
+        ["compute-only (arithmetic + addressing)", _num(mj.get("snn_compute")), _num(mj.get("ann_compute")),
+         _num(ratio.get("compute_only"))],
+        ["memory-aware (compute + memory accesses)", _num(mj.get("snn_total")), _num(mj.get("ann_total")),
+         _num(ratio.get("memory_aware"))],
+    ], "lrrr")
+    bounds = mem.get("bounds") or {}
+    if bounds:
+        lines += ["", "Bounds on the complete energy with memory (mJ/image):", ""]
+        rows = [[name, _num(b.get("per_image_mj")), "; ".join(b.get("assumptions", []))]
+                for name, b in bounds.items() if isinstance(b, dict)]
+        lines += _table(["bound", "mJ/image", "assumptions"], rows, "lrl")
+    return lines + [""]
+
+
 def _figures_section(run: RunData, figures: list[Path]) -> list[str]:
     lines = ["## Figures", ""]
     names = {p.name: p for p in figures}
@@ -318,6 +345,7 @@ def render_report_md(run: RunData, figures: list[Path], observer: dict | None = 
     ]
     lines += _summary_section(run)
     lines += _difference_section(run)
+    lines += _hardware_section(run)
     lines += _observer_section(observer)
     lines += _figures_section(run, figures)
     lines += _consumers_section(run)
