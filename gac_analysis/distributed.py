@@ -29,7 +29,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import torch
 

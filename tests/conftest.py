@@ -1,7 +1,6 @@
 import sys
 from pathlib import Path
 
-import warnings
 
 import pytest
 import torch

@@ -51,6 +51,7 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from gac_analysis.errors import CheckpointError, ConfigError  # noqa: E402
+from gac_analysis.fileio import ordinary_mode  # noqa: E402
 
 #: The embedded default model: a reduced-width GAC-MS-ResNet (CIFAR topology) trained on digits.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_digits_gac.pt"
@@ -111,6 +112,7 @@ def atomic_output_dir(out: Path):
     """
     out = check_output_path(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    ordinary_mode(tmp, folder=True)  # mkdtemp makes 0700; the output is an ordinary folder
     try:
         yield tmp
     except BaseException:

@@ -24,13 +24,13 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from gac_analysis.errors import CheckpointError
+from gac_analysis.fileio import atomic_write
 from gac_analysis.models.msresnet import MSResNet
 from gac_analysis.models.registry import ARCHS, build_model
 
@@ -361,16 +361,5 @@ def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Pat
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": _json_safe(meta),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path

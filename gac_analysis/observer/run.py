@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gac_analysis.fileio import atomic_write
 from gac_analysis.errors import ReportError
 
 __all__ = [
@@ -342,17 +341,7 @@ def _figure(name: str, **subplots):
 
 def _save(fig, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.partial", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
 
 
 def _label_size(n: int) -> float:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from gac_analysis.fileio import atomic_write_text
 from gac_analysis.errors import ReportError
 from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, load_run, write_energy_figures
 
@@ -353,17 +352,6 @@ def render_report_md(run: RunData, figures: list[Path], observer: dict | None = 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report_md(run_dir: str | Path, *, figures: bool = True) -> tuple[Path, list[Path]]:
     """Write ``run_dir/report.md`` (atomically) and, with ``figures``, ``run_dir/figures/*.png``.
 
@@ -374,7 +362,7 @@ def write_report_md(run_dir: str | Path, *, figures: bool = True) -> tuple[Path,
     text = render_report_md(run, pngs, read_observer(run.run_dir))
     path = run.run_dir / "report.md"
     try:
-        _write_atomic(path, text)
+        atomic_write_text(path, text)
     except OSError as e:
         raise ReportError(f"cannot write {path}: {e.strerror or e}") from None
     return path, pngs
