@@ -3,9 +3,11 @@
 Model: CIFAR GAC-MS-ResNet-18 (full width), T=6, batch 32 (defaults), random weights from the
 conformance recipe are not needed: a freshly built model with BN weights raised so that it spikes.
 The three modes run alternately in one process; each figure is the median of ``--reps`` runs.
-Peak memory: the max resident set size growth is not separable per mode in one process, so the
-script measures peak *allocated tensor bytes* through a tracking allocator hook on CPU
-(torch.cuda.max_memory_allocated on CUDA).
+SpikingJelly's counter runs under ``torch.no_grad()``: under ``torch.inference_mode()`` its dispatch
+rules count nothing (0 synaptic ops, checked here), while plain and profiled forwards use
+``inference_mode`` as ``gac_analysis.profile`` does.
+Peak memory: each mode runs once more in a fresh subprocess, which reports its peak resident set size
+(``ru_maxrss``; on CUDA ``torch.cuda.max_memory_allocated``).
 
 Run (the malloc settings halve CPU time here; see README, Performance):
 
@@ -39,6 +41,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-sj", action="store_true", help="skip the SpikingJelly op_counter comparison")
+    ap.add_argument("--only", choices=["plain", "profiled", "sj_op_counter"], help=argparse.SUPPRESS)
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     args = ap.parse_args()
 
     from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
@@ -69,13 +73,25 @@ def main() -> None:
 
     def sj():
         counter = SynOpCounter()
-        with torch.inference_mode(), DispatchCounterMode([counter]):
+        with torch.no_grad(), DispatchCounterMode([counter]):
             model(x)
         return counter.get_total()
 
     modes = {"plain": plain, "profiled": profiled}
     if not args.no_sj:
         modes["sj_op_counter"] = sj
+    if args.only:
+        modes[args.only]()
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device)
+        else:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"mode": args.only, "peak_bytes": peak}))
+        return
+    if not args.no_sj:
+        assert sj() > 0, "SpikingJelly's SynOpCounter counted nothing"
     for fn in modes.values():  # warm-up (fanout caches, allocator)
         fn()
     times = {k: [] for k in modes}
@@ -95,6 +111,18 @@ def main() -> None:
     }
     if "sj_op_counter" in med:
         result["profiled_over_sj_op_counter"] = round(med["profiled"] / med["sj_op_counter"], 4)
+    if not args.no_memory:
+        import subprocess
+        import sys
+
+        peaks = {}
+        for name in modes:
+            cmd = [sys.executable, __file__, "--only", name, "--batch", str(args.batch), "--T", str(args.T),
+                   "--width", str(args.width), "--device", args.device]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            peaks[name] = json.loads(out)["peak_bytes"]
+        result["peak_mib"] = {k: round(v / 2**20, 1) for k, v in peaks.items()}
+        result["peak_profiled_over_plain"] = round(peaks["profiled"] / peaks["plain"], 4)
     print(json.dumps(result))
 
 
