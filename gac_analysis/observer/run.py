@@ -16,7 +16,6 @@ listed with its position. Images are processed batch by batch; only per-neuron *
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 import math
 from typing import Any, Iterator
 
@@ -134,16 +133,6 @@ def _encode(encoder, lif, I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         handle.remove()
     spikes = seen[0] if len(seen) == 1 else lif(I)
     return gac, spikes
-
-
-def _versions() -> dict[str, str]:
-    from gac_analysis import __version__
-
-    try:
-        sj = importlib.metadata.version("spikingjelly")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        sj = "unknown"
-    return {"package": f"gac-analysis {__version__}", "torch": torch.__version__, "spikingjelly": sj}
 
 
 # ---- accumulation ---------------------------------------------------------------------------------
@@ -373,13 +362,14 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
         for m, was in flags.items():
             m.training = was
 
-    info = getattr(model, "checkpoint_info", None)
-    checkpoint = None if info is None else {"path": str(info.path), "sha256": info.sha256, "layout": info.layout}
+    from gac_analysis.provenance import model_provenance, software_versions
+
+    model_facts = model_provenance(model)
     provenance = {
-        **_versions(),
-        "arch": getattr(model, "arch", type(model).__name__), "T": T, "coding": getattr(model, "coding", None),
+        **software_versions(),
+        "arch": model_facts["arch"], "T": T, "coding": model_facts["coding"],
         "lif_variant": getattr(lif, "variant", None), "decay": decay, "v_threshold": vth,
-        "width": getattr(model, "width", None), "checkpoint": checkpoint,
+        "width": model_facts["width"], "checkpoint": model_facts["checkpoint"],
         "data": _describe_data(images, data_description, acc.images), "seed": seed,
         "gac_weights": f"seeded (torch.Generator seed {SEED})" if seeded else "model",
         "max_input_variation_over_t": acc.max_input_variation,
