@@ -277,3 +277,15 @@ def test_energy_tables_change_prices_not_counts(golden_ckpt, golden_input):
     assert ratio == pytest.approx(0.03 / 0.9)
     assert int8.provenance["energy_table"] == "45nm-int8"
     assert math.isclose(fp32.energy["table"]["mac"], 4.6)
+
+
+def test_profile_accepts_a_data_source():
+    from gac_analysis.data import open_source
+
+    torch.manual_seed(0)
+    net = ToyNet(T=2)
+    source = open_source("random", num_images=5, image_size=6, seed=3)
+    from_source = profile(net, source, data=source.describe())
+    from_batches = profile(net, [x for x, _ in source.batches(2)])
+    assert from_source.num_images == 5 and from_source.provenance["data"]["source"] == "random"
+    assert from_source.totals() == from_batches.totals()

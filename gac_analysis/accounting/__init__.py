@@ -14,11 +14,14 @@ __all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VE
            "register_handle", "iter_image_batches", "count_images", "report_from_counter"]
 
 
-def iter_image_batches(images) -> Iterable[torch.Tensor]:
-    """Yield image batches from a tensor ``[B, 3, H, W]`` or an iterable of tensors or ``(images, labels)``."""
+def iter_image_batches(images, batch_size: int = 32) -> Iterable[torch.Tensor]:
+    """Yield image batches from a tensor ``[B, 3, H, W]``, a :class:`~gac_analysis.data.DataSource`
+    (in batches of ``batch_size``), or an iterable of tensors or ``(images, labels)``."""
     if isinstance(images, torch.Tensor):
         yield images
         return
+    if hasattr(images, "batches") and callable(images.batches):
+        images = images.batches(batch_size)
     for item in images:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
@@ -70,7 +73,8 @@ def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_
     Args:
         model: a model with a ``T`` attribute whose forward maps images ``[B, 3, H, W]`` to
             ``[T, B, classes]`` (every model of :mod:`gac_analysis.models`).
-        images: a tensor ``[B, 3, H, W]`` or an iterable of such batches or of ``(images, labels)``.
+        images: a tensor ``[B, 3, H, W]``, a ``DataSource`` (``gac_analysis.data.open_source``; batches of
+            32), or an iterable of such batches or of ``(images, labels)``.
         energy: a bundled energy table name (``45nm-fp32``, ``45nm-fp16``, ``45nm-int8``, ``45nm-int32``)
             or a YAML file path.
         reuse_static: count time-invariant work (stem on the repeated image, SCA, TA pooling) once.
