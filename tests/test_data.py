@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 
 from gac_analysis.data import (
+    CIFAR100_MEAN,
+    CIFAR100_STD,
     CIFAR_MEAN,
     CIFAR_STD,
     IMAGENET_MEAN,
@@ -142,8 +144,15 @@ def cifar100_dir(tmp_path: Path) -> Path:
     return d
 
 
-def _cifar_value(v: int, c: int) -> float:
-    return (v / 255 - CIFAR_MEAN[c]) / CIFAR_STD[c]
+def _cifar_value(v: int, c: int, kind: str = "cifar10") -> float:
+    mean, std = (CIFAR_MEAN, CIFAR_STD) if kind == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
+    return (v / 255 - mean[c]) / std[c]
+
+
+def test_cifar_normalisation_is_the_reference_loaders():
+    # the GAC reference code's CIFAR transforms (Normalize mean/std per channel)
+    assert (CIFAR_MEAN, CIFAR_STD) == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    assert (CIFAR100_MEAN, CIFAR100_STD) == ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 
 
 def test_cifar10_test_split_values(cifar10_dir: Path):
@@ -177,7 +186,7 @@ def test_cifar100_both_forms_and_train(cifar100_dir: Path):
     for path in (cifar100_dir, cifar100_dir.parent):
         x, y = all_batches(open_source(f"cifar100:{path}"))
         assert x.shape == (4, 3, 32, 32) and y.tolist() == [99, 0, 42, 7]
-        assert x[1, 0, 0, 5].item() == pytest.approx(_cifar_value(50 + 7 + 5, 0), abs=1e-6)
+        assert x[1, 0, 0, 5].item() == pytest.approx(_cifar_value(50 + 7 + 5, 0, "cifar100"), abs=1e-6)
     _, y = all_batches(open_source(f"cifar100:{cifar100_dir}", split="train"))
     assert y.tolist() == [10, 20, 30]
 

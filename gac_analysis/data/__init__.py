@@ -14,13 +14,15 @@ Every source yields ``(images float32 [B, 3, H, W], labels int64 [B])`` batches 
 """
 
 from gac_analysis.data.base import DataSource
-from gac_analysis.data.cifar import CIFAR_MEAN, CIFAR_STD
+from gac_analysis.data.cifar import CIFAR100_MEAN, CIFAR100_STD, CIFAR_MEAN, CIFAR_STD
 from gac_analysis.data.digits import DIGITS_MEAN, DIGITS_STD, digits_split
 from gac_analysis.data.images import IMAGENET_MEAN, IMAGENET_STD, raw_photos
 from gac_analysis.data.sources import open_source
 from gac_analysis.data.validate import validate_images
 
 __all__ = [
+    "CIFAR100_MEAN",
+    "CIFAR100_STD",
     "CIFAR_MEAN",
     "CIFAR_STD",
     "DIGITS_MEAN",

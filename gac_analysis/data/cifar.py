@@ -25,8 +25,13 @@ import torch
 from gac_analysis.data.base import DataSource, Uint8Store, one_line
 from gac_analysis.errors import DataError
 
+# The normalisation of the GAC reference code's CIFAR loaders (so that a reference checkpoint sees the
+# inputs it was trained on): CIFAR-10 mean/std and CIFAR-100 mean/std, per RGB channel.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+NORMALIZATION = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 
 #: kind -> (sub-folder name, {split: batch files}, label key, number of classes)
 _LAYOUTS: dict[str, tuple[str, dict[str, list[str]], str, int]] = {
@@ -168,18 +173,19 @@ def open_cifar(
             f"expected 0..{num_classes - 1}: download the data set again"
         )
     size = 32 if image_size is None else image_size
+    mean, std = NORMALIZATION[kind]
     return DataSource(
         name=f"{kind}:{raw_path}",
         images=Uint8Store(
             torch.from_numpy(np.ascontiguousarray(data)),
-            CIFAR_MEAN,
-            CIFAR_STD,
+            mean,
+            std,
             size=None if size == 32 else size,
         ),
         labels=torch.from_numpy(lab.astype(np.int64)),
         image_size=(size, size),
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
+        mean=mean,
+        std=std,
         split=split,
         seed=None,
         extra={"path": str(folder), "files": [p.name for p in paths], "num_classes": num_classes},
