@@ -26,63 +26,67 @@ LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "a
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
 
 
-def _slots(site, key: str, T: int) -> list[int]:
-    """A counter of a site as ``T + 1`` python ints (last slot: time-mixed totals)."""
-    if key in site.tensors:
-        return site._cpu[key]
-    return site.ints.get(key, [0] * (T + 1))
+def host_counters(site) -> dict[str, list[int]]:
+    """Every counter of a site as ``T + 1`` python ints (last slot: time-mixed totals and per-call
+    flags); reading the device tensors here is the report's one synchronisation."""
+    counters = {k: list(v) for k, v in site.ints.items()}
+    counters.update({k: v.cpu().tolist() for k, v in site.tensors.items()})
+    return counters
 
 
-def _observed_input(site, T: int) -> str | None:
+def _slots(c: dict, key: str, T: int) -> list[int]:
+    return c.get(key, [0] * (T + 1))
+
+
+def _observed_input(c: dict, T: int) -> str | None:
     """``binary``, ``real`` or ``mixed`` from the calls with non-zero input; ``silent`` when every call's
     input was all zeros; ``None`` for modules whose input kind is not observed."""
-    if "binary_calls" not in site.tensors:
+    if "binary_calls" not in c:
         return None
-    binary = site._cpu["binary_calls"][T]
-    real = site._cpu["real_calls"][T] if "real_calls" in site._cpu else 0
+    binary, real = c["binary_calls"][T], _slots(c, "real_calls", T)[T]
     if binary and real:
         return "mixed"
     return "binary" if binary else ("real" if real else "silent")
 
 
-def _mismatch(declared: str | None, observed: str | None, site) -> bool:
+def _mismatch(declared: str | None, observed: str | None) -> bool:
     """A declared input kind contradicted by the values seen (a silent input fits both kinds)."""
     return bool(declared and observed not in (None, "silent", declared))
 
 
-def _layer_row(site, T: int) -> dict:
-    observed = _observed_input(site, T)
+def _layer_row(site, c: dict, T: int) -> dict:
+    observed = _observed_input(c, T)
     row = {
         "name": site.name, "op": site.op, "role": site.role, "time": site.time, "static": site.static,
         "declared_input": site.declared_input, "input": observed,
-        "input_mismatch": _mismatch(site.declared_input, observed, site),
+        "input_mismatch": _mismatch(site.declared_input, observed),
         "calls": site.calls, "in_shape": "x".join(map(str, site.in_shape)),
         "out_shape": "x".join(map(str, site.out_shape)), "in_numel": math.prod(site.in_shape),
         "out_numel": math.prod(site.out_shape), "rate_source": site.rate_source,
         "output_neurons": site.output_neurons,
     }
     for key in LAYER_COUNTERS:
-        row[key] = int(sum(_slots(site, key, T)))
+        row[key] = int(sum(_slots(c, key, T)))
     for key in ("c_in", "c_out", "kernel", "stride", "groups", "has_bias"):
         value = site.geometry.get(key)
         row[key] = "x".join(map(str, value)) if isinstance(value, list) else value
     return row
 
 
-def _lif_row(site, T: int, num_images: int) -> dict:
-    spikes = _slots(site, "spikes", T)[:T]
+def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
+    spikes = _slots(c, "spikes", T)[:T]
     neurons = math.prod(site.out_shape)
     denom = max(neurons * num_images, 1)
     return {
         "name": site.name, "role": site.role, "shape": "x".join(map(str, site.out_shape)), "neurons": neurons,
-        "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(site, "neuron_steps", T))),
+        "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
         "firing_rate": sum(spikes) / (denom * T), "per_step_rate": [s / denom for s in spikes],
     }
 
 
-def _step_rows(site, T: int, kind: str) -> list[dict]:
+def _step_rows(site, c: dict, T: int, kind: str) -> list[dict]:
     rows = []
-    slots = {k: _slots(site, k, T) for k in STEP_COUNTERS}
+    slots = {k: _slots(c, k, T) for k in STEP_COUNTERS}
     for t in ([T] if site.time == "mixed" else range(T + 1)):
         values = {k: int(v[t]) for k, v in slots.items()}
         if t == T and not any(values.values()):
@@ -176,19 +180,18 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
                  fold_bn: bool = False) -> Report:
     """Synchronise the counters once and build the priced tables."""
     T, n = counter.T, counter.num_images
-    for site in counter.sites.values():  # the one device sync
-        site._cpu = {k: v.cpu().tolist() for k, v in site.tensors.items()}
+    host = {name: host_counters(site) for name, site in counter.sites.items()}  # the one device sync
     lif = [s for s in counter.sites.values() if s.op == "lif"]
     other = [s for s in counter.sites.values() if s.op != "lif"]
-    layers = pd.DataFrame([_layer_row(s, T) for s in other], columns=None)
+    layers = pd.DataFrame([_layer_row(s, host[s.name], T) for s in other], columns=None)
     if layers.empty:
         layers = pd.DataFrame(columns=["name", "op", "role", "static", "input", "rate_source", "in_numel",
                                        *LAYER_COUNTERS])
-    lif_df = pd.DataFrame([_lif_row(s, T, n) for s in lif],
+    lif_df = pd.DataFrame([_lif_row(s, host[s.name], T, n) for s in lif],
                           columns=["name", "role", "shape", "neurons", "spikes", "neuron_steps", "firing_rate",
                                    "per_step_rate"])
     per_step = pd.DataFrame([r for s in counter.sites.values()
-                             for r in _step_rows(s, T, "lif" if s.op == "lif" else "layer")])
+                             for r in _step_rows(s, host[s.name], T, "lif" if s.op == "lif" else "layer")])
     layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
     lif_df = price_neurons(lif_df, table)
     energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
@@ -199,8 +202,6 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
         "input_kind_mismatches": mismatches.to_dict(orient="records"),
         "paper_le_complete": energy["complete"]["total_pj"] >= energy["paper"]["total_pj"],
     }
-    for site in counter.sites.values():
-        site.__dict__.pop("_cpu", None)
     return Report(T=T, num_images=n, layers=layers, lif_sites=lif_df, per_step=per_step, energy=energy,
                   provenance=dict(provenance or {}), checks=checks)
 
