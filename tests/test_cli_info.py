@@ -45,3 +45,22 @@ def test_info_direct_checkpoint_with_T(tmp_path):
     assert runner.invoke(app, ["info", str(path)]).exit_code == 2
     result = runner.invoke(app, ["info", str(path), "--T", "6"])
     assert result.exit_code == 0 and "direct" in result.output
+
+
+def test_console_entry_point_usage_errors_are_one_line():
+    """The installed `gac-analyze` (cli.main:run): usage errors are one `error:` line and exit 2."""
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", "from gac_analysis.cli.main import run; run()", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    for args, message in [(["nosuch"], "No such command"), (["info"], "Missing argument"),
+                          (["energy", "--num-images", "abc"], "--num-images")]:
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    r = cli("--version")
+    assert r.returncode == 0 and "gac-analysis" in r.stdout

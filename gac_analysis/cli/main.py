@@ -93,5 +93,36 @@ from gac_analysis.cli.observe import observe_cmd; app.command("observe", help="M
 from gac_analysis.cli.train import train_cmd; app.command("train", help="Train a GAC-MS-ResNet (or direct-coding) model; writes a checkpoint in the project format.")(train_cmd)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """A command-line usage error of the click machinery that typer carries (matched by class name, so
+    that it works whether typer vendors click or depends on it)."""
+    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__)
+
+
+def run() -> None:
+    """Console entry point: like ``app()``, but a usage error (unknown command or option, a value of the
+    wrong type) is one ``error:`` line with exit code 2, as every other bad input."""
+    import sys
+
+    from gac_analysis.cli.common import err_console
+
+    try:
+        result = app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # noqa: BLE001 - only usage errors are handled here; anything else re-raises
+        if not _is_usage_error(e):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `gac-analyze`: show the help, as typer does
+            app(["--help"], standalone_mode=False)
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "gac-analyze"
+        err_console.print(f"error: {e.format_message()} (see '{where} --help')", markup=False, highlight=False,
+                          soft_wrap=True)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    run()
