@@ -313,3 +313,16 @@ def test_sweep_on_golden_checkpoint(golden_ckpt, golden_input):
     assert (row["fraction_gt"], row["violations"], row["mean_T_g"]) == (r.fraction_gt, r.num_violations, r.mean_T_g)
     with pytest.raises(ConfigError):
         sweep_T(golden_ckpt, [1], x)
+
+
+def test_float64_run_counts_what_float32_silences(golden_ckpt, golden_input):
+    """The default (float64) run says how many spikes the float32 model loses to sigmoid underflow, and the
+    float32 run finds exactly those positions as gates of exactly 0."""
+    model = load_model(golden_ckpt)
+    r64 = observe(model, golden_input)
+    r32 = observe(model, golden_input, precision="float32")
+    assert r64.precision == "float64" and r64.holds
+    assert r64.float32_gate_underflow_at_spike == r32.gate_zero_at_spike > 0
+    assert r32.float32_gate_underflow_at_spike is None
+    assert f"{r64.float32_gate_underflow_at_spike} (neuron, step) positions" in r64.diagnosis
+    assert json.loads(r64.to_json())["float32_gate_underflow_at_spike"] == r64.float32_gate_underflow_at_spike

@@ -145,6 +145,6 @@ def _print(report, out: Path, written: list[str]) -> None:
     console.print(t)
     style = "bold green" if report.holds else "bold red"
     console.print(f"[{style}]{report.verdict}[/]", highlight=False, soft_wrap=True)
-    if not report.holds or report.closed_form["disagree"]:
-        err_console.print(f"diagnosis: {report.diagnosis}", highlight=False, soft_wrap=True)
+    if not report.holds or report.closed_form["disagree"] or report.float32_gate_underflow_at_spike:
+        err_console.print(f"diagnosis: {report.diagnosis}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"wrote {out}: {', '.join(written)}", highlight=False, soft_wrap=True)

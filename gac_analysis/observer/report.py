@@ -76,6 +76,9 @@ class ObserverReport:
         closed_form: closed-form agreement facts (agree, disagree, checked, near_threshold, ...).
         support_mismatch: neurons whose GAC non-zero pattern differs from their spikes.
         gate_zero_at_spike: (neuron, step) positions with a spike but a GAC output of exactly 0.
+        float32_gate_underflow_at_spike: float64 runs only: spike positions whose exact gate is below
+            1 / float32 max, where float32 sigmoid returns exactly 0: the spikes the model as run in float32
+            silences (``None`` in float32 runs; a few borderline positions may round either way).
         violations: every violating neuron found (up to ``max_violations``), in observation order.
         num_violations: the exact number of violating neurons.
         verdict, holds, diagnosis: the verdict line, ``num_violations == 0`` and the causes found.
@@ -108,6 +111,7 @@ class ObserverReport:
     seeded_gac: bool
     provenance: dict[str, Any]
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
+    float32_gate_underflow_at_spike: int | None = None
     sweep: pd.DataFrame | None = None
 
     # ---- derived numbers -------------------------------------------------------------------------
@@ -166,6 +170,7 @@ class ObserverReport:
             "closed_form": self.closed_form,
             "support_mismatch_neurons": self.support_mismatch,
             "gate_zero_at_spike": self.gate_zero_at_spike,
+            "float32_gate_underflow_at_spike": self.float32_gate_underflow_at_spike,
             "secondary_measures": summary,
             "num_violations": self.num_violations,
             "violations": [dict(v) for v in self.violations[:max_violations]],

@@ -135,6 +135,11 @@ def _encode(encoder, lif, I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return gac, spikes
 
 
+# float32 sigmoid(z) = 1 / (1 + exp(-z)) is exactly 0 once exp(-z) overflows (z < -log(max) = -88.72),
+# i.e. where the exact gate is below 1 / float32 max (~2.94e-39)
+FLOAT32_SIGMOID_ZERO = 1.0 / float(torch.finfo(torch.float32).max)
+
+
 # ---- accumulation ---------------------------------------------------------------------------------
 
 class _Accumulator:
@@ -149,6 +154,7 @@ class _Accumulator:
         self.first_disagreements: list[dict] = []
         self.support_mismatch = 0
         self.gate_zero = 0
+        self.float32_underflow = 0
         self.violations: list[dict] = []
         self.num_violations = 0
         self.causes = {"gate exactly 0 at a spike": 0, "GAC non-zero without a spike": 0, "other": 0}
@@ -196,6 +202,8 @@ class _Accumulator:
         self.cf["near_threshold_agree"] += int((agree & near).sum())
         self.support_mismatch += int(mismatch.sum())
         self.gate_zero += int(zero_at_spike.sum())
+        if g2.dtype == torch.float64:  # what float32 would do to these gates: sigmoid underflow to exactly 0
+            self.float32_underflow += int((fired & (g2.abs() < FLOAT32_SIGMOID_ZERO)).sum())
 
         bad = torch.nonzero(~agree & ~near).flatten()
         if bad.numel() and len(self.first_disagreements) < FIRST_DISAGREEMENTS:
@@ -284,6 +292,10 @@ def _diagnosis(acc: _Accumulator, precision: str) -> str:
             parts.append("a gate of exactly 0 at a spike is float32 sigmoid underflow (TA*SCA below about -88.7, "
                          "where exp overflows in float32) unless the encoder is broken; rerun with "
                          "precision='float64' (--precision float64) to test the exact-arithmetic statement")
+    if acc.float32_underflow and precision == "float64":
+        parts.append(f"in float32, as the model runs, {acc.float32_underflow} (neuron, step) positions with a spike "
+                     "get a gate that float32 sigmoid rounds to exactly 0 (its input below -88.7), "
+                     "which silences those spikes; --precision float32 shows the effect on T_g")
     if acc.num_violations:
         causes = ", ".join(f"{v} {k}" for k, v in acc.causes.items() if v)
         parts.append(f"violation causes: {causes}")
@@ -381,6 +393,7 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
         histogram_T_d=[int(v) for v in acc.hist_d], histogram_T_g=[int(v) for v in acc.hist_g],
         count_gt=acc.gt, count_eq=acc.eq, count_lt=acc.lt, closed_form=closed,
         support_mismatch=acc.support_mismatch, gate_zero_at_spike=acc.gate_zero,
+        float32_gate_underflow_at_spike=acc.float32_underflow if precision == "float64" else None,
         violations=acc.violations, num_violations=acc.num_violations,
         verdict=format_verdict(acc.n, acc.violations, acc.num_violations), holds=acc.num_violations == 0,
         diagnosis=_diagnosis(acc, precision), seeded_gac=seeded, provenance=provenance,
