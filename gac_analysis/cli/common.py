@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import sys
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gac_analysis.errors import GacError
+from gac_analysis.errors import CheckpointError, ConfigError, GacError
+from gac_analysis.fileio import ordinary_mode
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,26 +37,7 @@ def handles_errors(fn):
     return wrapper
 
 
-def fail(message: str, code: int = 2):
-    """Print one error line and exit."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=code)
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
-
-
 # ---- shared by the analysis commands -------------------------------------------------------------
-
-import contextlib  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from gac_analysis.errors import CheckpointError, ConfigError  # noqa: E402
-from gac_analysis.fileio import ordinary_mode  # noqa: E402
 
 #: The embedded default model: a reduced-width GAC-MS-ResNet (CIFAR topology) trained on digits.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_digits_gac.pt"
