@@ -20,7 +20,7 @@ N = 3  # images
 def _report() -> dict:
     """A small report.json dictionary in the energy-report schema (numbers chosen by hand)."""
     return {
-        "schema": "gac-analysis/energy-report", "schema_version": 1, "num_images": N, "T": 4,
+        "schema": "gac-analysis/energy-report", "schema_version": 2, "num_images": N, "T": 4,
         "mean_firing_rate": 0.1234,
         "totals": {"acs": 3000, "approx_acs": 3300.0, "effective_macs": 1200, "dense_macs": 90000},
         "layers": [

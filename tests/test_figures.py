@@ -9,9 +9,8 @@ import torch
 from PIL import Image
 
 from gac_analysis.viz.energy_figures import (CLASS_COLUMNS, DPI, FIGURE_FILES, FIGURE_SIZES, MAX_ROWS,
-                                             REPORT_SCHEMA, REPORT_SCHEMA_VERSION, _aggregate_rows, energy_unit,
-                                             load_run, plot_memory_energy,
-                                             write_energy_figures)
+                                             _aggregate_rows, energy_unit, load_run, plot_energy_per_layer,
+                                             plot_memory_energy, write_energy_figures)
 
 ALWAYS = ["firing_rate_per_site", "firing_rate_heatmap", "energy_per_layer", "energy_by_role", "energy_cumulative"]
 
@@ -59,23 +58,28 @@ def test_every_figure_written_at_its_pixel_size(run_dir):
     assert not list((run_dir / "figures").glob("*.partial"))  # atomic writes leave no temp files
 
 
-def test_schema_constants_mirror_the_accounting_report():
-    from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION
+def test_schema_has_one_home():
+    from gac_analysis.accounting import report as accounting_report
+    from gac_analysis.report_model import SCHEMA, SCHEMA_VERSION
+    from gac_analysis.viz import energy_figures
 
-    assert (REPORT_SCHEMA, REPORT_SCHEMA_VERSION) == (SCHEMA, SCHEMA_VERSION)
+    assert (accounting_report.SCHEMA, accounting_report.SCHEMA_VERSION) == (SCHEMA, SCHEMA_VERSION)
+    assert not hasattr(energy_figures, "REPORT_SCHEMA") and not hasattr(energy_figures, "_derive_classes")
 
 
-def test_classes_derived_from_report_json_match_layers_csv(run_dir, tmp_path):
-    with_csv = load_run(run_dir)
-    assert with_csv.class_source == "layers.csv" and with_csv.order_source == "per_step.csv"
+def test_classes_from_report_json_match_layers_csv(run_dir, tmp_path):
+    run = load_run(run_dir)
+    assert run.order_source == "per_step.csv"
+    cols = [c for c, _ in CLASS_COLUMNS]
+    csv = pd.read_csv(run_dir / "layers.csv")
+    pd.testing.assert_frame_equal(run.layers[cols], csv[cols], rtol=1e-12, atol=0)
     folder = _copy(run_dir, tmp_path, drop=("layers.csv", "per_step.csv"))
     derived = load_run(folder)
-    assert derived.class_source.startswith("derived") and derived.order_source.startswith("approximate")
-    cols = [c for c, _ in CLASS_COLUMNS]
-    pd.testing.assert_frame_equal(derived.layers[cols], with_csv.layers[cols], rtol=1e-9, atol=1e-6)
+    assert derived.order_source.startswith("approximate")
+    pd.testing.assert_frame_equal(derived.layers[cols], run.layers[cols], rtol=0, atol=0)
     # each layer's classes add up to its complete energy; the order still holds every site once
-    assert (with_csv.layers[cols].sum(axis=1) - with_csv.layers["complete_pj"]).abs().max() < 1e-3
-    assert sorted(derived.order) == sorted(with_csv.order)
+    assert (run.layers[cols].sum(axis=1) - run.layers["complete_pj"]).abs().max() < 1e-3
+    assert sorted(derived.order) == sorted(run.order)
     # a memory figure of an earlier report does not linger when this report has no memory estimate
     report = json.loads((folder / "report.json").read_text())
     report["energy"].pop("memory", None)
@@ -91,12 +95,12 @@ def test_memory_figure_when_the_report_has_energy_memory(run_dir, tmp_path):
     names = [r["name"] for r in json.loads((run_dir / "report.json").read_text())["layers"]]
 
     def add_memory(report):
-        report["energy"]["memory"] = {"layers": [{"name": n, "arithmetic_pj": 10.0, "addressing_pj": 5.0,
-                                                  "memory_pj": 30.0} for n in names[:12]]}
+        report["energy"]["memory"] = {"layers": [{"name": n, "compute_pj": 15.0, "memory_pj": 30.0}
+                                                 for n in names[:12]]}
 
     folder = _copy(run_dir, tmp_path, edit=add_memory)
     run = load_run(folder)
-    assert run.memory["compute_pj"] == pytest.approx(12 * 15.0) and run.memory["memory_pj"] == pytest.approx(360.0)
+    assert run.memory.compute_pj == pytest.approx(12 * 15.0) and run.memory.memory_pj == pytest.approx(360.0)
     path = plot_memory_energy(run, folder / "figures" / FIGURE_FILES["energy_memory"])
     _check_png(path, "energy_memory")
 
@@ -125,3 +129,49 @@ def test_energy_unit():
     assert energy_unit(2.5e9) == (1e9, "mJ")
     assert energy_unit(3e5) == (1e3, "nJ")
     assert energy_unit(0.0) == (1.0, "pJ")
+
+
+def _bar_extents(ax) -> float:
+    return max((p.get_x() + p.get_width() for p in ax.patches), default=0.0)
+
+
+def test_energy_per_layer_shows_every_bar_of_both_panels(run_dir, tmp_path):
+    """The complete panel's largest bar is longer than the paper panel's: both fit the shared axis."""
+    run = load_run(run_dir)
+    captured = {}
+
+    def keep(fig, path):  # draw, then look at the axes instead of the PNG
+        captured["axes"] = fig.axes[:2]
+        return path
+
+    import gac_analysis.viz.energy_figures as ef
+
+    saved, ef._save = ef._save, keep
+    try:
+        plot_energy_per_layer(run, tmp_path / "e.png")
+    finally:
+        ef._save = saved
+    paper, complete = captured["axes"]
+    assert _bar_extents(complete) > _bar_extents(paper) > 0
+    for ax in (paper, complete):
+        lo, hi = ax.get_xlim()
+        assert lo == 0 and hi >= _bar_extents(ax), (hi, _bar_extents(ax))
+
+
+def test_firing_rate_figures_do_not_name_the_energy_table(run_dir, tmp_path):
+    import gac_analysis.viz.energy_figures as ef
+
+    run = load_run(run_dir)
+    table = run.report.table_name
+    titles = {}
+    saved = ef._save
+    try:
+        for name, fn in (("rate", ef.plot_firing_rates), ("heatmap", ef.plot_firing_rate_heatmap),
+                         ("energy", ef.plot_energy_per_layer)):
+            ef._save = lambda fig, path, name=name: titles.setdefault(name, fig._suptitle.get_text()) and path
+            fn(run, tmp_path / f"{name}.png")
+    finally:
+        ef._save = saved
+    assert table and table in titles["energy"]
+    assert table not in titles["rate"] and table not in titles["heatmap"]
+    assert "T=4" in titles["rate"] and "2 images" in titles["heatmap"]

@@ -40,9 +40,11 @@ BOUND_ASSUMPTIONS = {
 
 
 def _pair(value, default=(1, 1)) -> tuple[int, int]:
+    """A (height, width) pair from a report's kernel/stride: an int (square), a list of ints (the last two)
+    or missing (``default``)."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return default
-    dims = [int(v) for v in str(value).split("x")]
+    dims = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
     return (dims[-2], dims[-1]) if len(dims) >= 2 else (dims[0], dims[0])
 
 
@@ -53,7 +55,7 @@ def layer_traffic(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_
     out = []
     for _, r in layers[layers["op"].isin(SYNAPTIC)].iterrows():
         linear = r["op"] == "linear"
-        out_shape = tuple(int(v) for v in str(r["out_shape"]).split("x"))
+        out_shape = tuple(int(v) for v in r["out_shape"])
         c_out = int(r["c_out"])
         if not linear:
             out_shape = (c_out, *(out_shape[-2:] if len(out_shape) >= 3 else (1, 1)))
