@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gac_analysis.errors import ConfigError, ReportError
 from gac_analysis.report_model import EnergyReport, mj_per_image
+from gac_analysis.energy.yaml_config import parse_yaml
 
 __all__ = ["BUDGET_SCHEMA", "BUDGET_VERSION", "Budget", "Check", "DEFAULT_BUDGET", "LAYER_METRICS", "METRICS",
            "Violation", "budget_from_dict", "check_budget", "evaluate_budget", "format_value", "load_budget"]
@@ -177,12 +176,7 @@ def load_budget(path: str | Path | None = None) -> Budget:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read budget file {path}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1}: {getattr(e, 'problem', '')})" if mark else ""
-        raise ConfigError(f"budget file {path} is not valid YAML{where}") from None
+    data = parse_yaml(text, f"budget file {path}", ConfigError)
     return budget_from_dict(data, source=str(path))
 
 

@@ -82,3 +82,57 @@ def test_unspoiled_copy_passes(run_dir, tmp_path):
     shutil.copytree(run_dir, folder)
     assert runner.invoke(app, ["budget", str(folder)]).exit_code == 0
     assert runner.invoke(app, ["report", str(folder), "--no-figures"]).exit_code == 0
+
+
+# ---- YAML files with a key written twice (energy tables, budgets) -----------------------------------
+
+def _table_text() -> str:
+    from gac_analysis.energy.tables import _resolve
+
+    return _resolve("45nm-fp32").read_text()
+
+
+def _budget_text() -> str:
+    from gac_analysis.budget import DEFAULT_BUDGET
+
+    return DEFAULT_BUDGET.read_text()
+
+
+YAML_CASES = [
+    # (case, command builder, file text, the key named)
+    ("table: a cost twice", "energy", lambda: _table_text().replace("  mac:", "  mac: 0.1\n  mac:", 1), "'mac'"),
+    ("table: a top-level key twice", "energy", lambda: _table_text() + "\nprecision: fp16\n", "'precision'"),
+    ("budget: a limit twice", "budget",
+     lambda: _budget_text().replace("  mean_firing_rate: 0.3", "  mean_firing_rate: 0.3\n  mean_firing_rate: 9"),
+     "'mean_firing_rate'"),
+    ("budget: limits twice", "budget", lambda: _budget_text() + "\nlimits: {}\n", "'limits'"),
+    ("budget: a layer twice", "budget",
+     lambda: _budget_text().replace("layers: {}", "layers:\n  stem.conv: {complete_mj_per_image: 1}\n"
+                                    "  stem.conv: {complete_mj_per_image: 2}"), "'stem.conv'"),
+]
+
+
+@pytest.mark.parametrize("case, command, text, key", YAML_CASES, ids=[c[0] for c in YAML_CASES])
+def test_yaml_key_written_twice_is_named(case, command, text, key, run_dir, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(text())
+    out = tmp_path / "out"
+    if command == "energy":
+        args = ["energy", "--energy-table", str(path), "--data", "random", "--num-images", "1", "--out", str(out)]
+    else:
+        args = ["budget", str(run_dir), "--config", str(path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (case, result.output)
+    line = one_error_line(result)
+    assert f"key {key} appears twice in one mapping (lines " in line and str(path) in line, line
+    assert not out.exists()
+
+
+def test_yaml_key_written_once_still_loads(tmp_path):
+    from gac_analysis.budget import load_budget
+    from gac_analysis.energy.tables import load_energy_table
+
+    (tmp_path / "t.yaml").write_text(_table_text())
+    (tmp_path / "b.yaml").write_text(_budget_text())
+    assert load_energy_table(tmp_path / "t.yaml").mac == load_energy_table("45nm-fp32").mac
+    assert load_budget(tmp_path / "b.yaml").limits["mean_firing_rate"] == 0.3

@@ -14,9 +14,7 @@ from rich.table import Table
 from gac_analysis.cli.common import (atomic_output_dir, check_output_path, console, default_data_spec, handles_errors, open_data,
                                      open_model)
 from gac_analysis.errors import ConfigError
-
-#: Default of ``--dist-timeout`` (seconds); equals :data:`gac_analysis.distributed.DEFAULT_TIMEOUT_S`.
-DEFAULT_DIST_TIMEOUT_S = 1800.0
+from gac_analysis.launch import DEFAULT_TIMEOUT_S as DEFAULT_DIST_TIMEOUT_S
 
 
 def resolve_device(device: str):

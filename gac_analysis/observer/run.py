@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gac_analysis.data.batches import iter_image_batches
 from gac_analysis.errors import ConfigError, DataError
 from gac_analysis.observer.closed_form import NEAR_THRESHOLD_TOL, direct_closed_form
 from gac_analysis.observer.dynamics import (
@@ -31,7 +32,7 @@ from gac_analysis.observer.dynamics import (
 from gac_analysis.observer.report import DEFINITIONS, ObserverReport, format_verdict
 from gac_analysis.observer.seeding import SEED, seed_parameters_
 
-__all__ = ["observe", "iter_image_batches", "PRECISIONS"]
+__all__ = ["observe", "PRECISIONS"]
 
 PRECISIONS = ("float32", "float64")
 FIRST_DISAGREEMENTS = 20
@@ -39,48 +40,12 @@ FIRST_DISAGREEMENTS = 20
 
 # ---- inputs ---------------------------------------------------------------------------------------
 
-def _check_batch(x: Any, where: str) -> torch.Tensor:
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        x = x[0]  # (images, labels)
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"{where}: expected an image tensor [B, 3, H, W] (or (images, labels)), got "
-                        f"{type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise DataError(f"{where}: expected images of shape [B, 3, H, W], got {list(x.shape)}; add a batch axis "
-                        "with images.unsqueeze(0) for one image")
-    if not x.is_floating_point():
-        raise DataError(f"{where}: expected float images (normalised), got dtype {x.dtype}")
-    if x.shape[0] == 0:
-        raise DataError(f"{where}: the batch holds no images")
-    if not torch.isfinite(x).all():
-        raise DataError(f"{where}: images contain NaN or infinite values")
-    return x
-
-
-def iter_image_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield float image batches ``[b <= batch_size, 3, H, W]`` from a tensor, a DataSource or an iterable.
-
-    The iterable may yield tensors or ``(images, labels)`` pairs; larger batches are split.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if hasattr(images, "batches") and callable(images.batches):
-        source = ((x, f"data source '{getattr(images, 'name', '?')}'") for x, _ in images.batches(batch_size))
-    elif isinstance(images, torch.Tensor):
-        source = iter([(images, "images")])
-    else:
-        try:
-            it = iter(images)
-        except TypeError:
-            raise DataError(f"images must be a tensor [B, 3, H, W], a data source or an iterable of batches, got "
-                            f"{type(images).__name__}") from None
-        source = ((b, f"batch {i}") for i, b in enumerate(it))
+def _observed_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
+    """The checked batches of at most ``batch_size`` images; :class:`DataError` when there are none."""
     any_batch = False
-    for raw, where in source:
-        x = _check_batch(raw, where)
-        for start in range(0, x.shape[0], batch_size):
-            any_batch = True
-            yield x[start:start + batch_size]
+    for x in iter_image_batches(images, batch_size, split=True):
+        any_batch = True
+        yield x
     if not any_batch:
         raise DataError("no images to observe: the input is empty")
 
@@ -366,7 +331,7 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
         decay, vth = float(lif.decay), float(lif.v_threshold)
         acc = _Accumulator(T, atol, keep_neurons, max_violations)
         with torch.no_grad():
-            for x in iter_image_batches(images, batch_size):
+            for x in _observed_batches(images, batch_size):
                 I = stem_fn(x)
                 gac, spikes = _encode(encoder, lif, I)
                 acc.add(I, spikes, gac, decay, vth, float(near_threshold_tol))
