@@ -136,3 +136,21 @@ def test_yaml_key_written_once_still_loads(tmp_path):
     (tmp_path / "b.yaml").write_text(_budget_text())
     assert load_energy_table(tmp_path / "t.yaml").mac == load_energy_table("45nm-fp32").mac
     assert load_budget(tmp_path / "b.yaml").limits["mean_firing_rate"] == 0.3
+
+
+# ---- observe: the encoding figures come from the data given -----------------------------------------
+
+OBSERVE_CASES = [
+    # (data, files expected, words of the line that says which images were drawn and why)
+    ("digits", ["encoding_image0.png", "encoding_image1.png"], "the first 2 images of --data digits"),
+    ("random", ["encoding_photo0.png", "encoding_photo1.png"], "the bundled photographs, since random images"),
+]
+
+
+@pytest.mark.parametrize("data, files, why", OBSERVE_CASES, ids=[c[0] for c in OBSERVE_CASES])
+def test_observe_encoding_figures_follow_the_data(data, files, why, tmp_path):
+    out = tmp_path / "obs"
+    result = runner.invoke(app, ["observe", "--data", data, "--num-images", "2", "--out", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    assert why in " ".join(result.output.split())
+    assert sorted(p.name for p in out.glob("encoding_*.png")) == files

@@ -175,3 +175,35 @@ def test_firing_rate_figures_do_not_name_the_energy_table(run_dir, tmp_path):
     assert table and table in titles["energy"]
     assert table not in titles["rate"] and table not in titles["heatmap"]
     assert "T=4" in titles["rate"] and "2 images" in titles["heatmap"]
+
+
+def test_fraction_vs_T_draws_checkpoint_and_seeded_TA_as_separate_series(tmp_path, monkeypatch):
+    """A sweep with TA from the checkpoint at T=4 and seeded TA elsewhere: two lines, never one joined line."""
+    import gac_analysis.viz.observer_figures as of
+
+    sweep = pd.DataFrame({"T": [2, 4, 6, 8], "ta_source": ["seeded", "checkpoint", "seeded", "seeded"],
+                          "sca_source": "checkpoint", "fraction_gt": [0.5, 0.2, 0.6, 0.7],
+                          "fraction_lt": 0.0, "violations": 0})
+    captured = {}
+    monkeypatch.setattr(of, "_save", lambda fig, path: captured.setdefault("ax", fig.axes[0]) and path)
+    of.plot_fraction_vs_T(sweep, tmp_path / "f.png")
+    ax = captured["ax"]
+    lines = {ln.get_label(): list(ln.get_xdata()) for ln in ax.get_lines()}
+    ckpt = next(v for k, v in lines.items() if "checkpoint" in k)
+    seeded = next(v for k, v in lines.items() if "seeded" in k)
+    assert ckpt == [4] and seeded == [2, 6, 8]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("checkpoint" in t for t in legend) and any("seeded" in t for t in legend)
+
+
+def test_observer_figures_change_nothing_global():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; before = matplotlib.get_backend(); "
+            "import gac_analysis.viz.observer_figures, gac_analysis.viz.energy_figures; "
+            "import matplotlib.pyplot as plt; "
+            "print(before == matplotlib.get_backend(), plt.get_fignums())")
+    env = {"MPLBACKEND": "svg", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "True []", out.stdout + out.stderr

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from gac_analysis.errors import CheckpointError
+from gac_analysis.errors import CheckpointError, TimeStepsUnknownError
 from gac_analysis.fileio import atomic_write
 from gac_analysis.models.msresnet import MSResNet
 from gac_analysis.models.registry import ARCHS, build_model
@@ -293,7 +293,7 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     T_ = _check_arg("T", T, f_T, f"TA weight {ta_shape} fixes T" if ta_shape else "stored", path)
     coding_ = _check_arg("coding", coding, f_coding, "GAC weights present" if has_gac else "no GAC weights", path)
     if T_ is None:
-        raise CheckpointError(
+        raise TimeStepsUnknownError(
             f"T cannot be inferred from {path}: a direct-coding checkpoint has no TA weights; pass T (--T N)")
     sca_shape = _shape_of(canonical, "encoder.sca.mlp.0.weight")
     info = CheckpointInfo(

@@ -32,7 +32,7 @@ from gac_analysis.observer.dynamics import (
 from gac_analysis.observer.report import DEFINITIONS, ObserverReport, format_verdict
 from gac_analysis.observer.seeding import SEED, seed_parameters_
 
-__all__ = ["observe", "PRECISIONS"]
+__all__ = ["PRECISIONS", "encoder_outputs", "observe"]
 
 PRECISIONS = ("float32", "float64")
 FIRST_DISAGREEMENTS = 20
@@ -79,7 +79,7 @@ def _gac_encoder(model, seeded_gac: bool):
     return enc.eval(), True
 
 
-def _encode(encoder, lif, I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encoder_outputs(encoder, lif, I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(GAC output, spikes)``: the encoder's forward, and the spikes its own LIF made during it.
 
     The spikes are captured with a forward hook on ``encoder.lif`` (one LIF pass, and exactly the spikes
@@ -333,7 +333,7 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
         with torch.no_grad():
             for x in _observed_batches(images, batch_size):
                 I = stem_fn(x)
-                gac, spikes = _encode(encoder, lif, I)
+                gac, spikes = encoder_outputs(encoder, lif, I)
                 acc.add(I, spikes, gac, decay, vth, float(near_threshold_tol))
     finally:
         for m, was in flags.items():

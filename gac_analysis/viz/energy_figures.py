@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from gac_analysis.errors import ReportError
-from gac_analysis.fileio import atomic_write
 from gac_analysis.report_model import (CLASS_ENERGIES, PJ_PER_MJ, EnergyReport, MemorySplit, load_energy_report,
                                        report_json_path)
+from gac_analysis.viz.canvas import new_figure, palette, save_png
 
 __all__ = [
     "CLASS_COLUMNS", "DPI", "FIGURE_FILES", "FIGURE_SIZES", "RunData", "energy_unit", "load_run",
@@ -67,9 +67,7 @@ _COMPLETE_DEF = "every operation, exact counts"
 
 def _palette() -> dict[str, Any]:
     """Colours of op classes, roles and conventions, from seaborn's default ("deep") palette."""
-    import seaborn as sns
-
-    deep = sns.color_palette("deep")
+    deep = palette()
     classes = dict(zip(CLASS_ENERGIES, (deep[0], deep[2], deep[4], deep[8], deep[1], deep[9])))
     roles = dict(zip(_ROLE_ORDER, (deep[0], deep[1], deep[2], deep[3])))
     return {"class": classes, "role": roles, "neuron": deep[5], "paper": deep[7], "complete": deep[3],
@@ -200,16 +198,11 @@ def energy_unit(max_pj: float) -> tuple[float, str]:
 
 
 def _figure(name: str, **subplots):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=FIGURE_SIZES[name], dpi=DPI, layout="constrained")
-    axes = fig.subplots(**subplots)
-    return fig, axes
+    return new_figure(FIGURE_SIZES[name], DPI, **subplots)
 
 
 def _save(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    return save_png(fig, path, DPI)
 
 
 def _label_size(n: int) -> float:
