@@ -196,14 +196,32 @@ def test_fraction_vs_T_draws_checkpoint_and_seeded_TA_as_separate_series(tmp_pat
     assert any("checkpoint" in t for t in legend) and any("seeded" in t for t in legend)
 
 
-def test_observer_figures_change_nothing_global():
+def test_importing_the_package_changes_nothing_global():
+    """Importing gac_analysis (models, figures) into a user's process leaves their matplotlib backend, open
+    figures and warning filters as they were."""
     import subprocess
     import sys
 
-    code = ("import matplotlib; before = matplotlib.get_backend(); "
-            "import gac_analysis.viz.observer_figures, gac_analysis.viz.energy_figures; "
+    # torch and SpikingJelly add warning filters of their own when imported: import them first
+    code = ("import warnings, matplotlib, torch, spikingjelly.activation_based.neuron, seaborn; "
+            "before = (matplotlib.get_backend(), list(warnings.filters)); "
+            "import gac_analysis.models, gac_analysis.viz.observer_figures, gac_analysis.viz.energy_figures; "
             "import matplotlib.pyplot as plt; "
-            "print(before == matplotlib.get_backend(), plt.get_fignums())")
+            "print(before == (matplotlib.get_backend(), list(warnings.filters)), plt.get_fignums())")
     env = {"MPLBACKEND": "svg", "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "True []", out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "True []", out.stdout + out.stderr
+
+
+def test_sca_even_kernel_warning_silenced_only_inside_the_forward():
+    import warnings
+
+    from gac_analysis.models.gac import SpatialChannelAttention
+
+    sca = SpatialChannelAttention(2)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        sca(torch.randn(2, 1, 2, 5, 5))
+    assert not [w for w in seen if "even kernel" in str(w.message)]
+    assert list(warnings.filters) == before

@@ -31,6 +31,7 @@ import torch
 
 from gac_analysis.errors import CheckpointError, TimeStepsUnknownError
 from gac_analysis.fileio import atomic_write
+from gac_analysis.models.gac import SCA_KERNEL
 from gac_analysis.models.msresnet import MSResNet
 from gac_analysis.models.registry import ARCHS, build_model
 
@@ -299,7 +300,7 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     info = CheckpointInfo(
         path=str(path), sha256=file_sha256(path), layout=layout, wrapper=wrapper, module_prefix=prefixed,
         arch=arch_, T=int(T_), num_classes=int(cls_), coding=coding_, width=int(stem_shape[0]),
-        sca_kernel=int(sca_shape[-1]) if sca_shape else 4, num_keys=len(sd), num_tensors=len(canonical),
+        sca_kernel=int(sca_shape[-1]) if sca_shape else SCA_KERNEL, num_keys=len(sd), num_tensors=len(canonical),
         metadata=meta)
     return canonical, info
 
