@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ReportError
 
 __all__ = [
@@ -38,8 +39,6 @@ SCHEMA = "gac-analysis/energy-report"
 SCHEMA_VERSION = 2
 OBSERVER_SCHEMA = "gac-analysis/observer"
 OBSERVER_SCHEMA_VERSION = 1
-#: picojoules per millijoule (every ``*_pj`` -> ``*_mj`` conversion of the package uses this).
-PJ_PER_MJ = 1e9
 #: Input kinds a layer row may carry (``None``: not observed for that module).
 INPUT_KINDS = ("binary", "real", "mixed", "silent", "integer")
 _RERUN = "re-run `gac-analyze energy`"

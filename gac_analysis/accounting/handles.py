@@ -41,6 +41,7 @@ from gac_analysis.accounting.kernels import (
     is_binary,
     nonzero_count,
 )
+from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC_OPS  # one home of the op names, re-exported
 from gac_analysis.models.layers import Add, Mul
 from gac_analysis.models.neurons import LIF
 
@@ -196,10 +197,6 @@ HANDLES: list[tuple[type, str, Handle]] = [
     (nn.AdaptiveMaxPool2d, "maxpool", maxpool_handle),
     (nn.AdaptiveMaxPool3d, "maxpool", maxpool_handle),
 ]
-
-#: Op names whose layers are synaptic (weights meet inputs): priced as MACs or ACs.
-SYNAPTIC_OPS = frozenset({"conv1d", "conv2d", "conv3d", "linear"})
-
 
 def register_handle(module_type: type, op: str, handle: Handle, *, first: bool = True) -> None:
     """Add a counting rule for ``module_type`` (placed before the built-ins unless ``first=False``)."""

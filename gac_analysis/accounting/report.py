@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from gac_analysis.energy.conventions import energy_summary, price_layers, price_neurons
-from gac_analysis.energy.hardware import memory_summary
+from gac_analysis.energy.network_memory import memory_summary
 from gac_analysis.energy.tables import EnergyTable
 from gac_analysis.report_model import SCHEMA as SCHEMA  # re-exported by gac_analysis.accounting
 from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION

@@ -119,7 +119,7 @@ def _layers_frame(report: EnergyReport):
     """Report layers with the complete energy by op class and the paper energy split into stem MACs / ACs."""
     import pandas as pd
 
-    from gac_analysis.energy.conventions import SYNAPTIC
+    from gac_analysis.energy.units import SYNAPTIC_OPS
 
     cols = [c for c, _ in CLASS_COLUMNS]
     for i, row in enumerate(report.layers):
@@ -131,7 +131,7 @@ def _layers_frame(report: EnergyReport):
         df[col] = df[col].fillna(0.0).astype(float)
     df["op"] = df["op"].fillna("?").astype(str)
     df["role"] = df["role"].fillna("other").astype(str)
-    stem = df["op"].isin(SYNAPTIC) & (df["role"] == "encoder")
+    stem = df["op"].isin(SYNAPTIC_OPS) & (df["role"] == "encoder")
     df["paper_mac_pj"] = df["paper_pj"].where(stem, 0.0)
     df["paper_ac_pj"] = df["paper_pj"].where(~stem, 0.0)
     return df
@@ -243,12 +243,12 @@ def _merge_batchnorm(df, value_cols: list[str]):
     (label ``layers.0.0.conv1 + bn1``): the usual conv+BN unit, and half as many rows to read."""
     import pandas as pd
 
-    from gac_analysis.energy.conventions import SYNAPTIC
+    from gac_analysis.energy.units import SYNAPTIC_OPS
 
     rows: list[dict] = []
     for rec in df.to_dict(orient="records"):
         prev = rows[-1] if rows else None
-        if (rec.get("op") == "batchnorm" and prev is not None and prev.get("op") in SYNAPTIC
+        if (rec.get("op") == "batchnorm" and prev is not None and prev.get("op") in SYNAPTIC_OPS
                 and not prev["_merged"] and _block(prev["name"]) == _block(rec["name"])):
             for c in value_cols:
                 prev[c] = float(prev[c]) + float(rec[c])

@@ -28,6 +28,7 @@ import pandas as pd
 from gac_analysis.energy.conventions import SYNAPTIC, energy_summary, price_layers, price_neurons
 from gac_analysis.energy.memory import LayerTraffic, ann_equivalent, estimate_layer
 from gac_analysis.energy.tables import EnergyTable
+from gac_analysis.energy.units import PJ_PER_MJ
 
 BOUND_ASSUMPTIONS = {
     "lower": ["batch norm folded into the conv weights (1 add per element for the folded bias)",
@@ -131,6 +132,6 @@ def _bounds(layers, lif_sites, table, traffic, *, T: int, num_images: int) -> di
                                  fold_bn=fold)["complete"]["total_pj"] / num_images
         memory = float(_price(traffic, table, placement=placement, reuse_static=reuse, ann=False,
                               T=T)["memory_pj"].sum())
-        out[name] = {"per_image_pj": compute + memory, "per_image_mj": (compute + memory) / 1e9,
+        out[name] = {"per_image_pj": compute + memory, "per_image_mj": (compute + memory) / PJ_PER_MJ,
                      "compute_pj": compute, "memory_pj": memory, "assumptions": BOUND_ASSUMPTIONS[name]}
     return out
