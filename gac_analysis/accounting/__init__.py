@@ -19,18 +19,20 @@ def count_images(model: torch.nn.Module, images, progress=None) -> Counter:
     Returns the :class:`Counter` (hooks detached). No batches give a counter with no sites and
     ``num_images == 0`` (e.g. a process with an empty shard).
     """
+    from gac_analysis.accounting.finite import FiniteWatch
     from gac_analysis.data.validate import validate_images
 
     device = device_of(model)
     was_training = model.training
     model.eval()
     try:
-        with Counter(model) as counter, torch.inference_mode():
+        with Counter(model) as counter, FiniteWatch(model) as finite, torch.inference_mode():
             for i, batch in enumerate(iter_image_batches(images)):
                 validate_images(batch, where=f"batch {i}")
                 model(batch.to(device, non_blocking=True))
                 if progress is not None:
                     progress(i, int(batch.shape[0]))
+        finite.check()  # non-finite weights or activations are an error, not a number (one host read)
     finally:
         model.train(was_training)
     return counter

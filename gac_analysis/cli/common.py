@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gac_analysis.errors import CheckpointError, ConfigError, GacError
-from gac_analysis.fileio import ordinary_mode
+from gac_analysis.errors import CheckpointError, GacError
+# the one home of output folders and pre-flight checks; re-exported for the commands
+from gac_analysis.fileio import atomic_output_dir, check_output_dir, check_output_file, check_output_path  # noqa: F401
+from gac_analysis.fileio import sigterm_unwinds
+
+#: ``--out`` help of every command that writes an output folder (what happens to an existing folder).
+OUT_HELP = ("Output folder. A new folder is created; an existing one is used only when it is empty or holds an "
+            "earlier run of this tool, and then only the tool's own files are replaced (yours stay). A failed "
+            "run leaves nothing.")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,7 +29,8 @@ def handles_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with sigterm_unwinds():  # SIGTERM cleans up like Ctrl-C: no temporary is left behind
+                return fn(*args, **kwargs)
         except GacError as e:
             err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=e.exit_code) from None
@@ -75,39 +79,11 @@ def open_data(spec: str, model, *, num_images: int | None, seed: int = 0, image_
     return open_source(spec, num_images=num_images, image_size=size, seed=seed)
 
 
-def check_output_path(out: Path) -> Path:
-    """Check that ``out`` can become an output folder (creating only its parent); one-line errors."""
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create the output folder's parent {out.parent}: {e.strerror}") from None
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder's parent {out.parent} is not writable; choose another --out")
-    return out
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out: Path):
-    """Yield a temporary folder beside ``out``; on success it replaces ``out``, on failure it is removed.
-
-    So a failed run never leaves a half-written output folder behind. An existing ``out`` is replaced
-    only when the run succeeds.
-    """
-    out = check_output_path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    ordinary_mode(tmp, folder=True)  # mkdtemp makes 0700; the output is an ordinary folder
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def input_paths(ckpt: Path | None, data_spec: str | None) -> list[Path]:
+    """The files and folders a run reads (checkpoint, data folder): an ``--out`` may never replace them."""
+    paths = [Path(ckpt)] if ckpt is not None else []
+    if data_spec and ":" in data_spec:
+        kind, _, path = data_spec.partition(":")
+        if kind in ("folder", "cifar10", "cifar100") and path.strip():
+            paths.append(Path(path).expanduser())
+    return paths

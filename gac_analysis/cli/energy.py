@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Optional
@@ -11,10 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gac_analysis.cli.common import (atomic_output_dir, check_output_path, console, default_data_spec, handles_errors, open_data,
-                                     open_model)
+from gac_analysis.cli.common import (OUT_HELP, atomic_output_dir, check_output_dir, console, default_data_spec,
+                                     handles_errors, input_paths, open_data, open_model)
 from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
+from gac_analysis.fileio import sigterm_unwinds
 from gac_analysis.launch import DEFAULT_TIMEOUT_S as DEFAULT_DIST_TIMEOUT_S
 
 
@@ -85,7 +85,7 @@ def energy_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     energy_table: str = typer.Option("45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"),
-    out: Path = typer.Option(Path("reports/energy"), "--out", help="Output folder (replaced on success)."),
+    out: Path = typer.Option(Path("reports/energy"), "--out", help=OUT_HELP),
     T: Optional[int] = typer.Option(None, "--T", help="Time steps (direct-coding checkpoints only)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
     reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
@@ -113,7 +113,7 @@ def energy_cmd(
     spec = default_data_spec(ckpt is None, data)
     source = open_data(spec, model, num_images=num_images, seed=seed)
     model = model.to(dev)
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, kind="energy", inputs=input_paths(path, spec)) as tmp:
         report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
                              reuse_static=reuse_static, fold_bn=fold_bn)
         report.provenance["distributed"] = {"world_size": 1, "backend": None}
@@ -152,28 +152,8 @@ def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, e
         print_summary(report, out)
 
 
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """Turn SIGTERM (torchrun stopping the workers after another one failed) into ``SystemExit(143)``.
-
-    So the stack unwinds: a half-written temporary output folder is removed and the process group is
-    destroyed, instead of the process vanishing mid-write.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+#: SIGTERM (torchrun stopping the workers after another one failed) unwinds the stack like Ctrl-C.
+_sigterm_unwinds = sigterm_unwinds
 
 
 def _prints_failure(error, launch) -> bool:
@@ -191,7 +171,7 @@ def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out
         spec = default_data_spec(ckpt is None, data)
         source = open_data(spec, model, num_images=num_images, seed=seed)
         if sess.is_main:
-            check_output_path(out)
+            check_output_dir(out, kind="energy", inputs=input_paths(ckpt, spec))
         n = len(source)
         indices = gd.shard_indices(n, sess.rank, sess.world_size, block=batch_size)
         num_batches = math.ceil(n / batch_size)
@@ -218,7 +198,7 @@ def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out
         report = gd.report_from_counter(counter, model, energy=energy_table, reuse_static=reuse_static,
                                         fold_bn=fold_bn, data=source.describe())
         report.provenance["distributed"] = sess.describe()
-        with atomic_output_dir(out) as tmp:
+        with atomic_output_dir(out, kind="energy") as tmp:
             report.save(tmp)
         return report
 

@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 
 from gac_analysis.cli.common import (
-    atomic_output_dir, console, default_data_spec, err_console, handles_errors, open_data, open_model,
+    OUT_HELP, atomic_output_dir, check_output_dir, console, default_data_spec, err_console, handles_errors,
+    input_paths, open_data, open_model,
 )
 from gac_analysis.errors import ConfigError, TimeStepsUnknownError
 
@@ -58,7 +59,7 @@ def observe_cmd(
     T: Optional[str] = typer.Option(None, "--T", help="comma list for a sweep, e.g. 2,4,6,8"),
     atol: float = typer.Option(1e-6, "--atol", help="Tolerance for comparing real GAC output values."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
-    out: Path = typer.Option(Path("reports/observe"), "--out", help="Output folder (replaced on success)."),
+    out: Path = typer.Option(Path("reports/observe"), "--out", help=OUT_HELP),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
     precision: str = typer.Option("float64", "--precision",
                                   help="float32: the encoder as the model runs it; float64: the same weights in "
@@ -77,11 +78,10 @@ def observe_cmd(
         raise ConfigError(f"--atol must be a finite number >= 0, got {atol}")
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be float32 or float64, got {precision!r}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
 
     model, ckpt_path = _open(ckpt)
     spec = default_data_spec(ckpt is None, data)
+    check_output_dir(out, kind="observe", inputs=input_paths(ckpt_path, spec))  # before the work
     source = open_data(spec, model, num_images=num_images, seed=seed)
     report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed)
     if Ts:
@@ -89,7 +89,7 @@ def observe_cmd(
                                seed=seed)
 
     written = []
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, kind="observe", inputs=input_paths(ckpt_path, spec)) as tmp:
         (tmp / "observer.json").write_text(report.to_json() + "\n")
         report.neurons.to_csv(tmp / "neurons.csv", index=False)
         written += ["observer.json", "neurons.csv"]

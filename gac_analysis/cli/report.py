@@ -18,8 +18,12 @@ def report_cmd(
 ):
     """Write RUN_DIR/report.md (summary in both conventions, difference breakdown, largest consumers,
     provenance, observer verdict when observer.json is present) and the figures it links."""
+    from gac_analysis.fileio import holds_previous_run, probe_writable
     from gac_analysis.viz.report_md import write_report_md
 
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    if holds_previous_run(folder):  # report.md and figures/ go there: fail before drawing when it is read-only
+        probe_writable(folder, "run folder")
     path, pngs = write_report_md(run_dir, figures=figures)
     extra = f" and {len(pngs)} figures in {path.parent / 'figures'}" if pngs else ""
     console.print(f"wrote {path}{extra}", highlight=False, soft_wrap=True)

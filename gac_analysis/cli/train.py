@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from gac_analysis.cli.common import console, handles_errors
+from gac_analysis.cli.common import check_output_file, console, handles_errors
 from gac_analysis.errors import ConfigError, DataError
 
 TRAIN_SOURCES = ("digits", "cifar10", "cifar100")
@@ -88,10 +88,12 @@ def train_cmd(
 
     from gac_analysis.data import open_source
     from gac_analysis.models import build_model, count_parameters, save_checkpoint
+    from gac_analysis.models.checkpoint import is_project_checkpoint
     from gac_analysis.training import evaluate, set_deterministic, train
 
     kind = _check_options(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
                           batch_size=batch_size, lr=lr, max_steps=max_steps, threads=threads, out=out)
+    check_output_file(out, is_own=is_project_checkpoint)  # before training: /proc/x.pt fails now, not in an hour
     command = _format_command(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
                               batch_size=batch_size, lr=lr, seed=seed, out=out, max_steps=max_steps,
                               threads=threads)

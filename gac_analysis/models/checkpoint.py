@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,28 +100,70 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+#: The one reason given for a file that needs more than tensors and containers (whatever torch's wording).
+PICKLED_CODE = "needs arbitrary Python objects (pickled code), refused with weights_only=True"
+#: Modules whose globals a checkpoint may name (tensor rebuilding, storages, ordered dicts).
+_SAFE_GLOBAL_MODULES = ("torch", "collections", "builtins", "_codecs", "numpy")
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The ``module.name`` globals a pickle (or a torch zip's ``data.pkl``) refers to, read without running it."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = [n for n in z.namelist() if n.endswith("data.pkl")]
+                data = z.read(names[0]) if names else b""
+        else:
+            data = path.read_bytes()
+        found, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return found
+    except Exception:  # noqa: BLE001 - a corrupt file simply names no globals; the caller reports it as such
+        return []
+
+
+def _unsafe_global(path: Path, message: str) -> str | None:
+    """The first global outside the allowed modules that loading ``path`` needs, or ``None``."""
+    found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", message)
+    if found:
+        return found.group(1)
+    for name in _pickle_globals(path):
+        if name.split(".", 1)[0] not in _SAFE_GLOBAL_MODULES:
+            return name
+    return None
+
+
 def _read_file(path: Path) -> object:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path} (check the path)")
     if path.is_dir():
         raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
-        if found:
-            what = f" ({found.group(1)})"
-            raise CheckpointError(
-                f"refusing to load {path}: it needs arbitrary pickled Python objects{what}, which "
-                "torch.load(weights_only=True) does not run for safety; re-save it as a plain state_dict "
-                "with torch.save(model.state_dict(), path)") from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
-        raise CheckpointError(f"not a PyTorch checkpoint or truncated: {path} (unpickling failed: "
-                              f"{reason.group(1).strip() if reason else _first_line(msg)})") from None
+        with warnings.catch_warnings():  # torch warns about the protocol of plain pickles: the error says it all
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files (KeyError, RuntimeError, EOFError, ...)
+        msg = str(e)
+        unsafe = _unsafe_global(path, msg) if isinstance(e, pickle.UnpicklingError) else None
+        if unsafe:
+            raise CheckpointError(
+                f"refusing to load {path} (it names {unsafe}): it {PICKLED_CODE}; re-save it as a plain "
+                "state_dict with torch.save(model.state_dict(), path)") from None
+        if isinstance(e, pickle.UnpicklingError):
+            reason = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
+            raise CheckpointError(f"not a PyTorch checkpoint or truncated: {path} (unpickling failed: "
+                                  f"{reason.group(1).strip() if reason else _first_line(msg)})") from None
         raise CheckpointError(
-            f"not a PyTorch checkpoint or truncated: {path} ({type(e).__name__}: {_first_line(str(e))}); "
+            f"not a PyTorch checkpoint or truncated: {path} ({type(e).__name__}: {_first_line(msg)}); "
             "check that the file was fully written by torch.save") from None
 
 
@@ -130,18 +173,70 @@ def _first_line(msg: str) -> str:
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict, str | None, dict | None]:
-    """Return (state_dict, wrapper key, native header or None)."""
+    """Return (state_dict, wrapper key, native header or None); the state_dict maps names to tensors."""
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"unknown checkpoint layout in {path}: expected a state_dict (a mapping of parameter names to "
             f"tensors), got {type(obj).__name__}")
     if obj.get("format") == FORMAT:
-        return obj.get("state_dict", {}), None, obj
-    for key in WRAPPER_KEYS:
-        inner = obj.get(key)
-        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-            return inner, key, None
-    return obj, None, None
+        sd, wrapper, header = obj.get("state_dict", {}), None, obj
+    else:
+        sd, wrapper, header = obj, None, None
+        for key in WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                sd, wrapper = inner, key
+                break
+    _check_state_dict(sd, path)
+    if header is not None:
+        _check_header(header, path)
+    return sd, wrapper, header
+
+
+def _check_state_dict(sd: object, path: Path) -> None:
+    """A state_dict is a mapping of string names to tensors; one line naming the first thing that is not."""
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"unknown checkpoint layout in {path}: its state_dict is a {type(sd).__name__}, not a "
+                              "mapping of parameter names to tensors; save it with torch.save(model.state_dict())")
+    for key, value in sd.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"unknown checkpoint layout in {path}: key {key!r} is a {type(key).__name__}, "
+                                  "not a parameter name; save it with torch.save(model.state_dict())")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: key '{key}' holds a {type(value).__name__}, not a tensor; save "
+                                  "only tensors with torch.save(model.state_dict())")
+
+
+def _check_header(header: dict, path: Path) -> None:
+    """The fields of this project's header: a known arch and coding, positive integer T / classes / width."""
+    arch, coding = header.get("arch"), header.get("coding")
+    if arch is not None and arch not in ARCHS:
+        raise CheckpointError(f"{path}: unknown arch {arch!r} in the checkpoint header; supported: "
+                              f"{', '.join(sorted(ARCHS))}")
+    if coding is not None and coding not in ("gac", "direct"):
+        raise CheckpointError(f"{path}: unknown coding {coding!r} in the checkpoint header; expected gac or direct")
+    for name in ("T", "num_classes", "width"):
+        v = header.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise CheckpointError(f"{path}: the checkpoint header's {name} is {v!r}; expected an integer >= 1")
+
+
+def nonfinite_state(named_tensors) -> str | None:
+    """Describe the first tensor of ``(name, tensor)`` pairs that no result can be built on, else ``None``.
+
+    Floating tensors must be finite; a batch-norm ``running_var`` must also be >= 0 (a variance).
+    """
+    for name, t in named_tensors:
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            continue
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            what = " and ".join(p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if p)
+            return f"'{name}' holds {what} values"
+        if name.endswith("running_var") and bool((t < 0).any()):
+            return f"'{name}' holds {int((t < 0).sum())} negative values (a variance is >= 0)"
+    return None
 
 
 def _strip_prefix(sd: dict) -> tuple[dict, bool]:
@@ -296,6 +391,15 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     if T_ is None:
         raise TimeStepsUnknownError(
             f"T cannot be inferred from {path}: a direct-coding checkpoint has no TA weights; pass T (--T N)")
+    if isinstance(T_, bool) or not isinstance(T_, int) or T_ < 1:
+        raise CheckpointError(f"T={T_!r} for {path}: the number of time steps must be an integer >= 1 (--T N)")
+    if coding_ == "gac" and T_ < 2:
+        raise CheckpointError(f"T={T_} for {path}: GAC coding needs T >= 2 (its temporal attention has T//2 "
+                              "channels)")
+    bad = nonfinite_state(canonical.items())
+    if bad:
+        raise CheckpointError(f"{path}: {bad}; no result can be computed from such weights (the first such "
+                              "tensor is named; check how the checkpoint was trained or edited)")
     sca_shape = _shape_of(canonical, "encoder.sca.mlp.0.weight")
     info = CheckpointInfo(
         path=str(path), sha256=file_sha256(path), layout=layout, wrapper=wrapper, module_prefix=prefixed,
@@ -303,6 +407,17 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
         sca_kernel=int(sca_shape[-1]) if sca_shape else SCA_KERNEL, num_keys=len(sd), num_tensors=len(canonical),
         metadata=meta)
     return canonical, info
+
+
+def is_project_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint this tool wrote (``format == "gac-analysis/checkpoint"``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
 def load_state_into(model: torch.nn.Module, canonical: dict, path: str) -> None:

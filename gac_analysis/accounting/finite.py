@@ -1,0 +1,100 @@
+"""No result from non-finite numbers: weights, batch-norm statistics and activations are checked.
+
+:class:`FiniteWatch` wraps a counting run (``count_images``). On entry it checks the model's parameters
+and buffers (finite; batch-norm ``running_var >= 0``). During the run, forward hooks on every leaf module
+OR a device-side flag "this output held a NaN or inf" per module, with no host synchronisation inside
+the hooks; the modules are numbered in the order they first run. :meth:`FiniteWatch.check` reads the
+flags once, at the end, and raises :class:`NonFiniteError` naming the first module, in execution order,
+whose output was not finite.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gac_analysis.errors import GacError
+from gac_analysis.models.checkpoint import nonfinite_state
+
+__all__ = ["FiniteWatch", "NonFiniteError", "check_finite_state"]
+
+
+class NonFiniteError(GacError):
+    """Weights, statistics or activations hold NaN / inf (or a negative variance): no number is reported."""
+
+
+def check_finite_state(model: torch.nn.Module) -> None:
+    """Raise :class:`NonFiniteError` naming the first parameter or buffer (module order) that is not usable."""
+    def tensors():
+        for mod_name, module in model.named_modules():
+            for name, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+                yield (f"{mod_name}.{name}" if mod_name else name), t
+
+    bad = nonfinite_state(tensors())
+    if bad:
+        raise NonFiniteError(f"the model's {bad}; no result can be computed from such weights: check the "
+                             "checkpoint (the first such tensor, in module order, is named)")
+
+
+def _tensors(output):
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif isinstance(output, (tuple, list)):
+        for o in output:
+            yield from _tensors(o)
+    elif isinstance(output, dict):
+        for o in output.values():
+            yield from _tensors(o)
+
+
+class FiniteWatch:
+    """Context manager: per-module device flags for non-finite outputs; :meth:`check` raises on the first."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self._names = {m: n for n, m in model.named_modules() if not any(True for _ in m.children())}
+        self._order: list[torch.nn.Module] = []   # leaf modules in the order they first ran
+        self._flags: dict[torch.nn.Module, torch.Tensor] = {}
+        self._handles = []
+
+    def _hook(self, module, inputs, output):
+        for t in _tensors(output):
+            if not t.is_floating_point():
+                continue
+            bad = ~torch.isfinite(t).all()  # a 0-d tensor on t's device: no host sync here
+            flag = self._flags.get(module)
+            if flag is None:
+                self._order.append(module)
+                self._flags[module] = bad
+            else:
+                self._flags[module] = flag | bad
+
+    def __enter__(self) -> "FiniteWatch":
+        check_finite_state(self.model)
+        self._handles = [m.register_forward_hook(self._hook) for m in self._names]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def first_nonfinite(self) -> str | None:
+        """Name of the first module (execution order) whose output held NaN or inf; one host read."""
+        if not self._order:
+            return None
+        first = self._flags[self._order[0]]
+        flags = torch.stack([self._flags[m].to(first.device) for m in self._order]).cpu().tolist()
+        for module, bad in zip(self._order, flags):
+            if bad:
+                return self._names[module] or type(module).__name__
+        return None
+
+    def check(self) -> None:
+        """Raise :class:`NonFiniteError` when some module's output was not finite."""
+        name = self.first_nonfinite()
+        if name is not None:
+            module = self.model.get_submodule(name) if name in self._names.values() else None
+            kind = f" ({type(module).__name__})" if module is not None else ""
+            raise NonFiniteError(f"the output of module '{name}'{kind} holds NaN or inf values (the first module, "
+                                 "in execution order, where they appear; inputs and weights were finite): no "
+                                 "result is reported; check the model's numerics (overflow, division by zero)")
