@@ -34,8 +34,7 @@ import torch
 
 from gac_analysis.accounting import count_images, report_from_counter
 from gac_analysis.errors import ConfigError, GacError
-from gac_analysis.launch import (DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices,
-                                 usable_cpus)
+from gac_analysis.launch import DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices, usable_cpus
 
 # DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices and usable_cpus live in the
 # torch-free gac_analysis.launch (the CLI reads them without importing torch); count_images and

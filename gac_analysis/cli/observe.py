@@ -16,7 +16,13 @@ import typer
 from rich.table import Table
 
 from gac_analysis.cli.common import (
-    atomic_output_dir, console, default_data_spec, err_console, handles_errors, open_data, open_model,
+    atomic_output_dir,
+    console,
+    default_data_spec,
+    err_console,
+    handles_errors,
+    open_data,
+    open_model,
 )
 from gac_analysis.errors import ConfigError, TimeStepsUnknownError
 

@@ -165,7 +165,10 @@ class LayerTraffic:
         layer = str(self.name)
         if self.kind not in _KINDS:
             raise _bad(layer, f"kind = {self.kind!r} is unknown", f"use one of {', '.join(_KINDS)}")
-        set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen)
+
+        def set_(key: str, value: Any) -> None:  # the dataclass is frozen: normalise fields in place once
+            object.__setattr__(self, key, value)
+
         for key in ("T", "c_in", "c_out", "in_numel"):
             set_(key, _pos_int(layer, key, getattr(self, key)))
         set_("kernel", _int_pair(layer, "kernel", self.kernel))

@@ -28,7 +28,11 @@ from gac_analysis.data.batches import iter_image_batches
 from gac_analysis.errors import ConfigError, DataError
 from gac_analysis.observer.closed_form import NEAR_THRESHOLD_TOL, direct_closed_form
 from gac_analysis.observer.dynamics import (
-    PatternCounter, distinct_values, dynamic_duration, last_change, temporal_variance,
+    PatternCounter,
+    distinct_values,
+    dynamic_duration,
+    last_change,
+    temporal_variance,
 )
 from gac_analysis.observer.report import DEFINITIONS, ObserverReport, format_verdict
 from gac_analysis.observer.seeding import SEED, seed_parameters_
