@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gac_analysis.energy.yaml_config import parse_yaml
 from gac_analysis.errors import ConfigError, ReportError
 from gac_analysis.report_model import EnergyReport, mj_per_image
-from gac_analysis.energy.yaml_config import parse_yaml
 
 __all__ = ["BUDGET_SCHEMA", "BUDGET_VERSION", "Budget", "Check", "DEFAULT_BUDGET", "LAYER_METRICS", "METRICS",
            "Violation", "budget_from_dict", "check_budget", "evaluate_budget", "format_value", "load_budget"]

@@ -34,8 +34,7 @@ import torch
 
 from gac_analysis.accounting import count_images, report_from_counter
 from gac_analysis.errors import ConfigError, GacError
-from gac_analysis.launch import (DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices,
-                                 usable_cpus)
+from gac_analysis.launch import DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices, usable_cpus
 
 # DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices and usable_cpus live in the
 # torch-free gac_analysis.launch (the CLI reads them without importing torch); count_images and
@@ -329,17 +328,34 @@ def reduce_counter(counter, group=None, *, object_group=None):
 
     if not (dist.is_available() and dist.is_initialized()):
         return counter
-    object_group = group if object_group is None else object_group
-    world = dist.get_world_size(group)
-    gathered: list = [None] * world
+    layout = _agreed_layout(counter, group, group if object_group is None else object_group)
+    sites = _aligned_sites(counter, layout)
+    counter.sites = sites
+    backend = str(dist.get_backend(group))
+    comm = torch.device("cuda", torch.cuda.current_device()) if "nccl" in backend else torch.device("cpu")
+    flat = _flatten(counter, layout, comm)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    _unflatten(counter, layout, flat)
+    return counter
+
+
+def _agreed_layout(counter, group, object_group):
+    """The union of every rank's site layout (an ``all_gather_object``); :class:`DistributedError` when the
+    ranks count different T."""
+    import torch.distributed as dist
+
+    gathered: list = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, (int(counter.T), _site_layout(counter)), group=object_group)
     Ts = sorted({T for T, _ in gathered})
     if len(Ts) != 1:
         raise DistributedError(f"the ranks count different numbers of time steps {Ts}: every rank must load the "
                                "same model with the same --T")
-    T = counter.T
-    layout = merge_layouts([lay for _, lay in gathered])
+    return merge_layouts([lay for _, lay in gathered])
 
+
+def _aligned_sites(counter, layout) -> dict:
+    """This rank's sites in the agreed order, with zero counters where it saw none."""
+    T = counter.T
     device = _counter_device(counter)
     sites = {}
     for name, skeleton, int_keys, tensor_keys in layout:
@@ -352,10 +368,12 @@ def reduce_counter(counter, group=None, *, object_group=None):
             if k not in site.tensors:
                 site.tensors[k] = torch.zeros(T + 1, dtype=torch.int64, device=device)
         sites[name] = site
-    counter.sites = sites
+    return sites
 
-    backend = str(dist.get_backend(group))
-    comm = torch.device("cuda", torch.cuda.current_device()) if "nccl" in backend else torch.device("cpu")
+
+def _flatten(counter, layout, comm: torch.device) -> torch.Tensor:
+    """Every counter of every site, the calls, ``num_images`` and ``batches`` as one int64 vector on ``comm``."""
+    sites = counter.sites
     parts: list[torch.Tensor] = []
     for name, _, int_keys, tensor_keys in layout:
         site = sites[name]
@@ -369,9 +387,12 @@ def reduce_counter(counter, group=None, *, object_group=None):
             parts.append(site.tensors[k].to(comm, torch.int64))
     parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + [counter.num_images, counter.batches],
                               dtype=torch.int64))
-    flat = torch.cat([p.to(comm) for p in parts])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    return torch.cat([p.to(comm) for p in parts])
 
+
+def _unflatten(counter, layout, flat: torch.Tensor) -> None:
+    """Write the reduced vector back into the counter (device tensors stay on their device)."""
+    T, sites = counter.T, counter.sites
     host = flat.cpu()
     offset = 0
     for name, _, int_keys, tensor_keys in layout:
@@ -387,4 +408,3 @@ def reduce_counter(counter, group=None, *, object_group=None):
     for (name, *_), calls in zip(layout, tail):
         sites[name].calls = int(calls)
     counter.num_images, counter.batches = int(tail[-2]), int(tail[-1])
-    return counter

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
+
 from reference_fixtures import one_error_line
 
 runner = CliRunner()
@@ -23,7 +24,8 @@ def run_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("run")
-    profile(build_model("msresnet18-cifar", num_classes=10, T=2, width=8).eval(), torch.randn(1, 3, 32, 32)).save(folder)
+    model = build_model("msresnet18-cifar", num_classes=10, T=2, width=8).eval()
+    profile(model, torch.randn(1, 3, 32, 32)).save(folder)
     return folder
 
 

@@ -8,9 +8,19 @@ import pytest
 import torch
 from PIL import Image
 
-from gac_analysis.viz.energy_figures import (CLASS_COLUMNS, DPI, FIGURE_FILES, FIGURE_SIZES, MAX_ROWS,
-                                             _aggregate_rows, energy_unit, load_run, plot_energy_per_layer,
-                                             plot_memory_energy, write_energy_figures)
+from gac_analysis.viz.energy_figures import (
+    CLASS_COLUMNS,
+    DPI,
+    FIGURE_FILES,
+    FIGURE_SIZES,
+    MAX_ROWS,
+    _aggregate_rows,
+    energy_unit,
+    load_run,
+    plot_energy_per_layer,
+    plot_memory_energy,
+    write_energy_figures,
+)
 
 ALWAYS = ["firing_rate_per_site", "firing_rate_heatmap", "energy_per_layer", "energy_by_role", "energy_cumulative"]
 

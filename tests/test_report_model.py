@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from gac_analysis.errors import ReportError
-from gac_analysis.report_model import (SCHEMA, SCHEMA_VERSION, EnergyReport, LayerRow, load_energy_report,
-                                       load_observer_report)
+from gac_analysis.report_model import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    EnergyReport,
+    LayerRow,
+    load_energy_report,
+    load_observer_report,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +27,8 @@ def written(tmp_path_factory):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("run")
-    profile(build_model("msresnet18-cifar", num_classes=10, T=2, width=8).eval(), torch.randn(1, 3, 32, 32)).save(folder)
+    model = build_model("msresnet18-cifar", num_classes=10, T=2, width=8).eval()
+    profile(model, torch.randn(1, 3, 32, 32)).save(folder)
     return folder / "report.json"
 
 

@@ -75,11 +75,6 @@ class CallShape:
         return total if self.layout == "mixed" else total // self.T
 
 
-def _rows(x: torch.Tensor, feature_dims: int) -> torch.Tensor:
-    """Per-row non-zero counts of ``x`` over its last ``feature_dims`` dims, rows flattened."""
-    return nonzero_count(x.reshape(-1, *x.shape[x.dim() - feature_dims:]), dims=tuple(range(1, feature_dims + 1)))
-
-
 def _input_kind(binary: torch.Tensor, nnz_total: torch.Tensor) -> dict:
     """Observed input kind of one call as two 0-dim int64 flags. A call whose input is all zeros is
     evidence of neither kind (it fits both): it sets neither flag."""

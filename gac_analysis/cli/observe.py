@@ -16,8 +16,16 @@ import typer
 from rich.table import Table
 
 from gac_analysis.cli.common import (
-    OUT_HELP, atomic_output_dir, check_output_dir, console, default_data_spec, err_console, handles_errors,
-    input_paths, open_data, open_model,
+    OUT_HELP,
+    atomic_output_dir,
+    check_output_dir,
+    console,
+    default_data_spec,
+    err_console,
+    handles_errors,
+    input_paths,
+    open_data,
+    open_model,
 )
 from gac_analysis.errors import ConfigError, TimeStepsUnknownError
 

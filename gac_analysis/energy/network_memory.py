@@ -49,7 +49,8 @@ def _pair(value, default=(1, 1)) -> tuple[int, int]:
     return (dims[-2], dims[-1]) if len(dims) >= 2 else (dims[0], dims[0])
 
 
-def layer_traffic(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_images: int) -> list[tuple[LayerTraffic, bool]]:
+def layer_traffic(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int,
+                  num_images: int) -> list[tuple[LayerTraffic, bool]]:
     """One ``(LayerTraffic, static)`` per synaptic layer of a report, per image (events averaged)."""
     spikes = dict(zip(lif_sites["name"], lif_sites["spikes"])) if len(lif_sites) else {}
     n = max(num_images, 1)

@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gac_analysis.errors import EnergyTableError
 from gac_analysis.energy.yaml_config import parse_yaml
+from gac_analysis.errors import EnergyTableError
 
 __all__ = [
     "COST_KEYS",

@@ -44,7 +44,7 @@ def parse_yaml(text: str, what: str, error: type[Exception]) -> Any:
     """Parse ``text`` (safe YAML, no repeated keys); ``error(one line)`` naming ``what`` (e.g. ``budget file
     PATH``) and the line on a syntax error or a repeated key."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # safe: _UniqueKeyLoader is a SafeLoader subclass
     except _DuplicateKey as e:
         raise error(f"{what}: key {e.key!r} appears twice in one mapping (lines {e.first_line} and "
                     f"{e.second_line}); keep one") from None

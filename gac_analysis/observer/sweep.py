@@ -20,9 +20,9 @@ from typing import Any, Iterable
 import pandas as pd
 import torch
 
+from gac_analysis.data.batches import iter_image_batches
 from gac_analysis.errors import CheckpointError, ConfigError
 from gac_analysis.observer.closed_form import NEAR_THRESHOLD_TOL
-from gac_analysis.data.batches import iter_image_batches
 from gac_analysis.observer.run import observe
 from gac_analysis.observer.seeding import SEED, seed_parameters_
 

@@ -25,8 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from gac_analysis.errors import ReportError
-from gac_analysis.report_model import (CLASS_ENERGIES, PJ_PER_MJ, EnergyReport, MemorySplit, load_energy_report,
-                                       report_json_path)
+from gac_analysis.report_model import (
+    CLASS_ENERGIES,
+    PJ_PER_MJ,
+    EnergyReport,
+    MemorySplit,
+    load_energy_report,
+    report_json_path,
+)
 from gac_analysis.viz.canvas import new_figure, palette, save_png
 
 __all__ = [
@@ -265,10 +271,9 @@ def _aggregate_rows(df, value_cols: list[str], max_rows: int = MAX_ROWS):
         return df.assign(label=df["label"] if "label" in df else df["name"]), "one row per layer"
     import pandas as pd
 
-    for level, what in ((1, "block"), (None, "stage")):
-        keys = df["name"].map(lambda n: n.rsplit(".", level)[0] if level else ".".join(n.split(".")[:2]))
-        if keys.nunique() <= max_rows or level is None:
-            break
+    what, keys = "block", df["name"].map(lambda n: n.rsplit(".", 1)[0])
+    if keys.nunique() > max_rows:
+        what, keys = "stage", df["name"].map(lambda n: ".".join(n.split(".")[:2]))
     grouped = df.assign(_key=keys).groupby("_key", sort=False)
     out = grouped[value_cols].sum()
     out["ops"] = grouped.size()
@@ -473,7 +478,7 @@ def plot_cumulative_energy(run: RunData, path: Path) -> Path:
             stages[-1] = (s, stages[-1][1], i + 1)
         else:
             stages.append((s, i, i + 1))
-    for k, (s, a, b) in enumerate(stages):
+    for k, (_, a, b) in enumerate(stages):
         if k:
             ax.axvline(a, color="#BBBBBB", linewidth=0.8, linestyle=":")
         if k % 2:

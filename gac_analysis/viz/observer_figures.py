@@ -149,7 +149,8 @@ def plot_fraction_vs_T(sweep_or_report, path: str | Path) -> Path:
 # ---- (c) the encoding over time (the paper's Figure 3) ----------------------------------------------
 
 def choose_channels(gac: torch.Tensor, k: int = 2) -> list[int]:
-    """The ``k`` channels with the largest mean temporal variance of the GAC output ``[T, C, H, W]`` (ties: lower index)."""
+    """The ``k`` channels with the largest mean temporal variance of the GAC output ``[T, C, H, W]``
+    (ties: lower index)."""
     score = gac.to(torch.float64).var(dim=0, unbiased=False).mean(dim=(1, 2))
     order = sorted(range(score.numel()), key=lambda c: (-float(score[c]), c))
     return order[:k]

@@ -15,8 +15,7 @@ from typing import Any
 
 from gac_analysis.errors import ReportError
 from gac_analysis.fileio import atomic_write_text
-from gac_analysis.report_model import (PJ_PER_MJ, ObserverSummary, dotted_get, load_observer_report,
-                                       mj_per_image)
+from gac_analysis.report_model import PJ_PER_MJ, ObserverSummary, dotted_get, load_observer_report, mj_per_image
 from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, load_run, write_energy_figures
 
 __all__ = ["FIGURE_CAPTIONS", "read_observer", "render_report_md", "write_report_md"]
