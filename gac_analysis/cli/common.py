@@ -19,6 +19,11 @@ OUT_HELP = ("Output folder. A new folder is created; an existing one is used onl
             "earlier run of this tool, and then only the tool's own files are replaced (yours stay). A failed "
             "run leaves nothing.")
 
+#: Seeds are 64-bit (torch.manual_seed); every ``--seed`` is declared with ``min=0, max=SEED_MAX``.
+SEED_MAX = 2 ** 64 - 1
+#: ``--data`` default shown in the help of the analysis commands (see :func:`default_data_spec`).
+DATA_DEFAULT = "digits (the 360 held-out digits) for the default model, else random"
+
 console = Console()
 err_console = Console(stderr=True)
 

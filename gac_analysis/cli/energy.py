@@ -10,8 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gac_analysis.cli.common import (OUT_HELP, atomic_output_dir, check_output_dir, console, default_data_spec,
-                                     handles_errors, input_paths, open_data, open_model)
+from gac_analysis.cli.common import (DATA_DEFAULT, OUT_HELP, SEED_MAX, atomic_output_dir, check_output_dir, console,
+                                     default_data_spec, handles_errors, input_paths, open_data, open_model)
 from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
@@ -80,14 +80,15 @@ def print_summary(report, out: Path | None = None) -> None:
 @handles_errors
 def energy_cmd(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; omitted: the embedded default model."),
-    data: Optional[str] = typer.Option(None, "--data", help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
-    num_images: Optional[int] = typer.Option(None, "--num-images", help="Analyse the first N images."),
+    data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT, help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
+    num_images: Optional[int] = typer.Option(None, "--num-images", min=1, show_default="all (random: 16, digits: 360)",
+                                              help="Analyse the first N images."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     energy_table: str = typer.Option("45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"),
     out: Path = typer.Option(Path("reports/energy"), "--out", help=OUT_HELP),
-    T: Optional[int] = typer.Option(None, "--T", help="Time steps (direct-coding checkpoints only)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
+    T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (direct-coding checkpoints only)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random data source."),
     reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
                                       help="Count time-invariant work (stem, SCA) once, or at every step."),
     fold_bn: bool = typer.Option(False, "--fold-bn/--unfold-bn", help="Price BN as folded into the conv."),

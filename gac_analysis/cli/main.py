@@ -17,7 +17,35 @@ from gac_analysis.cli.observe import observe_cmd
 from gac_analysis.cli.report import report_cmd
 from gac_analysis.cli.train import train_cmd
 
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Usage errors (an option out of its declared range, a wrong type) as one ``error:`` line with exit 2,
+    also where the app is called directly (``CliRunner``), as :func:`run` does for the console script."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        import sys
+
+        from typer._click.exceptions import UsageError
+
+        from gac_analysis.cli.common import err_console
+
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `gac-analyze`: the help, as click shows it
+                e.show()
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            where = ctx.command_path if ctx is not None else "gac-analyze"
+            err_console.print(f"error: {e.format_message()} (see '{where} --help')", markup=False,
+                              highlight=False, soft_wrap=True)
+            sys.exit(2)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="gac-analyze",
     help="Exact spike, operation and energy analysis of spiking neural networks (GAC-MS-ResNet first).",
     add_completion=False,
@@ -45,9 +73,9 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 @app.command()
 @handles_errors
 def info(ckpt: Path = typer.Argument(..., help="Checkpoint file (reference CIFAR/ImageNet layout or this project's)."),
-         T: Optional[int] = typer.Option(None, "--T", help="Time steps (needed for direct-coding checkpoints)."),
+         T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (needed for direct-coding checkpoints)."),
          arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
-         num_classes: Optional[int] = typer.Option(None, help="Class count, if it must be checked.")):
+         num_classes: Optional[int] = typer.Option(None, min=1, help="Class count, if it must be checked.")):
     """Describe a checkpoint: layout, arch, T, classes, coding, parameters and the roles of its modules."""
     from gac_analysis.models import count_parameters, load_model
 

@@ -16,7 +16,9 @@ import typer
 from rich.table import Table
 
 from gac_analysis.cli.common import (
+    DATA_DEFAULT,
     OUT_HELP,
+    SEED_MAX,
     atomic_output_dir,
     check_output_dir,
     console,
@@ -59,14 +61,14 @@ def _open(ckpt: Path | None):
 def observe_cmd(
     ckpt: Optional[Path] = typer.Argument(None, help="GAC checkpoint (reference CIFAR/ImageNet layout or this "
                                                      "project's); default: the embedded default model."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data source: random, digits, photos, cifar10:PATH, "
-                                                            "cifar100:PATH, folder:PATH (default: digits for the "
-                                                            "default model, else random)."),
-    num_images: int = typer.Option(8, "--num-images", help="Images to observe (the first N of the source)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
+    data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT,
+                                       help="Data source: random, digits, photos, cifar10:PATH, cifar100:PATH, "
+                                            "folder:PATH."),
+    num_images: int = typer.Option(8, "--num-images", min=1, help="Images to observe (the first N of the source)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
     T: Optional[str] = typer.Option(None, "--T", help="comma list for a sweep, e.g. 2,4,6,8"),
-    atol: float = typer.Option(1e-6, "--atol", help="Tolerance for comparing real GAC output values."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
+    atol: float = typer.Option(1e-6, "--atol", min=0.0, help="Tolerance for comparing real GAC output values."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random data source."),
     out: Path = typer.Option(Path("reports/observe"), "--out", help=OUT_HELP),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
     precision: str = typer.Option("float64", "--precision",
@@ -78,11 +80,7 @@ def observe_cmd(
     from gac_analysis.observer.run import PRECISIONS
 
     Ts = parse_T_list(T) if T is not None else None
-    if num_images < 1:
-        raise ConfigError(f"--num-images must be >= 1, got {num_images}")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    if not math.isfinite(atol) or atol < 0:
+    if not math.isfinite(atol):  # the range (min=0) is declared on the option; NaN passes any range
         raise ConfigError(f"--atol must be a finite number >= 0, got {atol}")
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be float32 or float64, got {precision!r}")

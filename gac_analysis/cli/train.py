@@ -6,6 +6,7 @@ see ``docs/default_model.md``): GAC-MS-ResNet-18, CIFAR topology, stem width 16,
 
 from __future__ import annotations
 
+import math
 import platform
 import shlex
 import time
@@ -14,11 +15,13 @@ from typing import Optional
 
 import typer
 
-from gac_analysis.cli.common import check_output_file, console, handles_errors
+from gac_analysis.cli.common import SEED_MAX, check_output_file, console, handles_errors
 from gac_analysis.errors import ConfigError, DataError
 
 TRAIN_SOURCES = ("digits", "cifar10", "cifar100")
 DEFAULT_EPOCHS = 15
+#: Upper end of ``--lr`` (a finite bound, so ``--lr inf`` is a usage error, not a diverged run).
+LR_MAX = 1e3
 
 
 def _format_command(*, data: str, arch: str, width: int, T: int, coding: str, epochs: int, batch_size: int,
@@ -55,8 +58,8 @@ def _check_options(*, data: str, arch: str, width: int, T: int, coding: str, epo
     for name, value in (("--width", width), ("--epochs", epochs), ("--batch-size", batch_size)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1 (got {value})")
-    if not lr > 0:
-        raise ConfigError(f"--lr must be > 0 (got {lr})")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"--lr must be a finite number > 0 (got {lr})")
     if max_steps is not None and max_steps < 1:
         raise ConfigError(f"--max-steps must be >= 1 (got {max_steps})")
     if threads is not None and threads < 1:
@@ -71,16 +74,18 @@ def train_cmd(
     data: str = typer.Option("digits", "--data", help="digits (train 1437 / held-out 360), cifar10:PATH or "
                              "cifar100:PATH (train split / test split)."),
     arch: str = typer.Option("msresnet18-cifar", help="Architecture from the registry."),
-    width: int = typer.Option(16, help="Stem width (stages are 2x/4x/8x it on the CIFAR topology; 64 in the paper)."),
-    T: int = typer.Option(4, "--T", help="Time steps (GAC needs T >= 2)."),
+    width: int = typer.Option(16, min=1, help="Stem width (stages are 2x/4x/8x it on the CIFAR topology; 64 in the "
+                                                "paper)."),
+    T: int = typer.Option(4, "--T", min=1, help="Time steps (GAC needs T >= 2)."),
     coding: str = typer.Option("gac", help="gac (gated attention coding) or direct."),
-    epochs: int = typer.Option(DEFAULT_EPOCHS, help="Passes over the training split."),
-    batch_size: int = typer.Option(64, help="Images per optimiser step."),
-    lr: float = typer.Option(0.1, help="Peak learning rate of SGD (momentum 0.9, wd 5e-5, cosine schedule)."),
-    seed: int = typer.Option(0, help="Seed of the initialisation, shuffling and augmentation."),
+    epochs: int = typer.Option(DEFAULT_EPOCHS, min=1, help="Passes over the training split."),
+    batch_size: int = typer.Option(64, min=1, help="Images per optimiser step."),
+    lr: float = typer.Option(0.1, min=0.0, max=LR_MAX, help="Peak learning rate of SGD (momentum 0.9, wd 5e-5, "
+                                                                   "cosine schedule); > 0."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the initialisation, shuffling and augmentation."),
     out: Path = typer.Option(..., "--out", help="Checkpoint file to write (this project's format)."),
-    max_steps: Optional[int] = typer.Option(None, help="stop after N optimiser steps (smoke tests)"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="stop after N optimiser steps (smoke tests)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)."),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ):
     """Train a model with the reference recipe (scaled down) and save it with its provenance."""

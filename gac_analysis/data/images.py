@@ -24,6 +24,42 @@ DEFAULT_PHOTO_SIZE = 224
 CROP_FRACTION = 0.875
 
 
+#: PIL modes holding 16-bit unsigned samples (grey PNGs of 16 bits open as ``I;16``).
+_UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: Modes whose colour channels ``Image.convert("RGB")`` maps exactly as intended (alpha, when present, is
+#: dropped: the stored colours are kept, as torchvision's ``convert("RGB")`` pipelines do).
+_CONVERT_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB, every mode converted deliberately (grey is repeated over R, G, B).
+
+    - 8-bit modes (grey ``L``, ``1``, palette ``P``/``PA``, ``RGB``/``RGBA``/``RGBX``, ``LA``, ``CMYK``,
+      ``YCbCr``, ``LAB``, ``HSV``): PIL's own conversion; alpha is dropped (the stored colours are kept).
+    - ``La`` / ``RGBa`` (premultiplied alpha): un-premultiplied first, then as above.
+    - 16-bit grey (``I;16*``) and 32-bit integer ``I``: samples are 16-bit (0..65535), scaled to 8 bits as
+      ``round(v * 255 / 65535)`` (not clipped at 255); an ``I`` sample outside 0..65535 is an error.
+    - 32-bit float ``F``: samples in [0, 1], scaled as ``round(v * 255)``; outside [0, 1] or NaN is an error.
+
+    Raises:
+        DataError: a mode this function has no rule for, or samples outside the mode's range.
+    """
+    mode = img.mode
+    if mode in _UINT16_MODES or mode in ("I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        lo, hi = (0.0, 1.0) if mode == "F" else (0.0, 65535.0)
+        if arr.size and not (np.isfinite(arr).all() and arr.min() >= lo and arr.max() <= hi):
+            raise DataError(f"image of mode {mode} has samples outside {lo:g}..{hi:g} (min {np.nanmin(arr):g}, max "
+                            f"{np.nanmax(arr):g}): save it as 8- or 16-bit PNG")
+        grey = np.rint(arr * (255.0 / hi)).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "La":
+        return img.convert("LA").convert("RGB")
+    if mode in _CONVERT_MODES:
+        return img.convert("RGB")
+    raise DataError(f"image mode {mode} is not supported: save the image as RGB or grey PNG/JPEG")
+
+
 def eval_pixels(img: Image.Image, image_size: int) -> torch.Tensor:
     """ImageNet eval geometry without normalisation: uint8 ``[3, image_size, image_size]``.
 
@@ -31,7 +67,7 @@ def eval_pixels(img: Image.Image, image_size: int) -> torch.Tensor:
     keeps the aspect ratio, truncated to whole pixels), then the center
     ``image_size x image_size`` square is cropped.
     """
-    img = img.convert("RGB")
+    img = to_rgb8(img)
     w, h = img.size
     short = max(1, round(image_size / CROP_FRACTION))
     if w <= h:
@@ -61,6 +97,8 @@ def load_image_file(path: Path, image_size: int) -> torch.Tensor:
         with Image.open(path) as img:
             img.load()
             pixels = eval_pixels(img, image_size)
+    except DataError as e:
+        raise DataError(f"image file {path}: {e}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(
             f"cannot read image file {path} ({type(e).__name__}: {one_line(e)}): "

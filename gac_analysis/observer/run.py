@@ -355,6 +355,10 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
             for x in _observed_batches(images, batch_size):
                 I = stem_fn(x)
                 gac, spikes = encoder_outputs(encoder, lif, I)
+                for where, t in (("stem", I), ("encoder", gac)):  # no verdict on NaN / inf (issue 11 item 4)
+                    if not bool(torch.isfinite(t).all()):
+                        raise DataError(f"the {where}'s output holds NaN or inf values: Proposition 1 cannot be "
+                                        "judged on it; check the model's weights and the input images")
                 acc.add(I, spikes, gac, decay, vth, float(near_threshold_tol))
     finally:
         for m, was in flags.items():
