@@ -22,6 +22,7 @@ rounds differently for tau = 4/3).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -29,9 +30,24 @@ import torch
 from spikingjelly.activation_based import surrogate
 from spikingjelly.activation_based.neuron.base_node import SimpleBaseNode
 
-# torch logs "Triton not available" on the first neuron forward on CPU; it is harmless.
-for _name in ("torch._inductor", "torch.utils._triton", "spikingjelly"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+#: Loggers that report, on the first neuron forward on a CPU-only torch, that Triton is not available
+#: (harmless): silenced only around that forward, never at import.
+_BACKEND_LOGGERS = ("torch._inductor", "torch.utils._triton", "spikingjelly")
+_first_forward_done = False
+
+
+@contextlib.contextmanager
+def quiet_backend_logs():
+    """Raise the backend loggers above INFO/WARNING inside the block and restore their levels after it."""
+    loggers = [logging.getLogger(name) for name in _BACKEND_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 class _StrictSpikeTriangle(torch.autograd.Function):
@@ -147,8 +163,14 @@ class LIF(SimpleBaseNode):
         self.v = self.decay * self.v + x
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        global _first_forward_done
         self.reset()
-        out = super().multi_step_forward(x_seq)
+        if _first_forward_done:
+            out = super().multi_step_forward(x_seq)
+        else:
+            with quiet_backend_logs():
+                out = super().multi_step_forward(x_seq)
+            _first_forward_done = True
         self.reset()  # hold no state (and no tensor) after the call
         return out
 
