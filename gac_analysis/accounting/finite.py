@@ -57,6 +57,12 @@ class FiniteWatch:
         self._handles = []
 
     def _hook(self, module, inputs, output):
+        # The check's own tensor calls are not the model's work: keep them out of any torch-function mode
+        # (the counter's functional interception would otherwise list them as operations of the model).
+        with torch._C.DisableTorchFunction():
+            self._flag_outputs(module, output)
+
+    def _flag_outputs(self, module, output) -> None:
         for t in _tensors(output):
             if not t.is_floating_point():
                 continue
