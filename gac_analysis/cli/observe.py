@@ -17,7 +17,7 @@ from rich.table import Table
 
 from gac_analysis.cli.common import (
     DATA_DEFAULT, OUT_HELP, SEED_MAX, atomic_output_dir, check_output_dir, console, default_data_spec, err_console,
-    handles_errors, input_paths, open_data, open_model,
+    handles_errors, input_paths, open_data, open_model, plural,
 )
 from gac_analysis.errors import CheckpointError, ConfigError
 
@@ -122,7 +122,7 @@ def _figures(model, report, folder: Path) -> list[str]:
 
 
 def _print(report, out: Path, written: list[str]) -> None:
-    t = Table(title=f"observer: {report.provenance.get('arch')} T={report.T}, {report.num_images} images, "
+    t = Table(title=f"observer: {report.provenance.get('arch')} T={report.T}, {plural(report.num_images, 'image')}, "
                     f"{report.num_neurons:,} neurons ({report.precision})", show_header=False)
     cf = report.closed_form
     rows = [
