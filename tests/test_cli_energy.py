@@ -46,7 +46,7 @@ def test_energy_writes_outputs_and_summary(run_dir, golden_ckpt):
     (["--data", "folder:EMPTY"], "no images"),
     (["--energy-table", "45nm-fp64"], "45nm-fp64"),
     (["--energy-table", "BADTABLE"], "negative"),
-    (["--num-images", "0"], "num_images"),
+    (["--num-images", "0"], "--num-images"),  # a declared range (min=1): the usage error names the option
     (["--device", "cuda:7"], "CUDA is not available"),
 ])
 def test_energy_errors_one_line_no_output(golden_ckpt, tmp_path, args, message):

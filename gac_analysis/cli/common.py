@@ -63,9 +63,24 @@ def open_model(ckpt: Path | None, *, T: int | None = None):
                                   "checkpoint, or create it with `gac-analyze train --data digits --out "
                                   f"{DEFAULT_CHECKPOINT}`")
         err_console.print(f"using the embedded default model ({DEFAULT_CHECKPOINT.name}: GAC-MS-ResNet-18 CIFAR "
-                          "topology, reduced width, trained on digits)", highlight=False)
+                          "topology, reduced width, trained on digits; its data, unless --data says otherwise: the "
+                          "360 held-out digits)", highlight=False)
         ckpt = DEFAULT_CHECKPOINT
     return load_model(ckpt, T=T), ckpt
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def describe_data(data: dict | None) -> str:
+    """A data description of the provenance in a few words: ``digits (test split)``, ``random (seed 0)``."""
+    data = data or {}
+    name = str(data.get("source", "tensor"))
+    extra = f"{data['split']} split" if data.get("split") else (f"seed {data['seed']}" if data.get("seed") is not None
+                                                               else "")
+    return f"{name} ({extra})" if extra else name
 
 
 def default_data_spec(ckpt_was_default: bool, data: str | None) -> str:

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gac_analysis.cli.common import (DATA_DEFAULT, OUT_HELP, SEED_MAX, atomic_output_dir, check_output_dir, console,
-                                     default_data_spec, handles_errors, input_paths, open_data, open_model)
+                                     default_data_spec, describe_data, handles_errors, input_paths, open_data,
+                                     open_model, plural)
 from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
@@ -46,7 +47,9 @@ def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_stat
 def print_summary(report, out: Path | None = None) -> None:
     """Totals in both conventions, the largest consumers, mean firing rate."""
     e = report.energy
-    t = Table(title=f"energy per image ({report.num_images} images, T={report.T}, table {e['table']['name']})")
+    data = describe_data(report.provenance.get("data"))
+    t = Table(title=f"energy per image ({plural(report.num_images, 'image')} of {data}, T={report.T}, table "
+                    f"{e['table']['name']})")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_column("unit / convention")

@@ -75,7 +75,9 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 def info(ckpt: Path = typer.Argument(..., help="Checkpoint file (reference CIFAR/ImageNet layout or this project's)."),
          T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (needed for direct-coding checkpoints)."),
          arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
-         num_classes: Optional[int] = typer.Option(None, min=1, help="Class count, if it must be checked.")):
+         num_classes: Optional[int] = typer.Option(None, min=1, help="Class count, if it must be checked."),
+         verbose: bool = typer.Option(False, "--verbose", help="Also print the checkpoint's stored metadata "
+                                      "(training command, provenance).")):
     """Describe a checkpoint: layout, arch, T, classes, coding, parameters and the roles of its modules."""
     from gac_analysis.models import count_parameters, load_model
 
@@ -95,7 +97,10 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint file (reference CIFAR
         table.add_row(k, v)
     console.print(table)
     console.print(_roles_table(model))
-    if ci.metadata:
+    if ci.metadata and not verbose:
+        console.print(f"metadata: {len(ci.metadata)} entries (training command, provenance); --verbose prints them",
+                      highlight=False)
+    if ci.metadata and verbose:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in ci.metadata.items()), highlight=False)
 
 

@@ -28,6 +28,7 @@ from gac_analysis.cli.common import (
     input_paths,
     open_data,
     open_model,
+    plural,
 )
 from gac_analysis.errors import ConfigError, TimeStepsUnknownError
 
@@ -150,7 +151,7 @@ def _figures(model, report, source, folder: Path) -> list[str]:
 
 
 def _print(report, out: Path, written: list[str]) -> None:
-    t = Table(title=f"observer: {report.provenance.get('arch')} T={report.T}, {report.num_images} images, "
+    t = Table(title=f"observer: {report.provenance.get('arch')} T={report.T}, {plural(report.num_images, 'image')}, "
                     f"{report.num_neurons:,} neurons ({report.precision})", show_header=False)
     cf = report.closed_form
     rows = [
