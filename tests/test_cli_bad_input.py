@@ -435,3 +435,20 @@ def test_help_shows_defaults_and_out_behaviour(capsys, monkeypatch):
     assert code == 0
     assert "360 held-out digits" in text and "random: 16" in text
     assert "only the tool's own files are replaced" in text
+
+
+def test_half_precision_large_finite_outputs_are_not_flagged():
+    """fp16 outputs are summed in float32: 100k values of 60000 are finite (their fp16 sum would be inf)."""
+    from gac_analysis.accounting.finite import FiniteWatch
+
+    class Scale(torch.nn.Module):
+        def forward(self, x):
+            return x * 60000
+
+    model = torch.nn.Sequential(Scale(), torch.nn.Identity()).half()
+    with FiniteWatch(model) as w:
+        model(torch.ones(100_000, dtype=torch.float16))
+    assert w.first_nonfinite() is None
+    with FiniteWatch(model) as w:
+        model(torch.full((4,), 2.0, dtype=torch.float16))  # 120000 > fp16 max: inf from the first module
+    assert w.first_nonfinite() == "0"

@@ -2,7 +2,7 @@
 
 :class:`FiniteWatch` wraps a counting run (``count_images``). On entry it checks the model's parameters
 and buffers (finite; batch-norm ``running_var >= 0``). During the run, forward hooks on every leaf module
-OR a device-side flag "this output held a NaN or inf" per module, with no host synchronisation inside
+OR a device-side flag "this output's sum is not finite" (a NaN or inf in it) per module, with no host synchronisation inside
 the hooks; the modules are numbered in the order they first run. :meth:`FiniteWatch.check` reads the
 flags once, at the end, and raises :class:`NonFiniteError` naming the first module, in execution order,
 whose output was not finite.
@@ -14,6 +14,8 @@ import torch
 
 from gac_analysis.errors import GacError
 from gac_analysis.models.checkpoint import nonfinite_state
+
+_HALF = (torch.float16, torch.bfloat16)
 
 __all__ = ["FiniteWatch", "NonFiniteError", "check_finite_state"]
 
@@ -66,7 +68,10 @@ class FiniteWatch:
         for t in _tensors(output):
             if not t.is_floating_point():
                 continue
-            bad = ~torch.isfinite(t).all()  # a 0-d tensor on t's device: no host sync here
+            # One reduction pass (9 % on count_images vs 29 % for a float64 sum, 1-thread CPU): a NaN or inf
+            # anywhere makes the sum non-finite; half types are summed in float32 so that their sum does not
+            # overflow. A 0-d tensor on t's device: no host sync here.
+            bad = ~torch.isfinite(t.sum(dtype=torch.float32) if t.dtype in _HALF else t.sum())
             flag = self._flags.get(module)
             if flag is None:
                 self._order.append(module)
@@ -101,6 +106,7 @@ class FiniteWatch:
         if name is not None:
             module = self.model.get_submodule(name) if name in self._names.values() else None
             kind = f" ({type(module).__name__})" if module is not None else ""
-            raise NonFiniteError(f"the output of module '{name}'{kind} holds NaN or inf values (the first module, "
-                                 "in execution order, where they appear; inputs and weights were finite): no "
+            raise NonFiniteError(f"the output of module '{name}'{kind} holds NaN or inf values (or values so "
+                                 "large that their sum overflows; the first module, in execution order, where "
+                                 "they appear; inputs and weights were finite): no "
                                  "result is reported; check the model's numerics (overflow, division by zero)")

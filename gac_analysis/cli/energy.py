@@ -83,7 +83,8 @@ def print_summary(report, out: Path | None = None) -> None:
 @handles_errors
 def energy_cmd(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; omitted: the embedded default model."),
-    data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT, help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
+    data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT,
+                                       help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
     num_images: Optional[int] = typer.Option(None, "--num-images", min=1, show_default="all (random: 16, digits: 360)",
                                               help="Analyse the first N images."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
