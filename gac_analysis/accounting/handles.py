@@ -49,6 +49,7 @@ from gac_analysis.accounting.kernels import (
     is_binary,
     nonzero_count,
 )
+from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC_OPS  # one home of the op names, re-exported
 from gac_analysis.models.layers import Add, Mul
 from gac_analysis.models.neurons import LIF
 
@@ -319,10 +320,6 @@ HANDLES: tuple[tuple[type, str, Handle], ...] = (
     (nn.AdaptiveMaxPool3d, "maxpool", maxpool_handle),
     *((t, "maxpool" if "Max" in t.__name__ else "avgpool", window_pool_handle) for t in _WINDOW_POOLS),
 )
-
-#: Op names whose layers are synaptic (weights meet inputs): priced as MACs or ACs.
-SYNAPTIC_OPS = frozenset({"conv1d", "conv2d", "conv3d", "linear"})
-
 
 def register_handle(module_type: type, op: str, handle: Handle, *, table=HANDLES, first: bool = True) -> tuple:
     """A copy of ``table`` with a rule for ``module_type`` added (before the others unless ``first=False``).
