@@ -135,7 +135,7 @@ class Report:
             layers=[LayerRow(**r) for r in _records(self.layers, LayerRow)],
             energy=self.energy, checks=self.checks, provenance=self.provenance,
             coverage=Coverage(**self.coverage) if self.coverage else None,
-            unsupported=[UnsupportedOp(**u) for u in self.unsupported],
+            unsupported=[UnsupportedOp(**u) for u in self.unsupported] if self.coverage else None,
         ).to_dict()
 
     def totals(self) -> dict:
