@@ -481,8 +481,10 @@ def reduce_counter(counter, group=None, *, object_group=None):
             parts.append(torch.tensor(values, dtype=torch.int64))
         for k in tensor_keys:
             parts.append(site.tensors[k].to(comm, torch.int64))
-    parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + [counter.num_images, counter.batches],
-                              dtype=torch.int64))
+    accuracy = getattr(counter, "accuracy", None)  # labelled / correct images: summed like the counts
+    acc_state = accuracy.state() if accuracy is not None else [0, 0, 0, 0]
+    parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + acc_state
+                              + [counter.num_images, counter.batches], dtype=torch.int64))
     flat = torch.cat([p.to(comm) for p in parts])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
 
@@ -501,4 +503,6 @@ def reduce_counter(counter, group=None, *, object_group=None):
     for (name, *_), calls in zip(layout, tail):
         sites[name].calls = int(calls)
     counter.num_images, counter.batches = int(tail[-2]), int(tail[-1])
+    if accuracy is not None:
+        accuracy.load_state(tail[-6:-2])
     return counter

@@ -32,6 +32,7 @@ def count_images(model: torch.nn.Module, images, progress=None) -> Counter:
     Returns the :class:`Counter` (hooks detached). No batches give a counter with no sites and
     ``num_images == 0`` (e.g. a process with an empty shard).
     """
+    from gac_analysis.accounting.accuracy import Accuracy, batches_with_labels
     from gac_analysis.data.validate import validate_images
 
     device = device_of(model)
@@ -39,9 +40,10 @@ def count_images(model: torch.nn.Module, images, progress=None) -> Counter:
     model.eval()
     try:
         with Counter(model) as counter, torch.inference_mode():
-            for i, batch in enumerate(iter_image_batches(images)):
+            counter.accuracy = Accuracy(counter.T)  # top-1 over the labelled images (accounting/accuracy.py)
+            for i, (batch, labels) in enumerate(batches_with_labels(images)):
                 validate_images(batch, where=f"batch {i}")
-                model(batch.to(device, non_blocking=True))
+                counter.accuracy.update(model(batch.to(device, non_blocking=True)), labels)
                 if progress is not None:
                     progress(i, int(batch.shape[0]))
     finally:
@@ -63,7 +65,20 @@ def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str
     provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
                   "num_images": counter.num_images, "T": counter.T, "device": str(device_of(model)),
                   "energy_table": table.name}
-    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn)
+    report = counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn)
+    _add_accuracy(report, getattr(counter, "accuracy", None))
+    return report
+
+
+def _add_accuracy(report: Report, accuracy) -> None:
+    """Top-1 accuracy and energy per correct prediction (``accuracy: null`` without labels)."""
+    from gac_analysis.accounting.accuracy import accuracy_summary
+
+    if accuracy is None:
+        return
+    report.accuracy = accuracy_summary(accuracy.compute(), report.energy, report.num_images)
+    if accuracy.unavailable:
+        report.provenance["accuracy_unavailable"] = accuracy.unavailable
 
 
 def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_static: bool = True,

@@ -107,6 +107,7 @@ class Report:
     energy: dict
     provenance: dict
     checks: dict = field(default_factory=dict)
+    accuracy: dict | None = None  # top-1 and energy per correct prediction; None: no labels (accuracy.py)
 
     @property
     def mean_firing_rate(self) -> float:
@@ -126,6 +127,7 @@ class Report:
                       "neurons": "per image per time step", "energy": "pJ totals over images; mJ per image",
                       "firing_rate": "spikes / (neurons x T x images)"},
             "mean_firing_rate": self.mean_firing_rate,
+            "accuracy": self.accuracy,
             "totals": self.totals(),
             "lif_sites": _records(self.lif_sites, lif_cols),
             "layers": _records(self.layers, layer_cols),

@@ -189,12 +189,29 @@ def _summary_section(run: RunData) -> list[str]:
                      "every synaptic layer run densely at every time step"])
     rows.append(["mean firing rate", _num(r["mean_firing_rate"], 4), "spikes / neuron / time step",
                  "all LIF sites: total spikes / total neuron-steps"])
+    rows += _accuracy_rows(r)
     if run.memory:
         m = run.memory
         rows.append(["memory-aware energy", _num(_mj(m["compute_pj"] + m["memory_pj"], n), 6), "mJ/image",
                      f"memory-aware convention: compute {_num(_mj(m['compute_pj'], n))} + memory "
                      f"{_num(_mj(m['memory_pj'], n))} mJ/image"])
     return ["## Summary", "", *_table(["quantity", "value", "unit", "convention / definition"], rows, "lrll"), ""]
+
+
+def _accuracy_rows(r: dict) -> list[list[Any]]:
+    """Top-1 accuracy and energy per correct prediction (report key ``accuracy``), or "no labels"."""
+    acc = r.get("accuracy")
+    if not isinstance(acc, dict):
+        why = _get(r, "provenance.accuracy_unavailable")
+        return [["top-1 accuracy", "-", "-", why or "no labels: the data carries no class labels"]]
+    rows = [["top-1 accuracy", _num(100 * acc["top1"], 4), "%",
+             f"{acc['correct']} correct of {acc['labelled']} labelled images (arg-max of the time-averaged output)"]]
+    for conv in ("paper", "complete"):
+        v = _get(acc, f"energy_per_correct_mj.{conv}")
+        rows.append([f"energy per correct prediction, {conv} convention", _num(v, 6), "mJ / correct prediction",
+                     "energy of the labelled images / correct predictions" if v is not None else "no correct "
+                     "prediction"])
+    return rows
 
 
 def _difference_section(run: RunData) -> list[str]:
