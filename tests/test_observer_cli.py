@@ -12,6 +12,7 @@ from gac_analysis.cli.main import app
 from gac_analysis.models import build_model, save_checkpoint
 from gac_analysis.models.gac import GACEncoder
 from gac_analysis.viz.observer_figures import DURATIONS_SIZE, ENCODING_SIZE, FRACTION_SIZE, pixel_size
+
 from reference_fixtures import one_error_line
 
 runner = CliRunner()
@@ -113,8 +114,8 @@ def test_missing_checkpoint_exit_2(tmp_path):
 
 
 def test_failure_inside_the_run_leaves_no_output_folder(small_ckpt, tmp_path, monkeypatch):
-    from gac_analysis.errors import GacError
     import gac_analysis.viz.observer_figures as figs
+    from gac_analysis.errors import GacError
 
     def fail(*_a, **_k):
         raise GacError("figure failed on purpose")

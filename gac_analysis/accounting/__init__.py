@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
 
 from gac_analysis.accounting.engine import Counter, CounterConfig
 from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
+from gac_analysis.data.batches import iter_image_batches  # one home, re-exported
 
 __all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "build_report", "profile",
            "register_handle", "iter_image_batches", "count_images", "report_from_counter"]
-
-
-def iter_image_batches(images, batch_size: int = 32) -> Iterable[torch.Tensor]:
-    """Yield image batches from a tensor ``[B, 3, H, W]``, a :class:`~gac_analysis.data.DataSource`
-    (in batches of ``batch_size``), or an iterable of tensors or ``(images, labels)``."""
-    if isinstance(images, torch.Tensor):
-        yield images
-        return
-    if hasattr(images, "batches") and callable(images.batches):
-        images = images.batches(batch_size)
-    for item in images:
-        yield item[0] if isinstance(item, (tuple, list)) else item
 
 
 def count_images(model: torch.nn.Module, images, progress=None) -> Counter:

@@ -41,6 +41,7 @@ from gac_analysis.accounting.kernels import (
     is_binary,
     nonzero_count,
 )
+from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC_OPS  # one home of the op names, re-exported
 from gac_analysis.models.layers import Add, Mul
 from gac_analysis.models.neurons import LIF
 
@@ -72,11 +73,6 @@ class CallShape:
     def uniform(self, total: int) -> int:
         """A shape-only count of the whole call, as a count per time step (mixed: the total)."""
         return total if self.layout == "mixed" else total // self.T
-
-
-def _rows(x: torch.Tensor, feature_dims: int) -> torch.Tensor:
-    """Per-row non-zero counts of ``x`` over its last ``feature_dims`` dims, rows flattened."""
-    return nonzero_count(x.reshape(-1, *x.shape[x.dim() - feature_dims:]), dims=tuple(range(1, feature_dims + 1)))
 
 
 def _input_kind(binary: torch.Tensor, nnz_total: torch.Tensor) -> dict:
@@ -196,10 +192,6 @@ HANDLES: list[tuple[type, str, Handle]] = [
     (nn.AdaptiveMaxPool2d, "maxpool", maxpool_handle),
     (nn.AdaptiveMaxPool3d, "maxpool", maxpool_handle),
 ]
-
-#: Op names whose layers are synaptic (weights meet inputs): priced as MACs or ACs.
-SYNAPTIC_OPS = frozenset({"conv1d", "conv2d", "conv3d", "linear"})
-
 
 def register_handle(module_type: type, op: str, handle: Handle, *, first: bool = True) -> None:
     """Add a counting rule for ``module_type`` (placed before the built-ins unless ``first=False``)."""

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from gac_analysis.energy.tables import EnergyTable
+from gac_analysis.energy.units import PJ_PER_MJ
+from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC
 
-SYNAPTIC = ("conv1d", "conv2d", "conv3d", "linear")
 SIGMOID_PRICING = "1 multiply + 1 add + 1 compare per evaluation (piecewise-linear hardware sigmoid)"
-PJ_PER_MJ = 1e9
 
 #: Human-readable labels of the parts that make up (complete - paper).
 DIFFERENCE_GROUPS = {
