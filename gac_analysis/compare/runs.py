@@ -27,25 +27,18 @@ class Run:
 
 
 def _energy_report(path: Path) -> dict:
-    """The energy report of a run folder (or a report.json path) as its JSON dictionary."""
-    from gac_analysis.viz.energy_figures import read_report
+    """The energy report of a run folder (or a report.json path) as its JSON dictionary, read and checked by
+    the report model."""
+    from gac_analysis.report_model import load_energy_report
 
-    return read_report(path)
+    return load_energy_report(path).to_dict()
 
 
 def _observer_report(path: Path) -> dict:
-    """The observer report ``path`` (observer.json) as its JSON dictionary; one-line errors."""
-    import json
+    """The observer report ``path`` (observer.json) as its JSON dictionary, read and checked by the report model."""
+    from gac_analysis.report_model import load_observer_report
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ReportError(f"{path} is present but unreadable ({type(e).__name__}); re-run `gac-analyze observe` "
-                          "or remove it") from None
-    if not isinstance(data, dict) or data.get("schema") != "gac-analysis/observer":
-        schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ReportError(f"{path} is schema {schema!r}, not 'gac-analysis/observer'; re-run `gac-analyze observe`")
-    return data
+    return load_observer_report(path).data
 
 
 def _observer_path(folder: Path) -> Path | None:
