@@ -21,7 +21,8 @@ TABLE = {"name": "45nm-fp32", "mac": 4.6, "ac": 0.9}
 
 
 def _layer(name, role, paper, complete):
-    return {"name": name, "op": "conv2d", "role": role, "paper_pj": paper, "complete_pj": complete}
+    classes = {"mac_pj": complete, "ac_pj": 0.0, "bias_pj": 0.0, "bn_pj": 0.0, "elementwise_pj": 0.0, "pooling_pj": 0.0}
+    return {"name": name, "op": "conv2d", "role": role, "paper_pj": paper, "complete_pj": complete, **classes}
 
 
 def _lif(name, role, rate, complete):
@@ -200,3 +201,33 @@ def test_compare_real_runs_reads_their_numbers(tmp_path):
         rates = {r["name"]: r["firing_rate"] for r in own["lif_sites"]}
         assert {s["site"]: s["rates"][row["name"]] for s in comp.sites if s["rates"][row["name"]] is not None} == rates
     assert comp.sites[0]["site"] == "encoder.lif" and comp.sites[0]["rates"]["direct"] is None
+
+
+def test_report_md_carries_the_gac_vs_direct_section(pair):
+    res = runner.invoke(app, ["compare", *map(str, pair), "--out", str(pair[0] / "compare"), "--no-figures"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["report", str(pair[0]), "--no-figures"])
+    assert res.exit_code == 0, res.output
+    md = (pair[0] / "report.md").read_text()
+    assert "## GAC vs direct coding on the same task" in md and "[compare/comparison.md](compare/comparison.md)" in md
+    assert "Proposition 1 (T_g >= T_d)** on gac (its own GAC encoder, 2 images): holds; T_g > T_d on 25.00%" in md
+    res = runner.invoke(app, ["report", str(pair[1]), "--no-figures"])   # no compare/ beside it: no section
+    assert "GAC vs direct" not in (pair[1] / "report.md").read_text()
+
+
+def test_observe_a_direct_model_with_a_seeded_gac(tmp_path):
+    import torch
+
+    from gac_analysis.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "direct.pt"
+    save_checkpoint(build_model("msresnet18-cifar", num_classes=10, T=2, width=4, coding="direct"), ckpt)
+    res = runner.invoke(app, ["observe", str(ckpt), "--data", "digits", "--num-images", "2", "--out",
+                              str(tmp_path / "o")])
+    assert res.exit_code == 2 and "no GAC weights" in one_error_line(res)
+    res = runner.invoke(app, ["observe", str(ckpt), "--data", "digits", "--num-images", "2", "--seeded-gac",
+                              "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    obs = json.loads((tmp_path / "o" / "observer.json").read_text())
+    assert obs["seeded_gac"] is True and obs["holds"] is True and obs["num_neurons"] == 2 * 4 * 32 * 32

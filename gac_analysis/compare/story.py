@@ -51,6 +51,11 @@ def gac_vs_direct_story(comp: Comparison) -> list[str] | None:
                  f", ratio {g['mean_firing_rate'] / d['mean_firing_rate']:.3f}); GAC fires less on {lower} of the "
                  f"{len(shared)} LIF sites both models have (the GAC model also has its encoder LIF, which direct "
                  "coding lacks).")
+    for r in (g, d):
+        silent = [s["site"] for s in shared if s["rates"][r["name"]] == 0]
+        if silent:
+            lines.append(f"  {len(silent)} of these sites never fire in {r['name']} ({', '.join(silent)}): there "
+                         "the signal passes only through the membrane shortcuts.")
     # energy
     for conv in ("paper", "complete"):
         a, b = g[f"{conv}_mj"], d[f"{conv}_mj"]
@@ -73,3 +78,21 @@ def gac_vs_direct_story(comp: Comparison) -> list[str] | None:
               "on these images. A small model on small data is not evidence for or against the paper's CIFAR/ImageNet "
               "numbers; Proposition 1, by contrast, is a property of any weights and must hold on every neuron.", ""]
     return lines
+
+
+def read_story(run_dir) -> list[str] | None:
+    """The GAC-vs-direct section saved in ``run_dir/compare/comparison.json`` (``make demo`` writes it there), with
+    a link to the full comparison; ``None`` when absent or unreadable (report.md then has no such section)."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / "compare" / "comparison.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    story = data.get("story") if isinstance(data, dict) and data.get("schema") == "gac-analysis/comparison" else None
+    if not isinstance(story, list) or not all(isinstance(s, str) for s in story):
+        return None
+    return [*story, "Full comparison (one row per model, energy by role, firing rate per LIF site, figures): "
+            "[compare/comparison.md](compare/comparison.md).", ""]

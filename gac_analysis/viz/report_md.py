@@ -311,6 +311,13 @@ def _provenance_section(run: RunData) -> list[str]:
     return ["## Provenance", "", *_table(["item", "value"], rows), ""]
 
 
+def _gac_vs_direct_section(run_dir: Path) -> list[str]:
+    """The "GAC vs direct coding on the same task" section when RUN_DIR/compare/ holds one (``make demo``)."""
+    from gac_analysis.compare.story import read_story
+
+    return read_story(run_dir) or []
+
+
 def render_report_md(run: RunData, figures: list[Path], observer: ObserverSummary | str | None = None) -> str:
     """The Markdown text of a run folder's report (figures: the PNGs written, linked relatively)."""
     r = run.report
@@ -332,6 +339,7 @@ def render_report_md(run: RunData, figures: list[Path], observer: ObserverSummar
     lines += _difference_section(run)
     lines += _hardware_section(run)
     lines += _observer_section(observer)
+    lines += _gac_vs_direct_section(run.run_dir)
     lines += _figures_section(run, figures)
     lines += _consumers_section(run)
     lines += _provenance_section(run)
