@@ -79,7 +79,8 @@ def summarise(report) -> dict:
     lay, lif = report.layers, report.lif_sites
     out = {"paper_mj": report.energy["paper"]["per_image_mj"],
            "complete_mj": report.energy["complete"]["per_image_mj"],
-           "mean_firing_rate": report.mean_firing_rate, "by_role": {}, "unsupported": getattr(report, "unsupported", None)}
+           "mean_firing_rate": report.mean_firing_rate, "by_role": {},
+           "unsupported": getattr(report, "unsupported", None)}
     for role in ROLES:
         rows, neurons = lay[lay["role"] == role], lif[lif["role"] == role]
         classes = {label: float(rows[col].sum()) / n / 1e9 for col, label in CLASSES if col in rows}

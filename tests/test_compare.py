@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
 from gac_analysis.compare import build_comparison, read_runs
+
 from reference_fixtures import one_error_line
 
 runner = CliRunner()

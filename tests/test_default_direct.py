@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 
+from gac_analysis.cli.common import DEFAULT_CHECKPOINT
 from gac_analysis.data import digits_split
 from gac_analysis.models import count_parameters, load_model
 from gac_analysis.training import evaluate
-
-from gac_analysis.cli.common import DEFAULT_CHECKPOINT
 
 DIRECT = DEFAULT_CHECKPOINT.parent / "default_digits_direct.pt"
 

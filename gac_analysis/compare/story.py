@@ -47,7 +47,8 @@ def gac_vs_direct_story(comp: Comparison) -> list[str] | None:
     shared = [s for s in comp.sites if s["rates"][gn] is not None and s["rates"][dn] is not None]
     lower = sum(s["rates"][gn] < s["rates"][dn] for s in shared)
     lines.append(f"- **Firing rates**: the network mean rate of GAC is {g['mean_firing_rate']:.4f} vs "
-                 f"{d['mean_firing_rate']:.4f} spikes/neuron/step ({_cmp(g['mean_firing_rate'], d['mean_firing_rate'], 'lower', 'higher')}"
+                 f"{d['mean_firing_rate']:.4f} spikes/neuron/step "
+                 f"({_cmp(g['mean_firing_rate'], d['mean_firing_rate'], 'lower', 'higher')}"
                  f", ratio {g['mean_firing_rate'] / d['mean_firing_rate']:.3f}); GAC fires less on {lower} of the "
                  f"{len(shared)} LIF sites both models have (the GAC model also has its encoder LIF, which direct "
                  "coding lacks).")
@@ -73,7 +74,8 @@ def gac_vs_direct_story(comp: Comparison) -> list[str] | None:
                          f"{r['prop1']}; T_g > T_d on {100 * r['t_g_gt_t_d_share']:.2f}% of the encoder neurons "
                          f"(mean T_d {r['mean_T_d']:.3f}, mean T_g {r['mean_T_g']:.3f} time steps).")
     lines += ["", f"How far this reaches: two sets of weights (one training run each), {g['images']} images of "
-              f"{g['data']}, T={g['T']}, energies priced with the {g['energy_table']} table. Differences of a few images in accuracy are within what another "
+              f"{g['data']}, T={g['T']}, energies priced with the {g['energy_table']} table. Differences of a few "
+              "images in accuracy are within what another "
               "seed could change; the firing-rate and energy differences are exact for these two sets of weights "
               "on these images. A small model on small data is not evidence for or against the paper's CIFAR/ImageNet "
               "numbers; Proposition 1, by contrast, is a property of any weights and must hold on every neuron.", ""]

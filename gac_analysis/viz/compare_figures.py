@@ -82,4 +82,5 @@ def write_compare_figures(comp, folder: Path) -> list[Path]:
     """Both figures into ``folder`` (created)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return [plot_firing_rates(comp, folder / "firing_rates.png"), plot_energy_by_role(comp, folder / "energy_by_role.png")]
+    return [plot_firing_rates(comp, folder / "firing_rates.png"),
+            plot_energy_by_role(comp, folder / "energy_by_role.png")]
