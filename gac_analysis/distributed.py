@@ -350,6 +350,9 @@ def _agreed_layout(counter, group, object_group):
     if len(Ts) != 1:
         raise DistributedError(f"the ranks count different numbers of time steps {Ts}: every rank must load the "
                                "same model with the same --T")
+    coverage: list = [None] * dist.get_world_size(group)
+    dist.all_gather_object(coverage, counter.coverage_state(), group=object_group)
+    counter.merge_coverage(coverage)
     return merge_layouts([lay for _, lay in gathered])
 
 

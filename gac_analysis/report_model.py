@@ -142,18 +142,21 @@ def _split_known(cls, data: dict) -> tuple[dict, dict]:
     return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
 
 
-def _as_dict(obj) -> dict:
-    """A dataclass row as JSON: its fields in declaration order, then the keys it did not know."""
-    out = {f.name: getattr(obj, f.name) for f in fields(obj) if f.name != "extra"}
+def _as_dict(obj, optional: tuple[str, ...] = ()) -> dict:
+    """A dataclass row as JSON: its fields in declaration order (the ``optional`` ones only where set), then
+    the keys it did not know."""
+    out = {f.name: getattr(obj, f.name) for f in fields(obj)
+           if f.name != "extra" and not (f.name in optional and getattr(obj, f.name) is None)}
     out.update(obj.extra)
     return out
 
 
 # ---- rows -----------------------------------------------------------------------------------------
 
-#: Count columns of a layer row (integers, totals over images and time steps).
+#: Count columns of a layer row (integers, totals over images and time steps). The last four are written by
+#: the any-network counting (integer-valued inputs, activation functions, the ACs under the other integer rule).
 LAYER_COUNTS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                "input_nnz")
+                "input_nnz", "integer_ops", "integer_value_ops", "activations", "acs_alt")
 #: The complete energy of a layer by op class (pJ totals over the images); they add up to ``complete_pj``.
 CLASS_ENERGIES = ("mac_pj", "ac_pj", "bias_pj", "bn_pj", "elementwise_pj", "pooling_pj")
 
@@ -185,6 +188,10 @@ class LayerRow:
     compares: int | None = None
     sigmoids: int | None = None
     input_nnz: int | None = None
+    integer_ops: int | None = None
+    integer_value_ops: int | None = None
+    activations: int | None = None
+    acs_alt: int | None = None
     fr_in: float | None = None
     paper_pj: float | None = None
     complete_pj: float | None = None
@@ -219,7 +226,7 @@ class LayerRow:
         return row
 
     def to_dict(self) -> dict:
-        return _as_dict(self)
+        return _as_dict(self, optional=LAYER_COUNTS[-4:])  # counts of the any-network counting, where made
 
 
 @dataclass
@@ -259,10 +266,7 @@ class LifSiteRow:
         return row
 
     def to_dict(self) -> dict:
-        out = _as_dict(self)
-        if out["neuron"] is None:  # written only where known
-            del out["neuron"]
-        return out
+        return _as_dict(self, optional=("neuron",))  # the neuron class, written where known
 
 
 @dataclass
@@ -444,7 +448,7 @@ class EnergyReport:
             checks=read.mapping(data.get("checks"), "checks", optional=True),
             provenance=read.mapping(data.get("provenance"), "provenance", optional=True),
             accuracy=None if data.get("accuracy") is None else Accuracy.from_dict(data["accuracy"], read),
-            coverage=None if data.get("coverage") is None else Coverage.from_dict(data["coverage"], read),
+            coverage=Coverage.from_dict(data["coverage"], read) if data.get("coverage") else None,
             unsupported=None if unsupported is None else
             [UnsupportedOp.from_dict(u, f"unsupported[{i}]", read) for i, u in enumerate(unsupported)],
             extra={k: v for k, v in data.items() if k not in known}, source=source)

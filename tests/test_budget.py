@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from gac_analysis.budget import DEFAULT_BUDGET, Violation, budget_from_dict, check_budget, evaluate_budget, load_budget
 from gac_analysis.cli.main import app
 from gac_analysis.errors import ConfigError
-
 from reference_fixtures import one_error_line
 
 runner = CliRunner()

@@ -11,7 +11,6 @@ import torch
 from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
-
 from reference_fixtures import one_error_line
 
 runner = CliRunner()

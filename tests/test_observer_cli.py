@@ -12,7 +12,6 @@ from gac_analysis.cli.main import app
 from gac_analysis.models import build_model, save_checkpoint
 from gac_analysis.models.gac import GACEncoder
 from gac_analysis.viz.observer_figures import DURATIONS_SIZE, ENCODING_SIZE, FRACTION_SIZE, pixel_size
-
 from reference_fixtures import one_error_line
 
 runner = CliRunner()

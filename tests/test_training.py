@@ -13,7 +13,6 @@ from gac_analysis.cli.main import app
 from gac_analysis.data import digits_split
 from gac_analysis.models import build_model, load_model, save_checkpoint
 from gac_analysis.training import evaluate, random_hflip, random_shift, train
-
 from reference_fixtures import one_error_line
 
 runner = CliRunner()

@@ -22,10 +22,10 @@ from gac_analysis.energy.tables import EnergyTable
 from gac_analysis.report_model import SCHEMA as SCHEMA  # re-exported by gac_analysis.accounting
 from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION
 from gac_analysis.report_model import Accuracy as ReportAccuracy
-from gac_analysis.report_model import EnergyReport, LayerRow, LifSiteRow
+from gac_analysis.report_model import Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
 
 LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                  "input_nnz")
+                  "input_nnz", "integer_ops", "integer_value_ops", "activations", "acs_alt")
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
 
 
@@ -42,18 +42,22 @@ def _slots(c: dict, key: str, T: int) -> list[int]:
 
 
 def _observed_input(c: dict, T: int) -> str | None:
-    """``binary``, ``real`` or ``mixed`` from the calls with non-zero input; ``silent`` when every call's
-    input was all zeros; ``None`` for modules whose input kind is not observed."""
+    """``binary``, ``integer`` (whole numbers, not all 0/1), ``real`` or ``mixed`` from the calls with
+    non-zero input; ``silent`` when every call's input was all zeros; ``None`` for modules whose input
+    kind is not observed."""
     if "binary_calls" not in c:
         return None
-    binary, real = c["binary_calls"][T], _slots(c, "real_calls", T)[T]
-    if binary and real:
+    seen = [kind for kind in ("binary", "integer", "real") if _slots(c, f"{kind}_calls", T)[T]]
+    if len(seen) > 1:
         return "mixed"
-    return "binary" if binary else ("real" if real else "silent")
+    return seen[0] if seen else "silent"
 
 
 def _mismatch(declared: str | None, observed: str | None) -> bool:
-    """A declared input kind contradicted by the values seen (a silent input fits both kinds)."""
+    """A declared input kind contradicted by the values seen (a silent input fits both kinds; integer
+    values are real values)."""
+    if declared == "real" and observed == "integer":
+        return False
     return bool(declared and observed not in (None, "silent", declared))
 
 
@@ -81,7 +85,8 @@ def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
     neurons = math.prod(site.out_shape)
     denom = max(neurons * num_images, 1)
     return {
-        "name": site.name, "role": site.role, "shape": list(site.out_shape), "neurons": neurons,
+        "name": site.name, "role": site.role, "neuron": site.neuron, "shape": list(site.out_shape),
+        "neurons": neurons,
         "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
         "firing_rate": sum(spikes) / (denom * T), "per_step_rate": [s / denom for s in spikes],
     }
@@ -110,6 +115,8 @@ class Report:
     energy: dict
     provenance: dict
     checks: dict = field(default_factory=dict)
+    coverage: dict = field(default_factory=dict)      # counted_calls / free_calls / unsupported_calls
+    unsupported: list = field(default_factory=list)   # {op, module, calls, elements} per op without a rule
     accuracy: dict | None = None  # top-1 and energy per correct prediction; None: no labels (accuracy.py)
 
     @property
@@ -130,6 +137,8 @@ class Report:
             layers=[LayerRow(**r) for r in _records(self.layers, LayerRow)],
             energy=self.energy, checks=self.checks, provenance=self.provenance,
             accuracy=ReportAccuracy(**self.accuracy) if self.accuracy is not None else None,
+            coverage=Coverage(**self.coverage) if self.coverage else None,
+            unsupported=[UnsupportedOp(**u) for u in self.unsupported] if self.coverage else None,
         ).to_dict()
 
     def totals(self) -> dict:
@@ -176,7 +185,7 @@ def _records(df: pd.DataFrame, row_type) -> list[dict]:
 
 
 def build_report(counter, *, table: EnergyTable, provenance: dict | None = None, reuse_static: bool = True,
-                 fold_bn: bool = False) -> Report:
+                 fold_bn: bool = False, integer_pricing: str = "mac") -> Report:
     """Synchronise the counters once and build the priced tables."""
     T, n = counter.T, counter.num_images
     host = {name: host_counters(site) for name, site in counter.sites.items()}  # the one device sync
@@ -187,13 +196,15 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
         layers = pd.DataFrame(columns=["name", "op", "role", "static", "input", "rate_source", "in_numel",
                                        *LAYER_COUNTERS])
     lif_df = pd.DataFrame([_lif_row(s, host[s.name], T, n) for s in lif],
-                          columns=["name", "role", "shape", "neurons", "spikes", "neuron_steps", "firing_rate",
-                                   "per_step_rate"])
+                          columns=["name", "role", "neuron", "shape", "neurons", "spikes", "neuron_steps",
+                                   "firing_rate", "per_step_rate"])
     per_step = pd.DataFrame([r for s in counter.sites.values()
                              for r in _step_rows(s, host[s.name], T, "lif" if s.op == "lif" else "layer")])
-    layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn,
+                          integer_pricing=integer_pricing)
     lif_df = price_neurons(lif_df, table)
-    energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn,
+                            integer_pricing=integer_pricing)
     energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static)
     mismatches = layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]] \
         if "input_mismatch" in layers else pd.DataFrame()
@@ -201,8 +212,10 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
         "input_kind_mismatches": mismatches.to_dict(orient="records"),
         "paper_le_complete": energy["complete"]["total_pj"] >= energy["paper"]["total_pj"],
     }
+    coverage = counter.coverage() if hasattr(counter, "coverage") else {}
+    unsupported = counter.unsupported_rows() if hasattr(counter, "unsupported_rows") else []
     return Report(T=T, num_images=n, layers=layers, lif_sites=lif_df, per_step=per_step, energy=energy,
-                  provenance=dict(provenance or {}), checks=checks)
+                  provenance=dict(provenance or {}), checks=checks, coverage=coverage, unsupported=unsupported)
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

@@ -1,7 +1,7 @@
 """A small, honest trainer for the project's spiking models (the reference CIFAR recipe, scaled down).
 
-Recipe (``/work/shared/spec/model.md``, "Training recipe"): SGD with momentum 0.9, lr 0.1, weight
-decay 5e-5 on every parameter, a cosine schedule over all optimiser steps
+Recipe (the CIFAR training recipe of the GAC reference code, Qiu et al., AAAI 2024): SGD with momentum
+0.9, lr 0.1, weight decay 5e-5 on every parameter, a cosine schedule over all optimiser steps
 (``CosineAnnealingLR(T_max=steps)``, stepped once per optimiser step), cross-entropy on the
 time-averaged output ``logits.mean(0)``; the surrogate gradients come from the model's LIF neurons.
 CutMix and the 250-epoch budget of the reference are not reproduced.
