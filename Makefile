@@ -26,10 +26,17 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-# The main job on the embedded default (a trained GAC-MS-ResNet on held-out digits): energy, observer, report.
+# The main job on the embedded default (a trained GAC-MS-ResNet on held-out digits): energy, observer, report;
+# then its direct-coding twin on the same 360 held-out digits (its observer: its own stem's direct spikes vs a
+# seeded GAC encoder on that stem), the comparison in reports/demo/compare/, and report.md with the
+# "GAC vs direct coding on the same task" section. reports/demo/report.json stays the GAC default's (CI budget).
+DIRECT_TWIN := gac_analysis/assets/default_digits_direct.pt
 demo: $(VENV)/.installed-test
 	$(BIN)/gac-analyze energy --out reports/demo
 	$(BIN)/gac-analyze observe --num-images 8 --out reports/demo/observe
+	$(BIN)/gac-analyze energy $(DIRECT_TWIN) --data digits --out reports/demo/direct
+	$(BIN)/gac-analyze observe $(DIRECT_TWIN) --data digits --num-images 8 --seeded-gac --out reports/demo/direct/observe
+	$(BIN)/gac-analyze compare reports/demo reports/demo/direct --names gac,direct --out reports/demo/compare
 	$(BIN)/gac-analyze report reports/demo
 
 bench: $(VENV)/.installed-test

@@ -388,8 +388,10 @@ def _flatten(counter, layout, comm: torch.device) -> torch.Tensor:
             parts.append(torch.tensor(values, dtype=torch.int64))
         for k in tensor_keys:
             parts.append(site.tensors[k].to(comm, torch.int64))
-    parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + [counter.num_images, counter.batches],
-                              dtype=torch.int64))
+    accuracy = getattr(counter, "accuracy", None)  # labelled / correct images: summed like the counts
+    acc_state = accuracy.state() if accuracy is not None else [0, 0, 0, 0]
+    parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + acc_state
+                              + [counter.num_images, counter.batches], dtype=torch.int64))
     return torch.cat([p.to(comm) for p in parts])
 
 
@@ -411,3 +413,5 @@ def _unflatten(counter, layout, flat: torch.Tensor) -> None:
     for (name, *_), calls in zip(layout, tail):
         sites[name].calls = int(calls)
     counter.num_images, counter.batches = int(tail[-2]), int(tail[-1])
+    if getattr(counter, "accuracy", None) is not None:
+        counter.accuracy.load_state(tail[-6:-2])

@@ -69,6 +69,7 @@ def count_images(model: torch.nn.Module, images, progress=None, *, T: int | None
     process with an empty shard). Operations without a rule are warned about once, or raise
     :class:`UnsupportedOpsError` when ``strict``.
     """
+    from gac_analysis.accounting.accuracy import Accuracy, batches_with_labels
     from gac_analysis.accounting.finite import FiniteWatch
     from gac_analysis.data.validate import validate_images
 
@@ -79,10 +80,11 @@ def count_images(model: torch.nn.Module, images, progress=None, *, T: int | None
     model.eval()
     try:
         with Counter(model, config) as counter, FiniteWatch(model) as finite, torch.inference_mode():
-            for i, batch in enumerate(iter_image_batches(images)):
+            counter.accuracy = Accuracy(counter.T)  # top-1 over the labelled images (accounting/accuracy.py)
+            for i, (batch, labels) in enumerate(batches_with_labels(images)):
                 validate_images(batch, where=f"batch {i}")
                 _reset_neurons(model)
-                model(batch.to(device, non_blocking=True))
+                counter.accuracy.update(model(batch.to(device, non_blocking=True)), labels)
                 if progress is not None:
                     progress(i, int(batch.shape[0]))
         finite.check()  # non-finite weights or activations are an error, not a number (one host read)
@@ -111,8 +113,21 @@ def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str
     provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
                   "num_images": counter.num_images, "T": counter.T, "device": str(device_of(model)),
                   "energy_table": table.name}
-    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn,
-                           integer_pricing=integer_pricing)
+    report = counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn,
+                             integer_pricing=integer_pricing)
+    _add_accuracy(report, getattr(counter, "accuracy", None))
+    return report
+
+
+def _add_accuracy(report: Report, accuracy) -> None:
+    """Top-1 accuracy and energy per correct prediction (``accuracy: null`` without labels)."""
+    from gac_analysis.accounting.accuracy import accuracy_summary
+
+    if accuracy is None:
+        return
+    report.accuracy = accuracy_summary(accuracy.compute(), report.energy, report.num_images)
+    if accuracy.unavailable:
+        report.provenance["accuracy_unavailable"] = accuracy.unavailable
 
 
 def profile(model: torch.nn.Module, images, *, T: int | None = None, strict: bool = False,

@@ -21,6 +21,7 @@ from gac_analysis.energy.network_memory import memory_summary
 from gac_analysis.energy.tables import EnergyTable
 from gac_analysis.report_model import SCHEMA as SCHEMA  # re-exported by gac_analysis.accounting
 from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION
+from gac_analysis.report_model import Accuracy as ReportAccuracy
 from gac_analysis.report_model import Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
 
 LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
@@ -116,6 +117,7 @@ class Report:
     checks: dict = field(default_factory=dict)
     coverage: dict = field(default_factory=dict)      # counted_calls / free_calls / unsupported_calls
     unsupported: list = field(default_factory=list)   # {op, module, calls, elements} per op without a rule
+    accuracy: dict | None = None  # top-1 and energy per correct prediction; None: no labels (accuracy.py)
 
     @property
     def mean_firing_rate(self) -> float:
@@ -134,6 +136,7 @@ class Report:
             lif_sites=[LifSiteRow(**r) for r in _records(self.lif_sites, LifSiteRow)],
             layers=[LayerRow(**r) for r in _records(self.layers, LayerRow)],
             energy=self.energy, checks=self.checks, provenance=self.provenance,
+            accuracy=ReportAccuracy(**self.accuracy) if self.accuracy is not None else None,
             coverage=Coverage(**self.coverage) if self.coverage else None,
             unsupported=[UnsupportedOp(**u) for u in self.unsupported] if self.coverage else None,
         ).to_dict()

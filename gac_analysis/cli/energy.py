@@ -64,6 +64,8 @@ def print_summary(report, out: Path | None = None) -> None:
     t.add_row("fr x T x dense approximation", f"{tot['approx_acs'] / n:,.0f}", "ACs/image (paper convention)")
     t.add_row("effective MACs", f"{tot['effective_macs'] / n:,.0f}", "MACs/image (real-valued inputs)")
     t.add_row("mean firing rate", f"{report.mean_firing_rate:.4f}", "spikes / neuron / step")
+    for row in accuracy_rows(getattr(report, "accuracy", None), report.provenance.get("accuracy_unavailable")):
+        t.add_row(*row)
     console.print(t)
     top = report.layers.nlargest(5, "complete_pj")
     tt = Table(title="largest consumers (complete convention)")
@@ -78,6 +80,18 @@ def print_summary(report, out: Path | None = None) -> None:
         console.print(f"[yellow]note:[/] {m['name']} is declared {m['declared_input']} but received {m['input']} input")
     if out is not None:
         console.print(f"wrote {out}/report.json, layers.csv, lif_sites.csv, per_step.csv", highlight=False)
+
+
+def accuracy_rows(acc: dict | None, unavailable: str | None = None) -> list[tuple[str, str, str]]:
+    """Summary rows for the report's ``accuracy`` entry (see gac_analysis/accounting/accuracy.py)."""
+    if acc is None:
+        return [("top-1 accuracy", "-", unavailable or "no labels in the data")]
+    rows = [("top-1 accuracy", f"{100 * acc['top1']:.2f}%", f"{acc['correct']} of {acc['labelled']} labelled images")]
+    for conv in ("paper", "complete"):
+        v = acc["energy_per_correct_mj"][conv]
+        rows.append((f"energy per correct prediction ({conv})", "-" if v is None else f"{v:.6g}",
+                     f"mJ per correct prediction, {conv} convention"))
+    return rows
 
 
 @handles_errors

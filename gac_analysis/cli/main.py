@@ -12,6 +12,7 @@ from rich.table import Table
 from gac_analysis import __version__
 from gac_analysis.cli.budget import budget_cmd
 from gac_analysis.cli.common import console, err_console, handles_errors
+from gac_analysis.cli.compare import compare_cmd
 from gac_analysis.cli.energy import energy_cmd
 from gac_analysis.cli.observe import observe_cmd
 from gac_analysis.cli.report import report_cmd
@@ -125,6 +126,8 @@ def _roles_table(model) -> Table:
 # ---- sub-commands defined in their own modules ----------------------------------------------------
 # <register-commands>
 app.command("energy", help="Exact operation/spike counts and energy (paper and complete conventions).")(energy_cmd)
+app.command("compare", help="Compare runs of energy (and observe): one table, per-site firing rates, energy by "
+            "role.")(compare_cmd)
 app.command("report", help="Write report.md with figures for a run folder.")(report_cmd)
 app.command("budget", help="Check a report against an energy budget (exit 1 when exceeded).")(budget_cmd)
 app.command("observe", help="Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d).")(

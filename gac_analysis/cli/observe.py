@@ -75,6 +75,9 @@ def observe_cmd(
     precision: str = typer.Option("float64", "--precision",
                                   help="float32: the encoder as the model runs it; float64: the same weights in "
                                        "float64 (no sigmoid underflow: the exact-arithmetic statement)."),
+    seeded_gac: bool = typer.Option(False, "--seeded-gac", help="For a direct-coding model (no GAC weights): "
+                                    "compare its own stem's direct spikes with a GAC encoder of seeded weights "
+                                    "(seed 0) on that stem; the report flags it."),
 ):
     """Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d)."""
     from gac_analysis.observer import observe, sweep_T
@@ -90,7 +93,8 @@ def observe_cmd(
     spec = default_data_spec(ckpt is None, data)
     check_output_dir(out, kind="observe", inputs=input_paths(ckpt_path, spec))  # before the work
     source = open_data(spec, model, num_images=num_images, seed=seed)
-    report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed)
+    report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed,
+                     seeded_gac=seeded_gac)
     if Ts:
         report.sweep = sweep_T(ckpt_path, Ts, source, atol=atol, batch_size=batch_size, precision=precision,
                                seed=seed)
@@ -141,6 +145,9 @@ def _figures(model, report, source, folder: Path) -> list[str]:
     size = int(model.spec.input_size)
     images, raw, names, stem, why = _encoding_images(source, size)
     out = ["durations.png", "fraction_vs_T.png"]
+    if report.seeded_gac:  # the per-image encoding figure draws the model's own GAC encoder, which it lacks
+        console.print("encoding figures: none (the model has no GAC encoder of its own)", highlight=False)
+        return out
     for i in range(images.shape[0]):
         name = f"{stem}{i}.png"
         h, w = images.shape[-2:]

@@ -158,12 +158,29 @@ def _summary_section(run: RunData) -> list[str]:
                      "every synaptic layer run densely at every time step"])
     rows.append(["mean firing rate", _num(r.mean_firing_rate, 4), "spikes / neuron / time step",
                  "all LIF sites: total spikes / total neuron-steps"])
+    rows += _accuracy_rows(r)
     if run.memory:
         m = run.memory
         rows.append(["memory-aware energy", _num(_mj(m.compute_pj + m.memory_pj, n), 6), "mJ/image",
                      f"memory-aware convention: compute {_num(_mj(m.compute_pj, n))} + memory "
                      f"{_num(_mj(m.memory_pj, n))} mJ/image"])
     return ["## Summary", "", *_table(["quantity", "value", "unit", "convention / definition"], rows, "lrll"), ""]
+
+
+def _accuracy_rows(r) -> list[list[Any]]:
+    """Top-1 accuracy and energy per correct prediction (report key ``accuracy``), or "no labels"."""
+    acc = r.accuracy
+    if acc is None:
+        why = r.provenance.get("accuracy_unavailable")
+        return [["top-1 accuracy", "-", "-", why or "no labels: the data carries no class labels"]]
+    rows = [["top-1 accuracy", _num(100 * acc.top1, 4), "%",
+             f"{acc.correct} correct of {acc.labelled} labelled images (arg-max of the time-averaged output)"]]
+    for conv in ("paper", "complete"):
+        v = acc.energy_per_correct_mj.get(conv)
+        rows.append([f"energy per correct prediction, {conv} convention", _num(v, 6), "mJ / correct prediction",
+                     "energy of the labelled images / correct predictions" if v is not None else "no correct "
+                     "prediction"])
+    return rows
 
 
 def _difference_section(run: RunData) -> list[str]:
@@ -294,6 +311,13 @@ def _provenance_section(run: RunData) -> list[str]:
     return ["## Provenance", "", *_table(["item", "value"], rows), ""]
 
 
+def _gac_vs_direct_section(run_dir: Path) -> list[str]:
+    """The "GAC vs direct coding on the same task" section when RUN_DIR/compare/ holds one (``make demo``)."""
+    from gac_analysis.compare.story import read_story
+
+    return read_story(run_dir) or []
+
+
 def render_report_md(run: RunData, figures: list[Path], observer: ObserverSummary | str | None = None) -> str:
     """The Markdown text of a run folder's report (figures: the PNGs written, linked relatively)."""
     r = run.report
@@ -315,6 +339,7 @@ def render_report_md(run: RunData, figures: list[Path], observer: ObserverSummar
     lines += _difference_section(run)
     lines += _hardware_section(run)
     lines += _observer_section(observer)
+    lines += _gac_vs_direct_section(run.run_dir)
     lines += _figures_section(run, figures)
     lines += _consumers_section(run)
     lines += _provenance_section(run)
