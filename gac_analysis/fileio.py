@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from gac_analysis.errors import ConfigError
+from gac_analysis.report_model import COMPARISON_SCHEMA, OBSERVER_SCHEMA, SCHEMA
 
 #: Top-level entries each kind of run writes into its output folder (shell patterns). Only these,
 #: and the entries the run being committed wrote, are ever replaced or removed in an existing folder.
@@ -41,9 +42,11 @@ RUN_ENTRIES: dict[str, tuple[str, ...]] = {
     "report": ("report.md", "figures"),
     "observe": ("observer.json", "neurons.csv", "sweep.csv", "durations.png", "fraction_vs_T.png",
                 "encoding_*.png"),
+    "compare": ("comparison.csv", "comparison.json", "comparison.md", "firing_rates.png", "energy_by_role.png",
+                "figures"),
 }
 #: Files that mark a folder as a previous run of this tool: name -> the ``schema`` value they carry.
-RUN_MARKERS = {"report.json": "gac-analysis/energy-report", "observer.json": "gac-analysis/observer"}
+RUN_MARKERS = {"report.json": SCHEMA, "observer.json": OBSERVER_SCHEMA, "comparison.json": COMPARISON_SCHEMA}
 #: Prefix of the hidden temporaries made inside an existing output folder (ignored as foreign entries).
 TEMP_PREFIX = ".gac-analysis-"
 _BLOCKED = {signal.SIGINT, signal.SIGTERM}

@@ -30,7 +30,7 @@ from gac_analysis.errors import ReportError
 
 __all__ = [
     "Accuracy", "Coverage", "EnergyReport", "INPUT_KINDS", "LayerRow", "LifSiteRow", "MemorySplit",
-    "OBSERVER_SCHEMA", "OBSERVER_SCHEMA_VERSION", "ObserverSummary", "PJ_PER_MJ", "SCHEMA", "SCHEMA_VERSION",
+    "COMPARISON_SCHEMA", "COMPARISON_SCHEMA_VERSION", "OBSERVER_SCHEMA", "OBSERVER_SCHEMA_VERSION", "ObserverSummary", "PJ_PER_MJ", "SCHEMA", "SCHEMA_VERSION",
     "UnsupportedOp", "dotted_get", "load_energy_report", "load_observer_report", "mj_per_image",
     "report_json_path",
 ]
@@ -39,6 +39,8 @@ SCHEMA = "gac-analysis/energy-report"
 SCHEMA_VERSION = 2
 OBSERVER_SCHEMA = "gac-analysis/observer"
 OBSERVER_SCHEMA_VERSION = 1
+COMPARISON_SCHEMA = "gac-analysis/comparison"
+COMPARISON_SCHEMA_VERSION = 1
 #: Input kinds a layer row may carry (``None``: not observed for that module).
 INPUT_KINDS = ("binary", "real", "mixed", "silent", "integer")
 _RERUN = "re-run `gac-analyze energy`"

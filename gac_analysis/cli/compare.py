@@ -7,14 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from gac_analysis.cli.common import atomic_output_dir, console, handles_errors
+from gac_analysis.cli.common import OUT_HELP, atomic_output_dir, console, handles_errors
 
 
 @handles_errors
 def compare_cmd(
     runs: List[Path] = typer.Argument(..., help="Two or more run folders of `gac-analyze energy --out DIR` "
                                       "(an observer run in DIR/observer.json or DIR/observe/ is read too)."),
-    out: Path = typer.Option(Path("reports/compare"), "--out", help="Output folder (replaced on success)."),
+    out: Path = typer.Option(Path("reports/compare"), "--out", help=OUT_HELP),
     names: Optional[str] = typer.Option(None, "--names", help="Comma-separated display names, one per run "
                                         "(default: the folders' names)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also draw the PNG figures."),
@@ -26,7 +26,7 @@ def compare_cmd(
     from gac_analysis.compare.story import gac_vs_direct_story
 
     comp = build_comparison(read_runs(runs, names))
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, kind="compare", inputs=runs) as tmp:
         written = write_comparison(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
     for d in comp.differences:
         console.print(f"note: the runs' {d}", highlight=False, soft_wrap=True)

@@ -4,6 +4,7 @@ architecture on the same data show, stated from the numbers whichever way they g
 from __future__ import annotations
 
 from gac_analysis.compare.table import Comparison
+from gac_analysis.report_model import COMPARISON_SCHEMA
 
 __all__ = ["gac_vs_direct_story"]
 
@@ -93,7 +94,7 @@ def read_story(run_dir) -> list[str] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    story = data.get("story") if isinstance(data, dict) and data.get("schema") == "gac-analysis/comparison" else None
+    story = data.get("story") if isinstance(data, dict) and data.get("schema") == COMPARISON_SCHEMA else None
     if not isinstance(story, list) or not all(isinstance(s, str) for s in story):
         return None
     return [*story, "Full comparison (one row per model, energy by role, firing rate per LIF site, figures): "

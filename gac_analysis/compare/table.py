@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gac_analysis.compare.runs import Run
+from gac_analysis.report_model import COMPARISON_SCHEMA, COMPARISON_SCHEMA_VERSION
 
 __all__ = ["Comparison", "ROLE_ORDER", "build_comparison", "energy_by_role", "firing_rates_by_site", "run_row"]
 
@@ -177,7 +178,7 @@ class Comparison:
 
     def to_dict(self) -> dict:
         return {
-            "schema": "gac-analysis/comparison", "schema_version": 1,
+            "schema": COMPARISON_SCHEMA, "schema_version": COMPARISON_SCHEMA_VERSION,
             "units": {"*_mj": "mJ per image", "energy_per_correct_*_mj": "mJ per correct prediction",
                       "firing_rate": "spikes / neuron / time step", "top1": "fraction 0..1",
                       "t_g_gt_t_d_share": "fraction of observed encoder neurons with T_g > T_d",
