@@ -26,7 +26,7 @@ def compare_cmd(
     from gac_analysis.compare.story import gac_vs_direct_story
 
     comp = build_comparison(read_runs(runs, names))
-    with atomic_output_dir(out, kind="compare", inputs=runs) as tmp:
+    with atomic_output_dir(out, kind="compare") as tmp:  # a run folder may hold its compare/ (demo)
         written = write_comparison(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
     for d in comp.differences:
         console.print(f"note: the runs' {d}", highlight=False, soft_wrap=True)
