@@ -11,8 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gac_analysis.cli.common import (atomic_output_dir, check_output_path, console, default_data_spec, handles_errors, open_data,
-                                     open_model)
+from gac_analysis.cli.common import (MODEL_HELP, MODEL_KWARGS_HELP, atomic_output_dir, check_output_path, console,
+                                     default_data_spec, handles_errors, open_data, open_model, uses_embedded_model)
 from gac_analysis.errors import ConfigError
 
 #: Default of ``--dist-timeout`` (seconds); equals :data:`gac_analysis.distributed.DEFAULT_TIMEOUT_S`.
@@ -80,15 +80,22 @@ def print_summary(report, out: Path | None = None) -> None:
 
 @handles_errors
 def energy_cmd(
-    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; omitted: the embedded default model."),
+    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; with --model, a state_dict for it; omitted: the "
+                                                     "embedded default model."),
+    model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1,
+                                             help="Side of the square input images in pixels (random: default 32)."),
     data: Optional[str] = typer.Option(None, "--data", help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
     num_images: Optional[int] = typer.Option(None, "--num-images", help="Analyse the first N images."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     energy_table: str = typer.Option("45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"),
     out: Path = typer.Option(Path("reports/energy"), "--out", help="Output folder (replaced on success)."),
-    T: Optional[int] = typer.Option(None, "--T", help="Time steps (direct-coding checkpoints only)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random data source."),
+    T: Optional[int] = typer.Option(None, "--T", help="Time steps: direct-coding checkpoints, and --model builders "
+                                                      "that take T or models without one."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random data source (and of a --model's initial weights "
+                                               "when no CKPT is given)."),
     reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
                                       help="Count time-invariant work (stem, SCA) once, or at every step."),
     fold_bn: bool = typer.Option(False, "--fold-bn/--unfold-bn", help="Price BN as folded into the conv."),
@@ -105,14 +112,15 @@ def energy_cmd(
 
     launch = resolve_launch(distributed)
     if launch is not None:
-        return _energy_distributed(launch, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
+        return _energy_distributed(launch, ckpt=ckpt, model_spec=model_spec, model_kwargs=model_kwargs,
+                                   image_size=image_size, data=data, num_images=num_images, batch_size=batch_size,
                                    device=device, energy_table=energy_table, out=out, T=T, seed=seed,
                                    reuse_static=reuse_static, fold_bn=fold_bn, timeout_s=dist_timeout)
     load_energy_table(energy_table)  # fail fast on a bad table, before any work
     dev = resolve_device(device)
-    model, path = open_model(ckpt, T=T)
-    spec = default_data_spec(ckpt is None, data)
-    source = open_data(spec, model, num_images=num_images, seed=seed)
+    model, path = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs, seed=seed)
+    spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
+    source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
     model = model.to(dev)
     with atomic_output_dir(out) as tmp:
         report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
@@ -124,7 +132,8 @@ def energy_cmd(
 
 # ---- distributed run (torchrun): see gac_analysis.distributed and docs/distributed.md ---------------------
 
-def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, energy_table, out, T, seed,
+def _energy_distributed(launch, *, ckpt, model_spec, model_kwargs, image_size, data,
+                        num_images, batch_size, device, energy_table, out, T, seed,
                         reuse_static, fold_bn, timeout_s) -> None:
     """``energy`` as one rank of a torchrun launch: analyse this rank's shard, sum the counts, rank 0 writes.
 
@@ -141,7 +150,8 @@ def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, e
         gd.configure_threads(launch.local_world_size)
     try:
         with _sigterm_unwinds(), gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
-            report = _energy_ranks(sess, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
+            report = _energy_ranks(sess, ckpt=ckpt, model_spec=model_spec, model_kwargs=model_kwargs,
+                                   image_size=image_size, data=data, num_images=num_images, batch_size=batch_size,
                                    energy_table=energy_table, out=out, T=T, seed=seed, reuse_static=reuse_static,
                                    fold_bn=fold_bn, load_table=load_energy_table)
     except gd.RankFailed as e:
@@ -182,15 +192,16 @@ def _prints_failure(error, launch) -> bool:
     return launch.rank == 0 or any(r == launch.rank for r, _, _ in error.failures)
 
 
-def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out, T, seed, reuse_static, fold_bn,
+def _energy_ranks(sess, *, ckpt, model_spec, model_kwargs, image_size, data,
+                  num_images, batch_size, energy_table, out, T, seed, reuse_static, fold_bn,
                   load_table):
     from gac_analysis import distributed as gd
 
     def analyse():
         load_table(energy_table)  # fail fast on a bad table, before any work
-        model, _ = open_model(ckpt, T=T)
-        spec = default_data_spec(ckpt is None, data)
-        source = open_data(spec, model, num_images=num_images, seed=seed)
+        model, _ = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs, seed=seed)
+        spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
+        source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
         if sess.is_main:
             check_output_path(out)
         n = len(source)

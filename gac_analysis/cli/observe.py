@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 
 from gac_analysis.cli.common import (
-    atomic_output_dir, console, default_data_spec, err_console, handles_errors, open_data, open_model,
+    MODEL_HELP, MODEL_KWARGS_HELP, atomic_output_dir, console, default_data_spec, err_console, handles_errors,
+    open_data, open_model, uses_embedded_model,
 )
 from gac_analysis.errors import CheckpointError, ConfigError
 
@@ -36,21 +37,29 @@ def parse_T_list(raw: str) -> list[int]:
     return sorted(set(values))
 
 
-def _open(ckpt: Path | None):
+def _open(ckpt: Path | None, model_spec: str | None = None, model_kwargs: str | None = None, seed: int = 0):
+    from gac_analysis.models import GACEncoder
+
     try:
-        return open_model(ckpt)
+        model, path = open_model(ckpt, model=model_spec, model_kwargs=model_kwargs, seed=seed)
     except CheckpointError as e:
         if "T cannot be inferred" in str(e):
             raise ConfigError(f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
                               "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
                               "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
         raise
+    if model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
+        raise ConfigError(f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
+                          "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or --model default")
+    return model, path
 
 
 @handles_errors
 def observe_cmd(
     ckpt: Optional[Path] = typer.Argument(None, help="GAC checkpoint (reference CIFAR/ImageNet layout or this "
                                                      "project's); default: the embedded default model."),
+    model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     data: Optional[str] = typer.Option(None, "--data", help="Data source: random, digits, photos, cifar10:PATH, "
                                                             "cifar100:PATH, folder:PATH (default: digits for the "
                                                             "default model, else random)."),
@@ -81,8 +90,11 @@ def observe_cmd(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
 
-    model, ckpt_path = _open(ckpt)
-    spec = default_data_spec(ckpt is None, data)
+    model, ckpt_path = _open(ckpt, model_spec, model_kwargs, seed)
+    if Ts and ckpt_path is None:
+        raise ConfigError(f"--T {T}: the sweep re-reads the model's checkpoint, and --model {model_spec} was built "
+                          "without one; pass its state_dict as CKPT or drop --T")
+    spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
     source = open_data(spec, model, num_images=num_images, seed=seed)
     report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed)
     if Ts:
