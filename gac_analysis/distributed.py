@@ -453,6 +453,9 @@ def reduce_counter(counter, group=None, *, object_group=None):
                                "same model with the same --T")
     T = counter.T
     layout = merge_layouts([lay for _, lay in gathered])
+    coverage: list = [None] * world
+    dist.all_gather_object(coverage, counter.coverage_state(), group=object_group)
+    counter.merge_coverage(coverage)
 
     device = _counter_device(counter)
     sites = {}

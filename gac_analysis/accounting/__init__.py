@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 import torch
 
-from gac_analysis.accounting.engine import Counter, CounterConfig
+from gac_analysis.accounting.engine import (
+    Counter,
+    CounterConfig,
+    TimeStepsError,
+    UnsupportedOpsError,
+    resolve_T,
+)
 from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
 
-__all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "build_report", "profile",
-           "register_handle", "iter_image_batches", "count_images", "report_from_counter"]
+__all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "TimeStepsError",
+           "UnsupportedOpsError", "UnsupportedOpsWarning", "build_report", "profile", "register_handle",
+           "iter_image_batches", "count_images", "report_from_counter"]
+
+
+class UnsupportedOpsWarning(UserWarning):
+    """The forward ran operations that no counting rule knows; they are listed under ``unsupported``."""
 
 
 def iter_image_batches(images, batch_size: int = 32) -> Iterable[torch.Tensor]:
@@ -26,31 +38,77 @@ def iter_image_batches(images, batch_size: int = 32) -> Iterable[torch.Tensor]:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
 
-def count_images(model: torch.nn.Module, images, progress=None) -> Counter:
+def _neuron_memories(model: torch.nn.Module) -> list[tuple[torch.nn.Module, dict]]:
+    """A copy of every SpikingJelly memory (``v`` and the like) of ``model``, to restore afterwards."""
+    from spikingjelly.activation_based.base import MemoryModule
+
+    saved = []
+    for m in model.modules():
+        if isinstance(m, MemoryModule):
+            saved.append((m, {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in m._memories.items()}))
+    return saved
+
+
+def _reset_neurons(model: torch.nn.Module) -> None:
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(model)
+
+
+def _report_unsupported(counter: Counter, strict: bool) -> None:
+    """``strict``: an :class:`UnsupportedOpsError` naming the ops without a rule; else one warning."""
+    rows = counter.unsupported_rows()
+    if not rows:
+        return
+    ops = sorted({r["op"] for r in rows})
+    where = sorted({r["module"] for r in rows})
+    listed = ", ".join(ops)
+    if strict:
+        raise UnsupportedOpsError(f"no counting rule for {len(ops)} operation(s): {listed} (in {', '.join(where[:5])}"
+                                  f"{' ...' if len(where) > 5 else ''}); add a rule (docs/counting_rules.md) or run "
+                                  "without --strict to list them under 'unsupported'")
+    warnings.warn(f"gac-analysis: no counting rule for {listed}: listed under 'unsupported' in the report, "
+                  "not counted", UnsupportedOpsWarning, stacklevel=3)
+
+
+def count_images(model: torch.nn.Module, images, progress=None, *, T: int | None = None, strict: bool = False,
+                 handles: tuple | None = None) -> Counter:
     """Run ``model`` over ``images`` with counting hooks (the first half of :func:`profile`).
 
-    Returns the :class:`Counter` (hooks detached). No batches give a counter with no sites and
-    ``num_images == 0`` (e.g. a process with an empty shard).
+    Neuron state is reset (SpikingJelly's ``functional.reset_net``) before every batch; afterwards
+    the model is left as it was found (training flag, neuron memories). Returns the :class:`Counter`
+    (hooks detached). No batches give a counter with no sites and ``num_images == 0`` (e.g. a
+    process with an empty shard). Operations without a rule are warned about once, or raise
+    :class:`UnsupportedOpsError` when ``strict``.
     """
     from gac_analysis.data.validate import validate_images
 
+    config = CounterConfig(T=resolve_T(model, T), handles=HANDLES if handles is None else tuple(handles))
     device = device_of(model)
     was_training = model.training
+    memories = _neuron_memories(model)
     model.eval()
     try:
-        with Counter(model) as counter, torch.inference_mode():
+        with Counter(model, config) as counter, torch.inference_mode():
             for i, batch in enumerate(iter_image_batches(images)):
                 validate_images(batch, where=f"batch {i}")
+                _reset_neurons(model)
                 model(batch.to(device, non_blocking=True))
                 if progress is not None:
                     progress(i, int(batch.shape[0]))
     finally:
+        _reset_neurons(model)
+        for module, saved in memories:
+            for key, value in saved.items():
+                setattr(module, key, value)
         model.train(was_training)
+    _report_unsupported(counter, strict)
     return counter
 
 
 def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str = "45nm-fp32",
-                        reuse_static: bool = True, fold_bn: bool = False, data: dict | None = None) -> Report:
+                        reuse_static: bool = True, fold_bn: bool = False, data: dict | None = None,
+                        integer_pricing: str = "mac") -> Report:
     """Price a counter (possibly summed across processes) into a :class:`Report` with its provenance
     (the second half of :func:`profile`)."""
     from gac_analysis.energy.tables import load_energy_table
@@ -63,16 +121,25 @@ def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str
     provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
                   "num_images": counter.num_images, "T": counter.T, "device": str(device_of(model)),
                   "energy_table": table.name}
-    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn)
+    return counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn,
+                           integer_pricing=integer_pricing)
 
 
-def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_static: bool = True,
-            fold_bn: bool = False, data: dict | None = None, progress=None) -> Report:
+def profile(model: torch.nn.Module, images, *, T: int | None = None, strict: bool = False,
+            integer_pricing: str = "mac", energy: str = "45nm-fp32", reuse_static: bool = True,
+            fold_bn: bool = False, data: dict | None = None, progress=None, handles: tuple | None = None) -> Report:
     """Count every operation and spike of ``model`` on ``images`` and price it in both conventions.
 
     Args:
-        model: a model with a ``T`` attribute whose forward maps images ``[B, 3, H, W]`` to
-            ``[T, B, classes]`` (every model of :mod:`gac_analysis.models`).
+        model: any ``nn.Module`` SNN whose forward takes image batches ``[B, C, H, W]``: this project's
+            models, SpikingJelly 2.0 models with neurons in step mode ``'s'`` (the forward loops over T)
+            or ``'m'``, plain PyTorch layers. Every neuron is a LIF site; every tensor operation is
+            counted by a rule, known to be free, or listed under ``unsupported``
+            (docs/counting_rules.md).
+        T: time steps; default ``model.T`` (a :class:`TimeStepsError` when both are missing or differ).
+        strict: raise :class:`UnsupportedOpsError` when an operation has no counting rule.
+        integer_pricing: how synaptic ops on integer-valued, non-binary inputs (SEW ADD, spike counts)
+            are priced: ``"mac"`` (one MAC per pair, syops' choice) or ``"k_ac"`` (k ACs for a value k).
         images: a tensor ``[B, 3, H, W]``, a ``DataSource`` (``gac_analysis.data.open_source``; batches of
             32), or an iterable of such batches or of ``(images, labels)``.
         energy: a bundled energy table name (``45nm-fp32``, ``45nm-fp16``, ``45nm-int8``, ``45nm-int32``)
@@ -81,12 +148,17 @@ def profile(model: torch.nn.Module, images, *, energy: str = "45nm-fp32", reuse_
         fold_bn: price batch norm as folded into the conv (1 add per element) instead of unfolded.
         data: description of the data for the provenance (e.g. ``DataSource.describe()``).
         progress: optional callable ``progress(batch_index, batch_size)`` called after each batch.
+        handles: the module rule table for this run (``register_handle`` returns an extended copy).
 
     Returns:
         a :class:`Report`; counts are totals over all images and time steps.
     """
     from gac_analysis.energy.tables import load_energy_table
 
-    load_energy_table(energy)  # a bad table fails before any work
-    counter = count_images(model, images, progress)
-    return report_from_counter(counter, model, energy=energy, reuse_static=reuse_static, fold_bn=fold_bn, data=data)
+    from gac_analysis.energy.conventions import check_integer_pricing
+
+    load_energy_table(energy)  # a bad table or option fails before any work
+    check_integer_pricing(integer_pricing)
+    counter = count_images(model, images, progress, T=T, strict=strict, handles=handles)
+    return report_from_counter(counter, model, energy=energy, reuse_static=reuse_static, fold_bn=fold_bn, data=data,
+                               integer_pricing=integer_pricing)

@@ -22,7 +22,7 @@ from gac_analysis.energy.tables import EnergyTable
 SCHEMA = "gac-analysis/energy-report"
 SCHEMA_VERSION = 1
 LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                  "input_nnz")
+                  "input_nnz", "integer_ops", "integer_value_ops", "activations", "acs_alt")
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
 
 
@@ -39,18 +39,22 @@ def _slots(c: dict, key: str, T: int) -> list[int]:
 
 
 def _observed_input(c: dict, T: int) -> str | None:
-    """``binary``, ``real`` or ``mixed`` from the calls with non-zero input; ``silent`` when every call's
-    input was all zeros; ``None`` for modules whose input kind is not observed."""
+    """``binary``, ``integer`` (whole numbers, not all 0/1), ``real`` or ``mixed`` from the calls with
+    non-zero input; ``silent`` when every call's input was all zeros; ``None`` for modules whose input
+    kind is not observed."""
     if "binary_calls" not in c:
         return None
-    binary, real = c["binary_calls"][T], _slots(c, "real_calls", T)[T]
-    if binary and real:
+    seen = [kind for kind in ("binary", "integer", "real") if _slots(c, f"{kind}_calls", T)[T]]
+    if len(seen) > 1:
         return "mixed"
-    return "binary" if binary else ("real" if real else "silent")
+    return seen[0] if seen else "silent"
 
 
 def _mismatch(declared: str | None, observed: str | None) -> bool:
-    """A declared input kind contradicted by the values seen (a silent input fits both kinds)."""
+    """A declared input kind contradicted by the values seen (a silent input fits both kinds; integer
+    values are real values)."""
+    if declared == "real" and observed == "integer":
+        return False
     return bool(declared and observed not in (None, "silent", declared))
 
 
@@ -78,7 +82,8 @@ def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
     neurons = math.prod(site.out_shape)
     denom = max(neurons * num_images, 1)
     return {
-        "name": site.name, "role": site.role, "shape": "x".join(map(str, site.out_shape)), "neurons": neurons,
+        "name": site.name, "role": site.role, "neuron": site.neuron,
+        "shape": "x".join(map(str, site.out_shape)), "neurons": neurons,
         "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
         "firing_rate": sum(spikes) / (denom * T), "per_step_rate": [s / denom for s in spikes],
     }
@@ -107,6 +112,8 @@ class Report:
     energy: dict
     provenance: dict
     checks: dict = field(default_factory=dict)
+    coverage: dict = field(default_factory=dict)      # counted_calls / free_calls / unsupported_calls
+    unsupported: list = field(default_factory=list)   # {op, module, calls, elements} per op without a rule
 
     @property
     def mean_firing_rate(self) -> float:
@@ -115,10 +122,12 @@ class Report:
         return float(self.lif_sites["spikes"].sum() / steps) if steps else 0.0
 
     def to_dict(self) -> dict:
-        lif_cols = ["name", "role", "shape", "spikes", "neurons", "firing_rate", "per_step_rate", "complete_pj"]
+        lif_cols = ["name", "role", "shape", "spikes", "neurons", "firing_rate", "per_step_rate", "complete_pj",
+                    "neuron"]
         layer_cols = ["name", "op", "role", "input", "declared_input", "static", "dense_macs", "acs",
                       "effective_macs", "approx_acs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                      "input_nnz", "fr_in", "paper_pj", "complete_pj"]
+                      "input_nnz", "fr_in", "paper_pj", "complete_pj", "integer_ops", "integer_value_ops",
+                      "activations", "acs_alt"]
         return {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "num_images": self.num_images, "T": self.T,
@@ -132,6 +141,8 @@ class Report:
             "energy": self.energy,
             "checks": self.checks,
             "provenance": self.provenance,
+            "coverage": self.coverage,
+            "unsupported": self.unsupported,
         }
 
     def totals(self) -> dict:
@@ -177,7 +188,7 @@ def _records(df: pd.DataFrame, cols: list[str]) -> list[dict]:
 
 
 def build_report(counter, *, table: EnergyTable, provenance: dict | None = None, reuse_static: bool = True,
-                 fold_bn: bool = False) -> Report:
+                 fold_bn: bool = False, integer_pricing: str = "mac") -> Report:
     """Synchronise the counters once and build the priced tables."""
     T, n = counter.T, counter.num_images
     host = {name: host_counters(site) for name, site in counter.sites.items()}  # the one device sync
@@ -188,13 +199,15 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
         layers = pd.DataFrame(columns=["name", "op", "role", "static", "input", "rate_source", "in_numel",
                                        *LAYER_COUNTERS])
     lif_df = pd.DataFrame([_lif_row(s, host[s.name], T, n) for s in lif],
-                          columns=["name", "role", "shape", "neurons", "spikes", "neuron_steps", "firing_rate",
-                                   "per_step_rate"])
+                          columns=["name", "role", "neuron", "shape", "neurons", "spikes", "neuron_steps",
+                                   "firing_rate", "per_step_rate"])
     per_step = pd.DataFrame([r for s in counter.sites.values()
                              for r in _step_rows(s, host[s.name], T, "lif" if s.op == "lif" else "layer")])
-    layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn,
+                          integer_pricing=integer_pricing)
     lif_df = price_neurons(lif_df, table)
-    energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn)
+    energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn,
+                            integer_pricing=integer_pricing)
     energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static)
     mismatches = layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]] \
         if "input_mismatch" in layers else pd.DataFrame()
@@ -202,8 +215,10 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
         "input_kind_mismatches": mismatches.to_dict(orient="records"),
         "paper_le_complete": energy["complete"]["total_pj"] >= energy["paper"]["total_pj"],
     }
+    coverage = counter.coverage() if hasattr(counter, "coverage") else {}
+    unsupported = counter.unsupported_rows() if hasattr(counter, "unsupported_rows") else []
     return Report(T=T, num_images=n, layers=layers, lif_sites=lif_df, per_step=per_step, energy=energy,
-                  provenance=dict(provenance or {}), checks=checks)
+                  provenance=dict(provenance or {}), checks=checks, coverage=coverage, unsupported=unsupported)
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

@@ -36,12 +36,32 @@ from gac_analysis.energy.tables import EnergyTable
 
 SYNAPTIC = ("conv1d", "conv2d", "conv3d", "linear")
 SIGMOID_PRICING = "1 multiply + 1 add + 1 compare per evaluation (piecewise-linear hardware sigmoid)"
+ACTIVATION_PRICING = ("GELU, tanh, exp (softmax), rsqrt (norms): 1 multiply + 1 add + 1 compare per evaluation "
+                      "(piecewise-linear hardware approximation, as the sigmoid)")
+
+#: Pricing rules of synaptic ops on integer-valued, non-binary inputs (SEW ADD of two spike maps, spike sums):
+#: ``mac``: one MAC per (non-zero input, weight) pair (syops' choice; an upper bound);
+#: ``k_ac``: k ACs for an input of value k (the input decomposed into k spikes; a lower bound).
+INTEGER_PRICING = {
+    "mac": "integer-valued inputs: 1 MAC per (non-zero input, weight) pair",
+    "k_ac": "integer-valued inputs: k ACs per (input of value k, weight) pair",
+}
+
+
+def check_integer_pricing(rule: str) -> str:
+    """``rule`` when it is a known integer-input pricing rule, else a one-line error."""
+    if rule not in INTEGER_PRICING:
+        from gac_analysis.errors import GacError
+
+        raise GacError(f"unknown integer pricing {rule!r}; use one of {', '.join(INTEGER_PRICING)}")
+    return rule
 PJ_PER_MJ = 1e9
 
 #: Human-readable labels of the parts that make up (complete - paper).
 DIFFERENCE_GROUPS = {
     "attention": "GAC attention (TA, SCA, sigmoid, gating)",
     "exact_acs": "exact ACs instead of fr x T x dense (binary-input layers)",
+    "integer_inputs": "integer-valued inputs (e.g. SEW ADD) priced by the integer rule",
     "real_inputs": "real-valued inputs priced as MACs (membrane shortcuts, classifier)",
     "stem": "stem conv",
     "batchnorm": "batch norm",
@@ -72,7 +92,8 @@ def _category(row) -> str:
     if op in SYNAPTIC:
         return "synaptic"
     return {"batchnorm": "batchnorm", "add": "add", "mul": "mul", "sigmoid": "sigmoid", "relu": "activation",
-            "avgpool": "pooling", "maxpool": "pooling"}.get(op, "other")
+            "avgpool": "pooling", "maxpool": "pooling", "matmul": "matmul", "layernorm": "norm",
+            "gelu": "activation", "tanh": "activation", "softmax": "activation"}.get(op, "other")
 
 
 def _difference_group(row) -> str:
@@ -82,18 +103,24 @@ def _difference_group(row) -> str:
     if op in SYNAPTIC:
         if row["role"] == "encoder":
             return "stem"
-        return "exact_acs" if row["input"] == "binary" else "real_inputs"
+        return {"binary": "exact_acs", "integer": "integer_inputs"}.get(row["input"], "real_inputs")
     return {"batchnorm": "batchnorm", "add": "residual", "avgpool": "pooling", "maxpool": "pooling"}.get(op, "other")
 
 
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """A count column, zeros where the table has none (reports written before the column existed)."""
+    return df[name] if name in df.columns else pd.Series(0, index=df.index)
+
+
 def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTable, *, T: int, num_images: int,
-                 reuse_static: bool = True, fold_bn: bool = False) -> pd.DataFrame:
+                 reuse_static: bool = True, fold_bn: bool = False, integer_pricing: str = "mac") -> pd.DataFrame:
     """Per-layer energies (pJ, totals over images) under both conventions.
 
     Returns ``layers`` with added columns: ``fr_in``, ``approx_acs`` (fr x T x dense, the paper's
     approximation of the AC count), ``paper_pj``, ``complete_pj`` and the complete energy by op class
-    (``mac_pj``, ``ac_pj``, ``bias_pj``, ``bn_pj``, ``elementwise_pj``, ``pooling_pj``), ``category``
-    and ``difference_group``.
+    (``mac_pj``, ``ac_pj``, ``integer_pj``, ``bias_pj``, ``bn_pj``, ``elementwise_pj``, ``pooling_pj``),
+    ``category`` and ``difference_group``. Integer-input synaptic ops are priced by ``integer_pricing``
+    (:data:`INTEGER_PRICING`).
     """
     df = layers.copy()
     scale = _static_scale(df, T, reuse_static)
@@ -106,16 +133,20 @@ def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTab
                       + np.where(spiking, df["approx_acs"] * table.ac, 0.0))
     df["mac_pj"] = df["effective_macs"] * table.mac * scale
     df["ac_pj"] = df["acs"] * table.ac * scale
+    check_integer_pricing(integer_pricing)
+    df["integer_pj"] = (_col(df, "integer_ops") * table.mac if integer_pricing == "mac"
+                        else _col(df, "integer_value_ops") * table.ac) * scale
     df["bias_pj"] = df["bias_adds"] * table.add * scale
     is_bn = df["op"] == "batchnorm"
     bn_full = df["muls"] * table.mul + df["adds"] * table.add
     df["bn_pj"] = np.where(is_bn, (df["adds"] * table.add) if fold_bn else bn_full, 0.0) * scale
     is_pool = df["op"].isin(["avgpool", "maxpool"])
     ew = (df["muls"] * table.mul + df["adds"] * table.add + df["compares"] * table.compare
-          + df["sigmoids"] * (table.mul + table.add + table.compare))
+          + (df["sigmoids"] + _col(df, "activations")) * (table.mul + table.add + table.compare))
     df["pooling_pj"] = np.where(is_pool, ew, 0.0) * scale
     df["elementwise_pj"] = np.where(~is_pool & ~is_bn & ~synaptic, ew, 0.0) * scale
-    df["complete_pj"] = df[["mac_pj", "ac_pj", "bias_pj", "bn_pj", "pooling_pj", "elementwise_pj"]].sum(axis=1)
+    df["complete_pj"] = df[["mac_pj", "ac_pj", "bias_pj", "bn_pj", "pooling_pj", "elementwise_pj",
+                            "integer_pj"]].sum(axis=1)
     df["category"] = df.apply(_category, axis=1) if len(df) else []
     df["difference_group"] = df.apply(_difference_group, axis=1) if len(df) else []
     return df
@@ -137,7 +168,8 @@ def _summary(total_pj: float, num_images: int, breakdown: dict) -> dict:
 
 
 def energy_summary(layers_priced: pd.DataFrame, neurons_priced: pd.DataFrame, table: EnergyTable, *, T: int,
-                   num_images: int, reuse_static: bool = True, fold_bn: bool = False) -> dict:
+                   num_images: int, reuse_static: bool = True, fold_bn: bool = False,
+                   integer_pricing: str = "mac") -> dict:
     """Both conventions, their difference and what makes it up (JSON-ready dict; pJ totals over images)."""
     lp, npd = layers_priced, neurons_priced
     neuron_pj = float(npd["complete_pj"].sum()) if len(npd) else 0.0
@@ -151,6 +183,8 @@ def energy_summary(layers_priced: pd.DataFrame, neurons_priced: pd.DataFrame, ta
         "batchnorm_pj": lp["bn_pj"].sum(), "neuron_pj": neuron_pj, "elementwise_pj": lp["elementwise_pj"].sum(),
         "pooling_pj": lp["pooling_pj"].sum(),
     }
+    if "integer_pj" in lp.columns:
+        by_class["integer_pj"] = lp["integer_pj"].sum()
     complete = _summary(lp["complete_pj"].sum() + neuron_pj, num_images, by_class)
     by_role = lp.groupby("role")["complete_pj"].sum().to_dict()
     for role, e in (npd.groupby("role")["complete_pj"].sum().to_dict() if len(npd) else {}).items():
@@ -167,6 +201,10 @@ def energy_summary(layers_priced: pd.DataFrame, neurons_priced: pd.DataFrame, ta
                        "ratio_complete_to_paper": complete["total_pj"] / paper["total_pj"]
                        if paper["total_pj"] else None,
                        "components_pj": components},
-        "options": {"reuse_static": reuse_static, "fold_bn": fold_bn, "sigmoid_pricing": SIGMOID_PRICING},
+        "options": {"reuse_static": reuse_static, "fold_bn": fold_bn, "sigmoid_pricing": SIGMOID_PRICING,
+                    "activation_pricing": ACTIVATION_PRICING, "integer_pricing": integer_pricing,
+                    "integer_pricing_rule": INTEGER_PRICING[integer_pricing],
+                    "spike_spike_products": "priced: pairs of two non-zeros (acs); reported, not priced: "
+                                            "nnz(left) x right's free length (acs_alt)"},
         "table": table.to_dict(),
     }

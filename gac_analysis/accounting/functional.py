@@ -1,0 +1,353 @@
+"""Counting rules for tensor operations called outside any counted module (``x + y``, ``q @ k``, ``x.sum()``).
+
+Module hooks see only modules. What a forward does between modules (residual adds written as ``+``,
+spike masks, attention products, reductions) is seen here, by a narrow
+:class:`torch.overrides.TorchFunctionMode`: for each call it looks at the function's name once
+(cached per function object) and either
+
+- passes the call straight on when it runs inside a counted module (a conv's own ``F.conv2d``, a
+  neuron's internal arithmetic: the module's rule covers them) or outside the model's forward;
+- counts it as **free** (views, copies, concatenation, indexing, dtype/device moves, allocation,
+  dropout in eval): data movement that performs no arithmetic;
+- applies a **rule** (below) to its arguments and output; or
+- records it as **unsupported** (name, module path, calls, output elements), so that nothing is
+  dropped in silence.
+
+Only Python-level torch functions are intercepted, not every aten op (SpikingJelly's dispatch-level
+counters intercept every aten call, which is what makes them slow).
+
+Rules (counts per call; "n" is the output's number of elements):
+
+| function                                   | counts                                                          |
+|--------------------------------------------|-----------------------------------------------------------------|
+| add, sub, rsub (and ``+``, ``-``)          | n adds                                                          |
+| mul, div (and ``*``, ``/``, scalar scaling) | n multiplies                                                   |
+| matmul, mm, bmm, ``@``, einsum (2 operands)| dense MACs; exact ACs / effective MACs (see :func:`matmul_counts`) |
+| sum / mean                                 | (input - output) adds; mean: + n multiplies                     |
+| max / min / amax / amin (reductions)       | (input - output) compares; elementwise max(a, b): n compares    |
+| gt, ge, lt, le, eq, ne, where, clamp       | n compares                                                      |
+| relu / sigmoid / gelu, tanh, exp, sqrt, rsqrt | n compares / n sigmoids / n activations                      |
+| softmax, log_softmax                       | n exps (activations) + n divides + (n - rows) adds              |
+| layer_norm, batch_norm                     | as the LayerNorm / BatchNorm module rules                       |
+| max_pool / avg_pool 1d/2d/3d               | exact window taps (padding, stride, dilation, ceil_mode)         |
+| adaptive pools                             | as the module rules                                             |
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from gac_analysis.accounting.handles import (
+    CallShape,
+    is_binary,
+    layernorm_counts,
+    softmax_counts,
+    window_pool_counts,
+)
+
+#: Functions that perform no arithmetic (data movement, views, metadata, allocation, eval dropout).
+FREE_OPS = frozenset({
+    "get", "getitem", "setitem", "len", "iter", "bool", "index", "int", "float", "format", "repr", "hash",
+    "contains", "reduce_ex", "deepcopy", "setstate", "array",
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t", "swapaxes",
+    "swapdims", "movedim", "moveaxis", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat",
+    "tile", "repeat_interleave", "contiguous", "clone", "detach", "to", "cpu", "cuda", "double", "half",
+    "bfloat16", "long", "type", "type_as", "cat", "concat", "concatenate", "stack", "hstack", "vstack", "chunk",
+    "split", "tensor_split", "unbind", "narrow", "select", "index_select", "gather", "take", "flip", "roll",
+    "unfold", "as_strided", "diagonal", "dim", "size", "numel", "nelement", "stride", "storage_offset",
+    "data_ptr", "untyped_storage", "is_contiguous", "is_floating_point", "element_size", "item", "tolist",
+    "requires_grad_", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+    "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "zero", "fill", "copy", "zeros", "ones",
+    "full", "empty", "arange", "tensor", "as_tensor", "dropout", "dropout1d", "dropout2d", "dropout3d",
+    "alpha_dropout", "feature_alpha_dropout", "pad", "identity", "is_nonzero", "masked_select", "numpy",
+})
+
+_DUNDER_BASES = {"add", "sub", "mul", "truediv", "div", "floordiv", "matmul", "and", "or", "xor", "pow", "mod",
+                 "lshift", "rshift"}
+
+
+def op_name(func) -> str:
+    """A torch function's base name: ``Tensor.__radd__`` -> ``add``, ``Tensor.mul_`` -> ``mul``,
+    ``F.max_pool2d`` -> ``max_pool2d``, attribute getters -> ``get``."""
+    name = getattr(func, "__name__", None) or type(func).__name__
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name[:1] in ("r", "i") and name[1:] in _DUNDER_BASES:
+            name = name[1:]
+        return "div" if name == "truediv" else name
+    if name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]
+    return name
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _arg(args, kwargs, i: int, name: str, default=None):
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+# --------------------------------------------------------------------------- elementwise and reductions
+
+
+def _adds(args, kwargs, out, cs):
+    return {"adds": cs.uniform(out.numel())}
+
+
+def _muls(args, kwargs, out, cs):
+    return {"muls": cs.uniform(out.numel())}
+
+
+def _compares(args, kwargs, out, cs):
+    return {"compares": cs.uniform(out.numel())}
+
+
+def _sigmoids(args, kwargs, out, cs):
+    return {"sigmoids": cs.uniform(out.numel())}
+
+
+def _activations(args, kwargs, out, cs):
+    return {"activations": cs.uniform(out.numel())}
+
+
+def _reduce_adds(args, kwargs, out, cs, *, mean: bool = False):
+    n_in, n_out = args[0].numel(), out.numel()
+    c = {"adds": n_in - n_out}
+    if mean:
+        c["muls"] = n_out
+    return {k: cs.uniform(v) for k, v in c.items()}
+
+
+def _sum(args, kwargs, out, cs):
+    return _reduce_adds(args, kwargs, out, cs)
+
+
+def _mean(args, kwargs, out, cs):
+    return _reduce_adds(args, kwargs, out, cs, mean=True)
+
+
+def _minmax(args, kwargs, out, cs):
+    other = _arg(args, kwargs, 1, "other")
+    values = out[0] if isinstance(out, (tuple, list)) else out
+    if isinstance(other, torch.Tensor):  # elementwise max(a, b)
+        return {"compares": cs.uniform(values.numel())}
+    return {"compares": cs.uniform(args[0].numel() - values.numel())}
+
+
+def _softmax(args, kwargs, out, cs):
+    dim = _arg(args, kwargs, 1, "dim", -1)
+    rows = out.numel() // max(out.shape[dim], 1) if out.dim() else 1
+    return {k: cs.uniform(v) for k, v in softmax_counts(out.numel(), rows).items()}
+
+
+def _layer_norm(args, kwargs, out, cs):
+    shape = _arg(args, kwargs, 1, "normalized_shape")
+    weight, bias = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
+    c = layernorm_counts(out.numel(), math.prod(shape), weight is not None, bias is not None)
+    return {k: cs.uniform(v) for k, v in c.items()}
+
+
+def _batch_norm(args, kwargs, out, cs):
+    n = cs.uniform(out.numel())
+    return {"muls": n, "adds": n}
+
+
+def _window_pool(kind: str, nd: int):
+    def rule(args, kwargs, out, cs):
+        values = out[0] if isinstance(out, (tuple, list)) else out
+        kernel = _arg(args, kwargs, 1, "kernel_size")
+        stride = _arg(args, kwargs, 2, "stride") or kernel
+        padding = _arg(args, kwargs, 3, "padding", 0)
+        dilation = _arg(args, kwargs, 4, "dilation", 1) if kind == "maxpool" else 1
+        c = window_pool_counts(kind, args[0].shape, values.shape, nd, kernel, stride, padding, dilation)
+        return {k: cs.uniform(v) for k, v in c.items()}
+    rule.op = kind
+    return rule
+
+
+def _adaptive_pool(kind: str):
+    def rule(args, kwargs, out, cs):
+        values = out[0] if isinstance(out, (tuple, list)) else out
+        extra = args[0].numel() - values.numel()
+        c = {"compares": extra} if kind == "maxpool" else {"adds": extra, "muls": values.numel()}
+        return {k: cs.uniform(v) for k, v in c.items()}
+    rule.op = kind
+    return rule
+
+
+# --------------------------------------------------------------------------- products
+
+
+def matmul_counts(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Exact counts of ``a @ b`` (broadcast batch dims), per element of the output's batch dims.
+
+    - ``pairs``: products of two non-zeros, ``sum_k nnz(a[..., :, k]) * nnz(b[..., k, :])``;
+    - ``a_fanout`` / ``b_fanout``: ``nnz(a) x N`` / ``nnz(b) x M``: every non-zero of one operand times
+      the other's free length (the convention of SpikingJelly's SynOpCounter for spike x real, and the
+      "alternative" spike x spike count of the hardware literature);
+    - ``binary_a`` / ``binary_b``: 0-dim bool flags; ``dense``: M K N times the batch size (int).
+
+    All tensors int64 on the operands' device, no host synchronisation."""
+    if a.dim() == 1:
+        a = a.unsqueeze(0)
+    if b.dim() == 1:
+        b = b.unsqueeze(-1)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    col_a = (a != 0).sum(-2, dtype=torch.int64)   # [..., K]
+    row_b = (b != 0).sum(-1, dtype=torch.int64)   # [..., K]
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    pairs = (col_a * row_b).sum(-1).expand(batch)
+    a_fan = (col_a.sum(-1) * n).expand(batch)
+    b_fan = (row_b.sum(-1) * m).expand(batch)
+    return {"pairs": pairs, "a_fanout": a_fan, "b_fanout": b_fan, "binary_a": is_binary(a),
+            "binary_b": is_binary(b), "dense": math.prod(batch) * m * k * n, "rows": math.prod(batch)}
+
+
+def _product_counts(c: dict, cs: CallShape) -> dict:
+    """Price-ready counters of a product from :func:`matmul_counts` or the einsum equivalent.
+
+    spike x spike: ``acs`` = pairs of two ones (SpikingJelly's convention too); the alternative
+    ``nnz(a) x N`` is kept as ``acs_alt`` (reported, not priced). spike x real: ``acs`` = non-zeros of
+    the spike operand x the real operand's free length. real x real: ``effective_macs`` = pairs of two
+    non-zeros."""
+    ba, bb = c["binary_a"], c["binary_b"]
+    zero = torch.zeros((), dtype=torch.int64, device=ba.device)
+    both = ba & bb
+    acs = torch.where(both, c["pairs"], torch.where(ba, c["a_fanout"], torch.where(bb, c["b_fanout"], zero)))
+    macs = torch.where(~ba & ~bb, c["pairs"], zero)
+    alt = torch.where(both, c["a_fanout"], zero)
+    active = c["a_fanout"].sum() > 0
+    either = ba | bb
+    return {
+        "dense_macs": cs.uniform(c["dense"]),
+        "acs": cs.per_step(acs.reshape(-1)),
+        "effective_macs": cs.per_step(macs.reshape(-1)),
+        "acs_alt": cs.per_step(alt.reshape(-1)),
+        "spike_spike_calls": (both & active).long(),
+        "binary_calls": (either & active).long(),
+        "real_calls": (~either & active).long(),
+    }
+
+
+def _matmul(args, kwargs, out, cs):
+    a, b = args[0], _arg(args, kwargs, 1, "other", None)
+    if b is None:
+        b = _arg(args, kwargs, 1, "mat2")
+    return _product_counts(matmul_counts(a, b), cs)
+
+
+def _einsum(args, kwargs, out, cs):
+    """Two-operand einsum without ellipsis: the same counts as :func:`_matmul`, time-mixed."""
+    eq = args[0]
+    ops = args[1:] if len(args) > 2 else tuple(args[1])
+    if len(ops) != 2 or "..." in eq:
+        return None
+    a, b = ops
+    lhs = eq.replace(" ", "").split("->")[0]
+    ia, ib = lhs.split(",")
+    size = {**dict(zip(ia, a.shape)), **dict(zip(ib, b.shape))}
+    only_a = math.prod(size[i] for i in set(ia) - set(ib))
+    only_b = math.prod(size[i] for i in set(ib) - set(ia))
+    pairs = torch.einsum(f"{ia},{ib}->", (a != 0).double(), (b != 0).double()).round().to(torch.int64)
+    c = {"pairs": pairs, "a_fanout": (a != 0).sum(dtype=torch.int64) * only_b,
+         "b_fanout": (b != 0).sum(dtype=torch.int64) * only_a, "binary_a": is_binary(a), "binary_b": is_binary(b),
+         "dense": math.prod(size.values())}
+    return _product_counts(c, CallShape(cs.T, "mixed"))
+
+
+_matmul.op = "matmul"
+_einsum.op = "matmul"
+
+#: Function base name -> rule ``(args, kwargs, out, CallShape) -> {counter: value}``; the rule's
+#: ``op`` attribute (default: the function name) names the report row.
+FUNCTION_RULES = {
+    "add": _adds, "sub": _adds, "rsub": _adds,
+    "mul": _muls, "div": _muls, "true_divide": _muls, "square": _muls,
+    "matmul": _matmul, "mm": _matmul, "bmm": _matmul, "einsum": _einsum,
+    "sum": _sum, "mean": _mean,
+    "max": _minmax, "min": _minmax, "amax": _minmax, "amin": _minmax, "maximum": _compares,
+    "minimum": _compares,
+    "gt": _compares, "ge": _compares, "lt": _compares, "le": _compares, "eq": _compares, "ne": _compares,
+    "greater": _compares, "less": _compares, "where": _compares, "clamp": _compares, "clip": _compares,
+    "relu": _compares, "sigmoid": _sigmoids, "gelu": _activations, "tanh": _activations,
+    "exp": _activations, "sqrt": _activations, "rsqrt": _activations,
+    "softmax": _softmax, "log_softmax": _softmax,
+    "layer_norm": _layer_norm, "batch_norm": _batch_norm,
+    **{f"max_pool{d}d": _window_pool("maxpool", d) for d in (1, 2, 3)},
+    **{f"avg_pool{d}d": _window_pool("avgpool", d) for d in (1, 2, 3)},
+    **{f"adaptive_avg_pool{d}d": _adaptive_pool("avgpool") for d in (1, 2, 3)},
+    **{f"adaptive_max_pool{d}d": _adaptive_pool("maxpool") for d in (1, 2, 3)},
+}
+for _name, _rule in FUNCTION_RULES.items():
+    if not hasattr(_rule, "op"):
+        _rule.op = {"sub": "add", "rsub": "add", "div": "mul", "true_divide": "mul", "mm": "matmul",
+                    "bmm": "matmul"}.get(_name, _name)
+
+FREE, RULE, UNSUPPORTED = 0, 1, 2
+
+
+class OpClassifier:
+    """Classify torch functions by name once per function object (``FREE``, ``RULE`` or ``UNSUPPORTED``)."""
+
+    def __init__(self, rules: dict | None = None, free: frozenset = FREE_OPS):
+        self.rules = dict(FUNCTION_RULES if rules is None else rules)
+        self.free = free
+        self._cache: dict = {}
+
+    def classify(self, func) -> tuple[int, str, object]:
+        try:
+            return self._cache[func]
+        except (KeyError, TypeError):
+            pass
+        name = op_name(func)
+        if name in self.rules:
+            entry = (RULE, name, self.rules[name])
+        elif name in self.free:
+            entry = (FREE, name, None)
+        else:
+            entry = (UNSUPPORTED, name, None)
+        try:
+            self._cache[func] = entry
+        except TypeError:
+            pass
+        return entry
+
+
+class FunctionCounter(TorchFunctionMode):
+    """The narrow interception layer: hands every call made inside the model's forward, outside any
+    counted module, to ``counter.on_function(kind, name, rule, func, args, kwargs)``."""
+
+    def __init__(self, counter, classifier: OpClassifier):
+        super().__init__()
+        self.counter = counter
+        self.classifier = classifier
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        c = self.counter
+        if c.quiet:
+            return func(*args, **kwargs)
+        kind, name, rule = self.classifier.classify(func)
+        if kind == FREE:
+            c.free_calls += 1
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        c.on_function(kind, name, rule, args, kwargs, out)
+        return out
+
+
+__all__ = ["FREE_OPS", "FUNCTION_RULES", "FunctionCounter", "OpClassifier", "matmul_counts", "op_name",
+           "_first_tensor"]
