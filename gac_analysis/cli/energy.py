@@ -30,7 +30,7 @@ def resolve_device(device: str):
 
 
 def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_static: bool, fold_bn: bool,
-                indices=None, show_progress: bool = True):
+                indices=None, show_progress: bool = True, T: int | None = None):
     """Profile ``model`` over ``source`` (optionally a subset of indices) with a progress bar."""
     from gac_analysis.accounting import profile
 
@@ -39,7 +39,7 @@ def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_stat
     with Progress(TextColumn("[bold]profiling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
                   TimeElapsedColumn(), console=console, transient=True, disable=not show_progress) as bar:
         task = bar.add_task("profile", total=total)
-        return profile(model, source.batches(batch_size, indices=indices), energy=energy_table,
+        return profile(model, source.batches(batch_size, indices=indices), T=T, energy=energy_table,
                        reuse_static=reuse_static, fold_bn=fold_bn, data=source.describe(),
                        progress=lambda i, b: bar.advance(task))
 
@@ -124,7 +124,7 @@ def energy_cmd(
     model = model.to(dev)
     with atomic_output_dir(out) as tmp:
         report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
-                             reuse_static=reuse_static, fold_bn=fold_bn)
+                             reuse_static=reuse_static, fold_bn=fold_bn, T=T)
         report.provenance["distributed"] = {"world_size": 1, "backend": None}
         report.save(tmp)
     print_summary(report, out)
@@ -217,7 +217,7 @@ def _energy_ranks(sess, *, ckpt, model_spec, model_kwargs, image_size, data,
                       MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), console=console,
                       transient=True, disable=not sess.is_main) as bar:
             task = bar.add_task("profile", total=total)
-            counter = gd.count_images(model, source.batches(batch_size, indices=indices),
+            counter = gd.count_images(model, source.batches(batch_size, indices=indices), T=T,
                                       progress=lambda i, b: bar.advance(task))
         return model, source, counter
 
