@@ -15,7 +15,8 @@
 :func:`build_from_spec` builds the model (keyword arguments from ``--model-kwargs``), optionally loads a
 state_dict into it (``torch.load(weights_only=True)``, strictly), and tags it with its provenance
 (``model.gac_model_spec``). Every failure is one :class:`ModelSpecError` / :class:`CheckpointError` line.
-Nothing here changes the user's process at import time; importing a user's file puts its folder on
+A model without its own ``T`` is run by :class:`DirectEncodingOverTime` when a ``T`` is given. Nothing here
+changes the user's process at import time; importing a user's file puts its folder on
 ``sys.path`` only while the file is imported and its factory runs.
 """
 
@@ -30,6 +31,8 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from gac_analysis.errors import CheckpointError, ConfigError
 
@@ -54,8 +57,15 @@ SJ_TORCHVISION_MODULES = ("sew_resnet", "spiking_resnet", "spiking_vgg")
 _TORCHVISION_PREFIXES = (("sew_", "sew_resnet"), ("spiking_resnet", "spiking_resnet"),
                          ("spiking_resnext", "spiking_resnet"), ("spiking_wide_resnet", "spiking_resnet"),
                          ("spiking_vgg", "spiking_vgg"))
-#: Builders that need a neuron class and have no default for it: the neuron of their paper.
-SJ_DEFAULT_NEURON = {"parametric_lif_net": "ParametricLIFNode"}
+#: Arguments the zoo builders need and have no default for, filled in when ``--model-kwargs`` lacks them: the
+#: neuron of each family's paper (PLIF; IF for SEW's ImageNet models; LIF for the plain spiking ResNet/VGG), and
+#: SEW's ``ADD`` connect function.
+SJ_DEFAULT_KWARGS = {
+    "parametric_lif_net": {"spiking_neuron": "ParametricLIFNode"},
+    "sew_resnet": {"spiking_neuron": "IFNode", "cnf": "ADD"},
+    "spiking_resnet": {"spiking_neuron": "LIFNode"},
+    "spiking_vgg": {"spiking_neuron": "LIFNode"},
+}
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -192,9 +202,9 @@ def resolve_zoo_builder(name: str):
 
 
 def _zoo_kwargs(mod: str, kwargs: dict, spec: str) -> dict:
-    """Resolve ``spiking_neuron`` given by name (``"LIFNode"``), and the default neuron of builders that need one."""
-    kwargs = dict(kwargs)
-    neuron_name = kwargs.get("spiking_neuron", SJ_DEFAULT_NEURON.get(mod))
+    """Fill in :data:`SJ_DEFAULT_KWARGS`, and resolve ``spiking_neuron`` given by name (``"LIFNode"``)."""
+    kwargs = {**SJ_DEFAULT_KWARGS.get(mod, {}), **kwargs}
+    neuron_name = kwargs.get("spiking_neuron")
     if isinstance(neuron_name, str):
         from spikingjelly.activation_based import neuron
 
@@ -294,14 +304,17 @@ def build_from_spec(spec: str | ModelSpec, *, kwargs: dict | None = None, checkp
         else:
             model = _call_builder(builder, kwargs, parsed, T, where, seed)
     ckpt_meta = load_state_dict_into(model, checkpoint, parsed.text) if checkpoint is not None else None
+    time_loop = None
+    if getattr(model, "T", None) is None and T is not None:
+        model = DirectEncodingOverTime(model, T)
+        time_loop = (f"direct encoding added by gac-analysis: the image at each of T={T} steps ("
+                     + ("T calls of the single-step model)" if model.step_mode == "s" else "one call on [T,B,...])"))
     model.gac_model_spec = {"spec": parsed.text, "builder": where, "kwargs": _json_safe(kwargs),
-                            "init_seed": seed, "checkpoint": ckpt_meta}
+                            "init_seed": seed, "checkpoint": ckpt_meta, "time_loop": time_loop}
     return model.eval()
 
 
 def _call_builder(builder, kwargs: dict, spec: ModelSpec, T: int | None, where: str, seed: int):
-    import torch
-
     kwargs = dict(kwargs)
     if T is not None:
         if "T" in kwargs and kwargs["T"] != T:
@@ -323,6 +336,30 @@ def _call_builder(builder, kwargs: dict, spec: ModelSpec, T: int | None, where: 
         raise ModelSpecError(f"--model {spec.text}: the built model has T={model.T} but --T {T} was given; pass T "
                              "in --model-kwargs or drop --T")
     return model
+
+
+class DirectEncodingOverTime(torch.nn.Module):
+    """A network without its own time loop, run on the same image at each of ``T`` steps (direct encoding).
+
+    Neurons in step mode ``'s'``: ``T`` calls on ``[B, ...]``; in ``'m'``: one call on the image repeated to
+    ``[T, B, ...]``. The output is ``[T, B, ...]``. Built for ``--model`` builders whose model has no ``T``
+    (SpikingJelly's SEW/spiking ResNets and VGGs, the parametric-LIF nets), so they can be analysed on images.
+    """
+
+    def __init__(self, net, T: int):
+        super().__init__()
+        from spikingjelly.activation_based.neuron import BaseNode, SimpleBaseNode
+
+        modes = {getattr(m, "step_mode", "s") for m in net.modules() if isinstance(m, (BaseNode, SimpleBaseNode))}
+        if len(modes) > 1:
+            raise ModelSpecError(f"the model mixes neuron step modes {sorted(modes)} and has no T of its own: set one "
+                                 "step mode (spikingjelly functional.set_step_mode) or give the model a T")
+        self.net, self.T, self.step_mode = net, int(T), (modes.pop() if modes else "s")
+
+    def forward(self, x):
+        if self.step_mode == "s":
+            return torch.stack([self.net(x) for _ in range(self.T)])
+        return self.net(x.unsqueeze(0).repeat(self.T, *([1] * x.dim())))
 
 
 def _accepts(fn, name: str) -> bool:
