@@ -417,7 +417,7 @@ def load_state_dict_into(model, path, spec_text: str) -> dict:
             k = shapes[0]
             parts.append(f"{len(shapes)} of another shape (first '{k}': file {list(sd[k].shape)}, model "
                          f"{list(expected[k].shape)})")
-        raise CheckpointError(f"checkpoint {path} does not fit --model {spec_text}: {', '.join(parts)} tensors; "
+        raise CheckpointError(f"checkpoint {path} does not fit --model {spec_text} (tensors: {', '.join(parts)}); "
                               "is it from another model or other --model-kwargs?")
     model.load_state_dict(sd, strict=True)
     return {"path": str(path), "sha256": file_sha256(path), "tensors": len(sd)}
