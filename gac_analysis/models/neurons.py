@@ -14,24 +14,42 @@ SpikingJelly's own heaviside fires on ``u >= V_th``; the two differ only at exac
 | cifar    | 0.5   | 1.0  | not detached       | triangle (1/g^2) max(0, g - abs(u - V_th)), g=1 |
 | imagenet | 0.25  | 0.5  | detached           | rectangle: 1 where abs(u - 0.5) < 0.5           |
 
-The neuron is built on SpikingJelly's ``SimpleBaseNode`` (charge / fire / reset interface,
-multi-step mode) with the charge written as ``decay * v + x`` so that the arithmetic is
-bit-identical to the reference (SpikingJelly's LIFNode computes ``v - v / tau + x``, which
-rounds differently for tau = 4/3).
+The neuron is a SpikingJelly ``LIFNode`` (``tau = 1 / (1 - decay)``, ``decay_input=False``, hard
+reset to 0, multi-step mode), so that SpikingJelly's neuron-aware counters and profilers
+(``NeuronStateCounter``, the Simple and Lemaire energy profilers) recognise it as a LIF neuron and
+find its membrane ``v`` as a state tensor. Its forward is its own charge / fire / reset loop with
+the charge written as ``decay * v + x``, bit-identical to the reference (SpikingJelly's LIFNode
+computes ``v - v / tau + x``, which rounds differently for tau = 4/3).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
 import torch
 from spikingjelly.activation_based import surrogate
-from spikingjelly.activation_based.neuron.base_node import SimpleBaseNode
+from spikingjelly.activation_based.neuron.lif import LIFNode
 
-# torch logs "Triton not available" on the first neuron forward on CPU; it is harmless.
-for _name in ("torch._inductor", "torch.utils._triton", "spikingjelly"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+#: Loggers that report, on the first neuron forward on a CPU-only torch, that Triton is not available
+#: (harmless): silenced only around that forward, never at import.
+_BACKEND_LOGGERS = ("torch._inductor", "torch.utils._triton", "spikingjelly")
+_first_forward_done = False
+
+
+@contextlib.contextmanager
+def quiet_backend_logs():
+    """Raise the backend loggers above INFO/WARNING inside the block and restore their levels after it."""
+    loggers = [logging.getLogger(name) for name in _BACKEND_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 class _StrictSpikeTriangle(torch.autograd.Function):
@@ -120,11 +138,12 @@ LIF_VARIANTS: dict[str, LIFVariant] = {
 }
 
 
-class LIF(SimpleBaseNode):
+class LIF(LIFNode):
     """Multi-step LIF neuron ``[T, ...] -> [T, ...]`` of the GAC reference (see module docstring).
 
-    Stateless between calls: the membrane is reset to 0 at the start of every forward, so one
-    module may be called several times in a forward pass exactly like the reference.
+    Stateless between calls: the membrane starts at 0 on every forward, so one module may be called
+    several times in a forward pass exactly like the reference. During a call ``v`` is a tensor of
+    the input's shape (as SpikingJelly's state counters expect); after it, ``v`` is back to 0.0.
     """
 
     def __init__(self, variant: str = "cifar"):
@@ -133,6 +152,8 @@ class LIF(SimpleBaseNode):
         v = LIF_VARIANTS[variant]
         sg = TriangleStrict(1.0) if v.surrogate == "triangle" else RectangleStrict(v.v_threshold)
         super().__init__(
+            tau=v.tau,
+            decay_input=False,
             v_threshold=v.v_threshold,
             v_reset=0.0,
             surrogate_function=sg,
@@ -146,9 +167,31 @@ class LIF(SimpleBaseNode):
         """u = decay * u + x (the reference arithmetic, exactly)."""
         self.v = self.decay * self.v + x
 
+    def neuronal_fire(self) -> torch.Tensor:
+        """s = 1 where u > V_th (the surrogate's forward is the strict Heaviside)."""
+        return self.surrogate_function(self.v - self.v_threshold)
+
+    def neuronal_reset(self, spike: torch.Tensor) -> None:
+        """Hard reset to ``v_reset`` (0) where the neuron fired."""
+        spike_d = spike.detach() if self.detach_reset else spike
+        self.v = spike_d * self.v_reset + (1.0 - spike_d) * self.v
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.neuronal_charge(x)
+        spike = self.neuronal_fire()
+        self.neuronal_reset(spike)
+        return spike
+
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        global _first_forward_done
         self.reset()
-        out = super().multi_step_forward(x_seq)
+        self.v = torch.zeros_like(x_seq[0])  # the membrane as a state tensor, as SpikingJelly keeps it
+        if _first_forward_done:
+            out = torch.stack([self.single_step_forward(x) for x in x_seq])
+        else:
+            with quiet_backend_logs():
+                out = torch.stack([self.single_step_forward(x) for x in x_seq])
+            _first_forward_done = True
         self.reset()  # hold no state (and no tensor) after the call
         return out
 

@@ -1,0 +1,207 @@
+"""profile on any nn.Module: functional rules against hand/brute-force counts, coverage, strict, T, layouts."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional, layer, neuron
+from torch import nn
+
+from gac_analysis.accounting import TimeStepsError, UnsupportedOpsError, UnsupportedOpsWarning, profile
+from gac_analysis.accounting.functional import op_name
+from gac_analysis.accounting.handles import window_pool_taps
+
+
+class SpikeAttention(nn.Module):
+    """[T, B, N, D] multi-step: q, k, v spikes; residual '+', spike mask '*', q @ k^T, attn @ v, scaling,
+    a sum over tokens, softmax, layer norm, GELU, a max pool and an average pool."""
+
+    def __init__(self, T=2, d=8):
+        super().__init__()
+        self.T = T
+        self.proj = layer.Linear(6, d, step_mode="m")
+        self.lif_q = neuron.LIFNode(v_threshold=0.1, step_mode="m")
+        self.lif_k = neuron.LIFNode(v_threshold=0.1, step_mode="m")
+        self.lif_v = neuron.LIFNode(v_threshold=0.1, step_mode="m")
+        self.norm = nn.LayerNorm(d)
+        self.act = nn.GELU()
+        self.pool = nn.MaxPool1d(3, stride=2, padding=1)
+        self.avg = nn.AvgPool1d(2, stride=2, ceil_mode=True)
+
+    def forward(self, images):                         # images [B, 3, 2, 5]: N = 5 tokens of 6 values
+        x = images.flatten(1, 2).transpose(1, 2)
+        x = self.proj(x.unsqueeze(0).repeat(self.T, 1, 1, 1))
+        q, k, v = self.lif_q(x), self.lif_k(x * 1.5), self.lif_v(x - 0.2)
+        attn = (q @ k.transpose(-2, -1)) * 0.125
+        y = attn @ v + x
+        y = y * q                                       # spike mask
+        z = torch.softmax(y, dim=-1) + self.act(self.norm(y))
+        pooled = self.pool(z.flatten(0, 1)) + 0.0
+        return self.avg(pooled).sum(-1).unflatten(0, (self.T, -1)).sum(-1) + z.sum(2).mean(-1)
+
+
+def _spiking_input():
+    torch.manual_seed(0)
+    return torch.randn(2, 3, 2, 5)
+
+
+def test_functional_ops_counted_exactly():
+    torch.manual_seed(0)
+    model = SpikeAttention()
+    x = _spiking_input()
+    report = profile(model, x)
+    assert report.coverage["unsupported_calls"] == 0 and report.unsupported == []
+    rows = report.layers.set_index("name")
+    T, B, N, D = 2, 2, 5, 8
+    # recompute the tensors by hand
+    functional.reset_net(model)
+    with torch.no_grad():
+        h = model.proj(x.flatten(1, 2).transpose(1, 2).unsqueeze(0).repeat(T, 1, 1, 1))
+        q, k, v = model.lif_q(h), model.lif_k(h * 1.5), model.lif_v(h - 0.2)
+        attn = (q @ k.transpose(-2, -1)) * 0.125
+    functional.reset_net(model)
+    assert q.sum() > 0 and k.sum() > 0 and v.sum() > 0
+    mm1 = rows.loc["<model>:matmul"]
+    assert mm1["acs"] == int((q.double() @ k.transpose(-2, -1).double()).sum())      # pairs of two ones
+    assert mm1["acs_alt"] == int(q.sum()) * N
+    assert mm1["dense_macs"] == T * B * N * D * N and mm1["effective_macs"] == 0
+    mm2 = rows.loc["<model>:matmul#2"]                   # real attn x spike v: nnz(v) x M
+    assert (attn != 0).any() and not ((attn == 0) | (attn == 1)).all()
+    assert mm2["acs"] == int(v.sum()) * N and mm2["effective_macs"] == 0
+    assert rows.loc["<model>:mul", "muls"] == T * B * N * D               # x * 1.5
+    assert rows.loc["<model>:add", "adds"] == T * B * N * D               # x - 0.2
+    assert rows.loc["<model>:mul#2", "muls"] == T * B * N * N             # * 0.125
+    assert rows.loc["<model>:add#2", "adds"] == T * B * N * D             # + x
+    assert rows.loc["<model>:mul#3", "muls"] == T * B * N * D             # * q
+    sm = rows.loc["<model>:softmax"]
+    assert (sm["activations"], sm["muls"], sm["adds"]) == (T * B * N * D, T * B * N * D, T * B * N * (D - 1))
+    ln = rows.loc["norm"]
+    assert (ln["adds"], ln["muls"], ln["activations"]) == (4 * T * B * N * D, 3 * T * B * N * D, T * B * N)
+    assert rows.loc["act", "activations"] == T * B * N * D
+    # MaxPool1d(3, 2, padding 1) over 8 -> 4 outputs reading 2 + 3 + 3 + 3 = 11 inputs: 7 compares per row
+    assert rows.loc["pool", "compares"] == T * B * N * (11 - 4)
+    # AvgPool1d(2, 2, ceil_mode) over 4 -> 2 outputs reading 4 inputs: 2 adds + 2 divides per row
+    assert (rows.loc["avg", "adds"], rows.loc["avg", "muls"]) == (T * B * N * 2, T * B * N * 2)
+    assert rows.loc["<model>:sum", "adds"] == T * B * N * (2 - 1)
+    assert rows.loc["<model>:sum#2", "adds"] == T * B * (N - 1)
+    assert rows.loc["<model>:sum#3", "adds"] == T * B * (N - 1) * D
+    mean = rows.loc["<model>:mean"]
+    assert (mean["adds"], mean["muls"]) == (T * B * (D - 1), T * B)
+    assert set(report.lif_sites["neuron"]) == {"LIFNode"}
+    per_step = report.per_step.groupby("name")["acs"].sum()
+    assert per_step["<model>:matmul"] == mm1["acs"]
+
+
+def test_window_pool_taps_equal_brute_force():
+    for size, k, s, p, ceil in [(7, 3, 2, 1, True), (8, 2, 2, 0, False), (9, 3, 3, 1, True), (5, 3, 1, 1, False)]:
+        ones = torch.ones(1, 1, size, size)
+        out = F.avg_pool2d(ones, k, s, p, ceil_mode=ceil, count_include_pad=True, divisor_override=1)
+        assert window_pool_taps((size, size), out.shape[-2:], k, s, p) == int(out.sum())
+
+
+class Unknown(nn.Module):
+    T = 1
+
+    def forward(self, x):
+        return torch.cumsum(x, dim=-1).sum() + torch.erfinv(x.clamp(-0.5, 0.5)).sum()
+
+
+def test_unsupported_ops_are_listed_and_warned_once():
+    x = torch.rand(2, 3, 4, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = profile(Unknown(), x)
+    ours = [w for w in caught if issubclass(w.category, UnsupportedOpsWarning)]
+    assert len(ours) == 1 and "cumsum" in str(ours[0].message) and "erfinv" in str(ours[0].message)
+    rows = {(r["op"], r["module"]): r for r in report.unsupported}
+    assert rows[("cumsum", "<model>")] == {"op": "cumsum", "module": "<model>", "calls": 1, "elements": x.numel()}
+    assert rows[("erfinv", "<model>")]["elements"] == x.numel()
+    assert report.coverage["unsupported_calls"] == 2
+    assert report.to_dict()["unsupported"] == report.unsupported
+    assert report.to_dict()["coverage"]["counted_calls"] >= 3   # two sums, one clamp, one add
+
+
+def test_strict_makes_unsupported_ops_an_error():
+    with pytest.raises(UnsupportedOpsError, match=r"no counting rule for 2 operation\(s\): cumsum, erfinv"):
+        profile(Unknown(), torch.rand(1, 3, 4, 4), strict=True)
+
+
+def test_strict_cli_exit_code_is_that_of_a_gac_error():
+    from gac_analysis.errors import GacError
+
+    assert issubclass(UnsupportedOpsError, GacError) and UnsupportedOpsError.exit_code == 2
+
+
+def test_T_from_model_or_argument():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), neuron.IFNode(step_mode="s"))
+    with pytest.raises(TimeStepsError, match="Sequential has no attribute T and no T was given"):
+        profile(net, torch.rand(1, 3, 5, 5))
+    assert profile(net, torch.rand(1, 3, 5, 5), T=1).T == 1
+    net.T = 1
+    with pytest.raises(TimeStepsError, match="T=4 was given but Sequential.T is 1"):
+        profile(net, torch.rand(1, 3, 5, 5), T=4)
+
+
+class SingleStepLoop(nn.Module):
+    """Single-step SpikingJelly layers; the forward loops over T steps itself."""
+
+    def __init__(self, T=3):
+        super().__init__()
+        self.T = T
+        self.conv = layer.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.lif = neuron.LIFNode(v_threshold=0.2)
+        self.fc = layer.Linear(4 * 16, 5)
+
+    def forward(self, x):
+        out = 0
+        for _ in range(self.T):
+            s = self.lif(self.conv(x))
+            out = out + self.fc(s.flatten(1))
+        return out / self.T
+
+
+def test_single_step_loop_counted_once_per_step():
+    torch.manual_seed(0)
+    net = SingleStepLoop()
+    x = torch.rand(2, 3, 4, 4) * 2
+    report = profile(net, x)
+    rows = report.layers.set_index("name")
+    assert list(report.lif_sites["name"]) == ["lif"] and report.lif_sites.loc[0, "neurons"] == 4 * 16
+    assert rows.loc["conv", "calls"] == 3 and rows.loc["conv", "dense_macs"] == 3 * 2 * 4 * 16 * 27
+    # hand count of the spikes per step
+    functional.reset_net(net)
+    with torch.no_grad():
+        spikes = [net.lif(net.conv(x)) for _ in range(3)]
+    functional.reset_net(net)
+    steps = report.per_step[report.per_step["name"] == "lif"].set_index("step")["spikes"]
+    assert [steps[t] for t in range(3)] == [int(s.sum()) for s in spikes]
+    fc_steps = report.per_step[report.per_step["name"] == "fc"].set_index("step")["acs"]
+    assert [fc_steps[t] for t in range(3)] == [int(s.sum()) * 5 for s in spikes]
+    assert report.lif_sites.loc[0, "per_step_rate"] == [int(s.sum()) / (64 * 2) for s in spikes]
+
+
+def test_op_names():
+    assert op_name(torch.Tensor.__radd__) == "add" and op_name(torch.Tensor.mul_) == "mul"
+    assert op_name(torch.Tensor.__rmatmul__) == "matmul" and op_name(F.max_pool2d) == "max_pool2d"
+    assert op_name(torch.Tensor.__truediv__) == "div" and op_name(torch.Tensor.__getitem__) == "getitem"
+
+
+def test_importing_gac_analysis_leaves_loggers_alone():
+    import importlib
+    import logging
+    import subprocess
+    import sys
+
+    code = ("import logging; import gac_analysis.models.neurons, gac_analysis.accounting; "
+            "print(logging.getLogger('torch._inductor').level, logging.getLogger('spikingjelly').level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "0"]
+    from gac_analysis.models.neurons import LIF
+
+    before = [logging.getLogger(n).level for n in ("torch._inductor", "spikingjelly")]
+    LIF()(torch.rand(2, 3))
+    assert [logging.getLogger(n).level for n in ("torch._inductor", "spikingjelly")] == before
+    importlib.import_module("gac_analysis.models.neurons")
