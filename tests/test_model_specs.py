@@ -356,6 +356,7 @@ def test_cli_energy_on_every_zoo_model(tmp_path, monkeypatch, name, kwargs):
     result = runner.invoke(app, ["energy", "--model", f"spikingjelly:{name}", "--model-kwargs", kwargs, "--T", "2",
                                  "--data", "random", "--num-images", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "0 unsupported" in result.output
     report = json.loads((out / "report.json").read_text())
     assert report["coverage"]["unsupported_calls"] == 0 and report["unsupported"] == []
     assert report["coverage"]["counted_calls"] > 0

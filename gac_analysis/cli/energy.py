@@ -62,6 +62,10 @@ def print_summary(report, out: Path | None = None) -> None:
     t.add_row("fr x T x dense approximation", f"{tot['approx_acs'] / n:,.0f}", "ACs/image (paper convention)")
     t.add_row("effective MACs", f"{tot['effective_macs'] / n:,.0f}", "MACs/image (real-valued inputs)")
     t.add_row("mean firing rate", f"{report.mean_firing_rate:.4f}", "spikes / neuron / step")
+    cov = getattr(report, "coverage", None)
+    if cov:
+        t.add_row("coverage", f"{cov['unsupported_calls']:,} unsupported",
+                  f"op calls: {cov['counted_calls']:,} counted, {cov['free_calls']:,} free (views, copies)")
     console.print(t)
     top = report.layers.nlargest(5, "complete_pj")
     tt = Table(title="largest consumers (complete convention)")
