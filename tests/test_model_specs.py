@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -379,3 +381,32 @@ def test_cli_energy_on_the_example_file(tmp_path, monkeypatch):
     assert report["provenance"]["T"] == 4 and report["provenance"]["data"]["source"] == "digits"
     assert {s["name"] for s in report["lif_sites"]} >= {"stem.2", "stage1.2", "stage2.2"}
     assert "<model>:add" in {row["name"] for row in report["layers"]}
+
+
+def _doc_blocks(lang: str) -> list[str]:
+    text = (ROOT / "docs" / "profile_your_snn.md").read_text()
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_profile_your_snn_doc_runs(tmp_path, monkeypatch):
+    """Every ``sh`` command and every ``python`` block of docs/profile_your_snn.md runs as written (outputs
+    redirected to a temporary folder); ``text`` blocks need the reader's own files and are not run."""
+    monkeypatch.chdir(ROOT)
+    commands = [ln for block in _doc_blocks("sh") for ln in block.splitlines() if ln.startswith("gac-analyze ")]
+    assert len(commands) == 4
+    for i, line in enumerate(commands):
+        argv = shlex.split(line)[1:]
+        if "--out" in argv:
+            argv[argv.index("--out") + 1] = str(tmp_path / f"run{i}")
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, (line, result.output)
+        if argv[0] == "energy":
+            assert "0 unsupported" in result.output
+            assert json.loads((tmp_path / f"run{i}" / "report.json").read_text())["unsupported"] == []
+    namespace: dict = {}
+    blocks = _doc_blocks("python")
+    assert len(blocks) == 3
+    for block in blocks:
+        exec(compile(block, "docs/profile_your_snn.md", "exec"), namespace)  # noqa: S102 - our own doc
+    assert namespace["report"].coverage["unsupported_calls"] == 0
+    assert set(namespace["report"].lif_sites["name"]) == {"stem.2", "stage1.2", "stage2.2"}
