@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 
-.PHONY: test demo bench install clean-venv
+.PHONY: test lint demo bench install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# ruff (configured in pyproject.toml: rules, line length 120); installed by the test extra.
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 # The main job on the embedded default (a trained GAC-MS-ResNet on held-out digits): energy, observer, report.
 demo: $(VENV)/.installed-test

@@ -23,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--T", type=int, default=6)
@@ -43,23 +44,29 @@ def main() -> None:
     ap.add_argument("--no-sj", action="store_true", help="skip the SpikingJelly op_counter comparison")
     ap.add_argument("--only", choices=["plain", "profiled", "sj_op_counter"], help=argparse.SUPPRESS)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 
-    from gac_analysis.accounting import Counter
-    from gac_analysis.accounting.report import build_report
-    from gac_analysis.energy.tables import load_energy_table
+def _spiking_model(args, device: torch.device) -> nn.Module:
+    """The benchmark model: BN weights raised so that every stage spikes."""
     from gac_analysis.models import build_model
 
-    device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model("msresnet18-cifar", num_classes=10, T=args.T, coding="gac", width=args.width)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.weight.data.fill_(1.5)
-    model = model.to(device).eval()
-    x = torch.randn(args.batch, 3, 32, 32, device=device)
+    return model.to(device).eval()
+
+
+def _modes(model: nn.Module, x: torch.Tensor, with_sj: bool) -> dict[str, Callable[[], object]]:
+    """The forwards compared: plain, profiled (counters + report) and, optionally, SpikingJelly's counter."""
+    from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+
+    from gac_analysis.accounting import Counter
+    from gac_analysis.accounting.report import build_report
+    from gac_analysis.energy.tables import load_energy_table
+
     table = load_energy_table("45nm-fp32")
 
     def plain():
@@ -78,31 +85,61 @@ def main() -> None:
         return counter.get_total()
 
     modes = {"plain": plain, "profiled": profiled}
-    if not args.no_sj:
+    if with_sj:
         modes["sj_op_counter"] = sj
-    if args.only:
-        modes[args.only]()
-        if device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(device)
-        else:
-            import resource
+    return modes
 
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(json.dumps({"mode": args.only, "peak_bytes": peak}))
-        return
-    if not args.no_sj:
-        assert sj() > 0, "SpikingJelly's SynOpCounter counted nothing"
+
+def _peak_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _median_times(modes: dict, reps: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each mode, the modes run alternately after one warm-up call each."""
     for fn in modes.values():  # warm-up (fanout caches, allocator)
         fn()
-    times = {k: [] for k in modes}
-    for _ in range(args.reps):
+    times: dict[str, list[float]] = {k: [] for k in modes}
+    for _ in range(reps):
         for name, fn in modes.items():
             _sync(device)
             t0 = time.perf_counter()
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _peak_memory(args, modes) -> dict[str, int]:
+    """Peak memory of each mode, each run once in a fresh subprocess (``--only MODE``)."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for name in modes:
+        cmd = [sys.executable, __file__, "--only", name, "--batch", str(args.batch), "--T", str(args.T),
+               "--width", str(args.width), "--device", args.device]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        peaks[name] = json.loads(out)["peak_bytes"]
+    return peaks
+
+
+def main() -> None:
+    args = _parse_args()
+    device = torch.device(args.device)
+    model = _spiking_model(args, device)
+    x = torch.randn(args.batch, 3, 32, 32, device=device)
+    modes = _modes(model, x, with_sj=not args.no_sj)
+    if args.only:
+        modes[args.only]()
+        print(json.dumps({"mode": args.only, "peak_bytes": _peak_bytes(device)}))
+        return
+    if not args.no_sj:
+        assert modes["sj_op_counter"]() > 0, "SpikingJelly's SynOpCounter counted nothing"
+    med = _median_times(modes, args.reps, device)
     result = {
         "benchmark": "profile_overhead", "model": f"GAC-MS-ResNet-18 CIFAR width {args.width}", "T": args.T,
         "batch": args.batch, "device": str(device), "threads": torch.get_num_threads(), "reps": args.reps,
@@ -112,15 +149,7 @@ def main() -> None:
     if "sj_op_counter" in med:
         result["profiled_over_sj_op_counter"] = round(med["profiled"] / med["sj_op_counter"], 4)
     if not args.no_memory:
-        import subprocess
-        import sys
-
-        peaks = {}
-        for name in modes:
-            cmd = [sys.executable, __file__, "--only", name, "--batch", str(args.batch), "--T", str(args.T),
-                   "--width", str(args.width), "--device", args.device]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            peaks[name] = json.loads(out)["peak_bytes"]
+        peaks = _peak_memory(args, modes)
         result["peak_mib"] = {k: round(v / 2**20, 1) for k, v in peaks.items()}
         result["peak_profiled_over_plain"] = round(peaks["profiled"] / peaks["plain"], 4)
     print(json.dumps(result))

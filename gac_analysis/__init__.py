@@ -7,8 +7,10 @@ counts) does not pull in torch.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import version as _installed_version
 
-__version__ = "0.1.0"
+#: The installed distribution's version (pyproject.toml is its one home; `pip install -e .` records it).
+__version__ = _installed_version("gac-analysis")
 
 _LAZY = {
     "GacError": "gac_analysis.errors",

@@ -14,8 +14,10 @@ repository root has ``configs/budget.yaml``, a symlink to it)::
       encoder.lif: {firing_rate: 0.4}     # firing_rate: LIF sites only
 
 A limit holds when ``value <= limit`` (a value exactly at its limit passes). :func:`check_budget` is
-pure: it reads the report dictionary (``report.json``) and returns the exceeded limits. Malformed
-budgets raise :class:`ConfigError` with a one-line message (exit 2 in the CLI).
+pure: it reads the report (an :class:`~gac_analysis.report_model.EnergyReport`, or a ``report.json``
+dictionary checked through it) and returns the exceeded limits. Malformed budgets raise
+:class:`ConfigError` with a one-line message (exit 2 in the CLI). This module imports neither torch nor
+matplotlib: a CI gate reading a report stays light.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from gac_analysis.energy.yaml_config import parse_yaml
 from gac_analysis.errors import ConfigError, ReportError
+from gac_analysis.report_model import EnergyReport, mj_per_image
 
 __all__ = ["BUDGET_SCHEMA", "BUDGET_VERSION", "Budget", "Check", "DEFAULT_BUDGET", "LAYER_METRICS", "METRICS",
            "Violation", "budget_from_dict", "check_budget", "evaluate_budget", "format_value", "load_budget"]
@@ -37,7 +39,6 @@ BUDGET_SCHEMA = "gac-analysis/budget"
 BUDGET_VERSION = 1
 #: The bundled budget (generous limits; users set their own).
 DEFAULT_BUDGET = Path(__file__).resolve().parent / "configs" / "budget.yaml"
-PJ_PER_MJ = 1e9
 
 #: Network limits: name -> (short label, unit, convention / definition).
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -60,10 +61,6 @@ class Budget:
     limits: dict[str, float] = field(default_factory=dict)
     layers: dict[str, dict[str, float]] = field(default_factory=dict)
     source: str = "<dict>"
-
-    @property
-    def num_limits(self) -> int:
-        return len(self.limits) + sum(len(v) for v in self.layers.values())
 
 
 @dataclass(frozen=True)
@@ -179,43 +176,34 @@ def load_budget(path: str | Path | None = None) -> Budget:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read budget file {path}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1}: {getattr(e, 'problem', '')})" if mark else ""
-        raise ConfigError(f"budget file {path} is not valid YAML{where}") from None
+    data = parse_yaml(text, f"budget file {path}", ConfigError)
     return budget_from_dict(data, source=str(path))
 
 
 # ---- checking a report ------------------------------------------------------------------------------
 
-def _number(report: dict, dotted: str) -> float:
-    d: Any = report
-    for key in dotted.split("."):
-        d = d.get(key) if isinstance(d, dict) else None
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
-        raise ReportError(f"the report has no numeric {dotted}; is it a report.json of `gac-analyze energy`?")
-    return float(d)
+def _network_value(report: EnergyReport, metric: str) -> float:
+    return {"paper_mj_per_image": report.paper_mj_per_image, "complete_mj_per_image": report.complete_mj_per_image,
+            "mean_firing_rate": report.mean_firing_rate}[metric]
 
 
-def evaluate_budget(report: dict, budget: Budget) -> list[Check]:
-    """Every limit of ``budget`` applied to ``report`` (a ``report.json`` dictionary), in file order.
+def evaluate_budget(report: EnergyReport | dict, budget: Budget) -> list[Check]:
+    """Every limit of ``budget`` applied to ``report``, in file order (a ``report.json`` dictionary is
+    checked through :class:`EnergyReport` first; :class:`ReportError` when malformed).
 
     Raises :class:`ConfigError` for a per-layer limit naming no layer of the report (with the
     nearest names) or a ``firing_rate`` limit on a layer that is not a LIF site.
     """
+    if not isinstance(report, EnergyReport):
+        report = EnergyReport.from_dict(report)
     checks: list[Check] = []
-    network = {"paper_mj_per_image": "energy.paper.per_image_mj",
-               "complete_mj_per_image": "energy.complete.per_image_mj", "mean_firing_rate": "mean_firing_rate"}
     for metric, limit in budget.limits.items():
         label, unit, conv = METRICS[metric]
-        checks.append(Check(metric, _number(report, network[metric]), limit, unit, label, conv))
+        checks.append(Check(metric, _network_value(report, metric), limit, unit, label, conv))
     if not budget.layers:
         return checks
-    n = max(_number(report, "num_images"), 1.0)
-    layers = {r.get("name"): r for r in report.get("layers") or [] if isinstance(r, dict)}
-    lif = {r.get("name"): r for r in report.get("lif_sites") or [] if isinstance(r, dict)}
+    layers = {r.name: r for r in report.layers}
+    lif = {r.name: r for r in report.lif_sites}
     names = [*layers, *(k for k in lif if k not in layers)]
     for name, limits in budget.layers.items():
         if name not in layers and name not in lif:
@@ -231,17 +219,16 @@ def evaluate_budget(report: dict, budget: Budget) -> list[Check]:
                     raise ConfigError(f"{budget.source}: layers.{name}.firing_rate: {name} is not a LIF site; "
                                       "firing_rate limits apply to LIF sites"
                                       + (f" (nearest: {', '.join(near)})" if near else ""))
-                value = lif[name].get("firing_rate")
+                value = lif[name].firing_rate
             else:
-                row = layers.get(name) or lif[name]
-                pj = row.get("complete_pj")
-                value = pj / n / PJ_PER_MJ if isinstance(pj, (int, float)) and not isinstance(pj, bool) else None
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                pj = (layers.get(name) or lif[name]).complete_pj
+                value = None if pj is None else mj_per_image(pj, report.num_images)
+            if value is None:
                 raise ReportError(f"the report has no numeric {metric.replace('_mj_per_image', '_pj')} for {name}")
             checks.append(Check(f"layers.{name}.{metric}", float(value), limit, unit, f"{name} {label}", conv))
     return checks
 
 
-def check_budget(report: dict, budget: Budget) -> list[Violation]:
+def check_budget(report: EnergyReport | dict, budget: Budget) -> list[Violation]:
     """The limits of ``budget`` that ``report`` exceeds (``value > limit``); empty when it passes."""
     return [Violation(**asdict(c)) for c in evaluate_budget(report, budget) if not c.passed]

@@ -27,22 +27,22 @@ import dataclasses
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping, TypeVar
 
 import torch
 
-from gac_analysis.accounting import count_images, report_from_counter  # noqa: F401 (re-exported)
-
+from gac_analysis.accounting import count_images, report_from_counter
 from gac_analysis.errors import ConfigError, GacError
+from gac_analysis.launch import DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices, usable_cpus
 
+# DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices and usable_cpus live in the
+# torch-free gac_analysis.launch (the CLI reads them without importing torch); count_images and
+# report_from_counter in gac_analysis.accounting. They are re-exported here.
 __all__ = ["DEFAULT_TIMEOUT_S", "DistributedError", "LaunchEnv", "RankFailed", "Session", "configure_threads",
            "count_images", "init", "launch_env", "reduce_counter", "report_from_counter", "resolve_launch",
-           "shard_indices"]
+           "shard_indices", "usable_cpus"]
 
-#: Default time a collective waits for the slowest rank before the run fails (seconds).
-DEFAULT_TIMEOUT_S = 1800.0
 #: Exit code of a communication failure (a collective timed out, a process vanished, init failed).
 COMM_EXIT_CODE = 3
 #: Exit code of an unexpected (non-:class:`GacError`) exception on a rank.
@@ -92,91 +92,6 @@ def _printable(text: object) -> str:
     return escape(_one_line(text))
 
 
-# ---- launch environment ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LaunchEnv:
-    """Where this process sits in a distributed run (from torchrun's environment variables)."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int
-    master_addr: str | None
-    master_port: str | None
-
-
-def _env_int(environ: Mapping[str, str], key: str, default: int | None = None) -> int:
-    raw = environ.get(key)
-    if raw is None or raw.strip() == "":
-        if default is None:
-            raise ConfigError(f"environment variable {key} is not set: launch with torchrun, or set {key}")
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {key}={raw!r} is not an integer: check the launcher") from None
-
-
-def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
-    """The launch environment if this process was started by ``torchrun`` (``WORLD_SIZE`` and ``RANK`` set).
-
-    ``LOCAL_RANK`` defaults to ``RANK``, ``LOCAL_WORLD_SIZE`` to ``WORLD_SIZE``. Returns ``None`` when
-    ``WORLD_SIZE`` or ``RANK`` is missing. Raises :class:`ConfigError` on malformed values.
-    """
-    environ = os.environ if environ is None else environ
-    if "WORLD_SIZE" not in environ or "RANK" not in environ:
-        return None
-    world = _env_int(environ, "WORLD_SIZE")
-    rank = _env_int(environ, "RANK")
-    if world < 1 or not 0 <= rank < world:
-        raise ConfigError(f"inconsistent launch environment RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < "
-                          "WORLD_SIZE; check the launcher")
-    local_rank = _env_int(environ, "LOCAL_RANK", rank)
-    local_world = _env_int(environ, "LOCAL_WORLD_SIZE", world)
-    if local_world < 1 or not 0 <= local_rank < local_world:
-        raise ConfigError(f"inconsistent launch environment LOCAL_RANK={local_rank}, LOCAL_WORLD_SIZE={local_world}"
-                          ": check the launcher")
-    return LaunchEnv(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
-                     master_addr=environ.get("MASTER_ADDR"), master_port=environ.get("MASTER_PORT"))
-
-
-def resolve_launch(flag: bool | None, environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
-    """Decide whether to run distributed: ``flag`` ``None`` auto-detects torchrun, ``True`` requires it.
-
-    ``False`` (``--no-distributed``) is refused inside a launch of several processes: every process
-    would analyse every image and write the same output folder.
-    """
-    env = launch_env(environ)
-    if flag is None:
-        return env
-    if flag:
-        if env is None:
-            raise ConfigError("--distributed needs a launcher: run under torchrun (it sets WORLD_SIZE, RANK, "
-                              "LOCAL_RANK, MASTER_ADDR, MASTER_PORT), e.g. torchrun --nproc_per_node=2 "
-                              "--no-python gac-analyze energy ...")
-        environ = os.environ if environ is None else environ
-        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not environ.get(k)]
-        if missing:
-            raise ConfigError(f"--distributed: environment variable {', '.join(missing)} is not set: launch with "
-                              "torchrun, or set MASTER_ADDR and MASTER_PORT")
-        return env
-    if env is not None and env.world_size > 1:
-        raise ConfigError(f"--no-distributed, but this process is rank {env.rank} of {env.world_size} of a "
-                          "torchrun launch: every process would analyse all images and write the same output; "
-                          "drop --no-distributed, or run without torchrun")
-    return None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def configure_threads(local_world_size: int, environ: Mapping[str, str] | None = None) -> int:
     """Give each of the ``local_world_size`` processes of a node its share of the CPUs.
 
@@ -188,36 +103,6 @@ def configure_threads(local_world_size: int, environ: Mapping[str, str] | None =
     if not environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(max(1, usable_cpus() // max(1, local_world_size)))
     return torch.get_num_threads()
-
-
-# ---- sharding -----------------------------------------------------------------------------------
-
-
-def shard_indices(n: int, rank: int, world: int, *, block: int = 1) -> list[int]:
-    """The image positions that ``rank`` of ``world`` analyses, out of ``n``.
-
-    Strided in blocks: the blocks ``[0, block)``, ``[block, 2 block)``, ... are dealt round-robin, so
-    rank ``r`` gets blocks ``r, r + world, r + 2 world, ...`` in increasing order. With ``block=1``
-    this is ``range(rank, n, world)``. The shards of all ranks are disjoint and their union is
-    ``range(n)``: every image is analysed exactly once and nothing is padded or duplicated when
-    ``world`` does not divide ``n``. Shard sizes differ by at most ``block`` images (at most one with
-    ``block=1``); some ranks are empty when there are fewer blocks than ranks.
-
-    Integer counts are sums over images, so the order and grouping of images does not change them.
-    The energy command shards with ``block=batch_size``, so each rank runs exactly the forward calls
-    (batches) of the single-process run and even per-call quantities (the ``calls`` column, the per-call
-    binary/real input classification) are identical.
-    """
-    for value, what in ((n, "n"), (rank, "rank"), (world, "world"), (block, "block")):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"shard_indices: {what} must be an integer, got {value!r}")
-    if n < 0 or world < 1 or block < 1 or not 0 <= rank < world:
-        raise ValueError(f"shard_indices: need n >= 0, world >= 1, block >= 1 and 0 <= rank < world; got n={n}, "
-                         f"rank={rank}, world={world}, block={block}")
-    out: list[int] = []
-    for start in range(rank * block, n, world * block):
-        out.extend(range(start, min(start + block, n)))
-    return out
 
 
 # ---- process group --------------------------------------------------------------------------------
@@ -443,20 +328,37 @@ def reduce_counter(counter, group=None, *, object_group=None):
 
     if not (dist.is_available() and dist.is_initialized()):
         return counter
-    object_group = group if object_group is None else object_group
-    world = dist.get_world_size(group)
-    gathered: list = [None] * world
+    layout = _agreed_layout(counter, group, group if object_group is None else object_group)
+    sites = _aligned_sites(counter, layout)
+    counter.sites = sites
+    backend = str(dist.get_backend(group))
+    comm = torch.device("cuda", torch.cuda.current_device()) if "nccl" in backend else torch.device("cpu")
+    flat = _flatten(counter, layout, comm)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    _unflatten(counter, layout, flat)
+    return counter
+
+
+def _agreed_layout(counter, group, object_group):
+    """The union of every rank's site layout (an ``all_gather_object``); :class:`DistributedError` when the
+    ranks count different T."""
+    import torch.distributed as dist
+
+    gathered: list = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, (int(counter.T), _site_layout(counter)), group=object_group)
     Ts = sorted({T for T, _ in gathered})
     if len(Ts) != 1:
         raise DistributedError(f"the ranks count different numbers of time steps {Ts}: every rank must load the "
                                "same model with the same --T")
-    T = counter.T
-    layout = merge_layouts([lay for _, lay in gathered])
-    coverage: list = [None] * world
+    coverage: list = [None] * dist.get_world_size(group)
     dist.all_gather_object(coverage, counter.coverage_state(), group=object_group)
     counter.merge_coverage(coverage)
+    return merge_layouts([lay for _, lay in gathered])
 
+
+def _aligned_sites(counter, layout) -> dict:
+    """This rank's sites in the agreed order, with zero counters where it saw none."""
+    T = counter.T
     device = _counter_device(counter)
     sites = {}
     for name, skeleton, int_keys, tensor_keys in layout:
@@ -469,10 +371,12 @@ def reduce_counter(counter, group=None, *, object_group=None):
             if k not in site.tensors:
                 site.tensors[k] = torch.zeros(T + 1, dtype=torch.int64, device=device)
         sites[name] = site
-    counter.sites = sites
+    return sites
 
-    backend = str(dist.get_backend(group))
-    comm = torch.device("cuda", torch.cuda.current_device()) if "nccl" in backend else torch.device("cpu")
+
+def _flatten(counter, layout, comm: torch.device) -> torch.Tensor:
+    """Every counter of every site, the calls, ``num_images`` and ``batches`` as one int64 vector on ``comm``."""
+    sites = counter.sites
     parts: list[torch.Tensor] = []
     for name, _, int_keys, tensor_keys in layout:
         site = sites[name]
@@ -486,9 +390,12 @@ def reduce_counter(counter, group=None, *, object_group=None):
             parts.append(site.tensors[k].to(comm, torch.int64))
     parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + [counter.num_images, counter.batches],
                               dtype=torch.int64))
-    flat = torch.cat([p.to(comm) for p in parts])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    return torch.cat([p.to(comm) for p in parts])
 
+
+def _unflatten(counter, layout, flat: torch.Tensor) -> None:
+    """Write the reduced vector back into the counter (device tensors stay on their device)."""
+    T, sites = counter.T, counter.sites
     host = flat.cpu()
     offset = 0
     for name, _, int_keys, tensor_keys in layout:
@@ -504,4 +411,3 @@ def reduce_counter(counter, group=None, *, object_group=None):
     for (name, *_), calls in zip(layout, tail):
         sites[name].calls = int(calls)
     counter.num_images, counter.batches = int(tail[-2]), int(tail[-1])
-    return counter

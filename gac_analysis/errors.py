@@ -18,6 +18,10 @@ class CheckpointError(GacError):
     """A checkpoint file is missing, unreadable, unsafe, or does not fit the model."""
 
 
+class TimeStepsUnknownError(CheckpointError):
+    """A checkpoint does not fix the number of time steps T (direct coding: no TA weights) and none was given."""
+
+
 class DataError(GacError):
     """A data source is unknown, missing, empty, or yields malformed images."""
 

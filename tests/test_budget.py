@@ -7,8 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gac_analysis.budget import (DEFAULT_BUDGET, Violation, budget_from_dict, check_budget, evaluate_budget,
-                                 load_budget)
+from gac_analysis.budget import DEFAULT_BUDGET, Violation, budget_from_dict, check_budget, evaluate_budget, load_budget
 from gac_analysis.cli.main import app
 from gac_analysis.errors import ConfigError
 from reference_fixtures import one_error_line
@@ -20,7 +19,7 @@ N = 3  # images
 def _report() -> dict:
     """A small report.json dictionary in the energy-report schema (numbers chosen by hand)."""
     return {
-        "schema": "gac-analysis/energy-report", "schema_version": 1, "num_images": N, "T": 4,
+        "schema": "gac-analysis/energy-report", "schema_version": 2, "num_images": N, "T": 4,
         "mean_firing_rate": 0.1234,
         "totals": {"acs": 3000, "approx_acs": 3300.0, "effective_macs": 1200, "dense_macs": 90000},
         "layers": [

@@ -8,10 +8,19 @@ import pytest
 import torch
 from PIL import Image
 
-from gac_analysis.viz.energy_figures import (CLASS_COLUMNS, DPI, FIGURE_FILES, FIGURE_SIZES, MAX_ROWS,
-                                             REPORT_SCHEMA, REPORT_SCHEMA_VERSION, _aggregate_rows, energy_unit,
-                                             load_run, plot_memory_energy,
-                                             write_energy_figures)
+from gac_analysis.viz.energy_figures import (
+    CLASS_COLUMNS,
+    DPI,
+    FIGURE_FILES,
+    FIGURE_SIZES,
+    MAX_ROWS,
+    _aggregate_rows,
+    energy_unit,
+    load_run,
+    plot_energy_per_layer,
+    plot_memory_energy,
+    write_energy_figures,
+)
 
 ALWAYS = ["firing_rate_per_site", "firing_rate_heatmap", "energy_per_layer", "energy_by_role", "energy_cumulative"]
 
@@ -59,23 +68,28 @@ def test_every_figure_written_at_its_pixel_size(run_dir):
     assert not list((run_dir / "figures").glob("*.partial"))  # atomic writes leave no temp files
 
 
-def test_schema_constants_mirror_the_accounting_report():
-    from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION
+def test_schema_has_one_home():
+    from gac_analysis.accounting import report as accounting_report
+    from gac_analysis.report_model import SCHEMA, SCHEMA_VERSION
+    from gac_analysis.viz import energy_figures
 
-    assert (REPORT_SCHEMA, REPORT_SCHEMA_VERSION) == (SCHEMA, SCHEMA_VERSION)
+    assert (accounting_report.SCHEMA, accounting_report.SCHEMA_VERSION) == (SCHEMA, SCHEMA_VERSION)
+    assert not hasattr(energy_figures, "REPORT_SCHEMA") and not hasattr(energy_figures, "_derive_classes")
 
 
-def test_classes_derived_from_report_json_match_layers_csv(run_dir, tmp_path):
-    with_csv = load_run(run_dir)
-    assert with_csv.class_source == "layers.csv" and with_csv.order_source == "per_step.csv"
+def test_classes_from_report_json_match_layers_csv(run_dir, tmp_path):
+    run = load_run(run_dir)
+    assert run.order_source == "per_step.csv"
+    cols = [c for c, _ in CLASS_COLUMNS]
+    csv = pd.read_csv(run_dir / "layers.csv")
+    pd.testing.assert_frame_equal(run.layers[cols], csv[cols], rtol=1e-12, atol=0)
     folder = _copy(run_dir, tmp_path, drop=("layers.csv", "per_step.csv"))
     derived = load_run(folder)
-    assert derived.class_source.startswith("derived") and derived.order_source.startswith("approximate")
-    cols = [c for c, _ in CLASS_COLUMNS]
-    pd.testing.assert_frame_equal(derived.layers[cols], with_csv.layers[cols], rtol=1e-9, atol=1e-6)
+    assert derived.order_source.startswith("approximate")
+    pd.testing.assert_frame_equal(derived.layers[cols], run.layers[cols], rtol=0, atol=0)
     # each layer's classes add up to its complete energy; the order still holds every site once
-    assert (with_csv.layers[cols].sum(axis=1) - with_csv.layers["complete_pj"]).abs().max() < 1e-3
-    assert sorted(derived.order) == sorted(with_csv.order)
+    assert (run.layers[cols].sum(axis=1) - run.layers["complete_pj"]).abs().max() < 1e-3
+    assert sorted(derived.order) == sorted(run.order)
     # a memory figure of an earlier report does not linger when this report has no memory estimate
     report = json.loads((folder / "report.json").read_text())
     report["energy"].pop("memory", None)
@@ -91,12 +105,12 @@ def test_memory_figure_when_the_report_has_energy_memory(run_dir, tmp_path):
     names = [r["name"] for r in json.loads((run_dir / "report.json").read_text())["layers"]]
 
     def add_memory(report):
-        report["energy"]["memory"] = {"layers": [{"name": n, "arithmetic_pj": 10.0, "addressing_pj": 5.0,
-                                                  "memory_pj": 30.0} for n in names[:12]]}
+        report["energy"]["memory"] = {"layers": [{"name": n, "compute_pj": 15.0, "memory_pj": 30.0}
+                                                 for n in names[:12]]}
 
     folder = _copy(run_dir, tmp_path, edit=add_memory)
     run = load_run(folder)
-    assert run.memory["compute_pj"] == pytest.approx(12 * 15.0) and run.memory["memory_pj"] == pytest.approx(360.0)
+    assert run.memory.compute_pj == pytest.approx(12 * 15.0) and run.memory.memory_pj == pytest.approx(360.0)
     path = plot_memory_energy(run, folder / "figures" / FIGURE_FILES["energy_memory"])
     _check_png(path, "energy_memory")
 
@@ -125,3 +139,99 @@ def test_energy_unit():
     assert energy_unit(2.5e9) == (1e9, "mJ")
     assert energy_unit(3e5) == (1e3, "nJ")
     assert energy_unit(0.0) == (1.0, "pJ")
+
+
+def _bar_extents(ax) -> float:
+    return max((p.get_x() + p.get_width() for p in ax.patches), default=0.0)
+
+
+def test_energy_per_layer_shows_every_bar_of_both_panels(run_dir, tmp_path):
+    """The complete panel's largest bar is longer than the paper panel's: both fit the shared axis."""
+    run = load_run(run_dir)
+    captured = {}
+
+    def keep(fig, path):  # draw, then look at the axes instead of the PNG
+        captured["axes"] = fig.axes[:2]
+        return path
+
+    import gac_analysis.viz.energy_figures as ef
+
+    saved, ef._save = ef._save, keep
+    try:
+        plot_energy_per_layer(run, tmp_path / "e.png")
+    finally:
+        ef._save = saved
+    paper, complete = captured["axes"]
+    assert _bar_extents(complete) > _bar_extents(paper) > 0
+    for ax in (paper, complete):
+        lo, hi = ax.get_xlim()
+        assert lo == 0 and hi >= _bar_extents(ax), (hi, _bar_extents(ax))
+
+
+def test_firing_rate_figures_do_not_name_the_energy_table(run_dir, tmp_path):
+    import gac_analysis.viz.energy_figures as ef
+
+    run = load_run(run_dir)
+    table = run.report.table_name
+    titles = {}
+    saved = ef._save
+    try:
+        for name, fn in (("rate", ef.plot_firing_rates), ("heatmap", ef.plot_firing_rate_heatmap),
+                         ("energy", ef.plot_energy_per_layer)):
+            ef._save = lambda fig, path, name=name: titles.setdefault(name, fig._suptitle.get_text()) and path
+            fn(run, tmp_path / f"{name}.png")
+    finally:
+        ef._save = saved
+    assert table and table in titles["energy"]
+    assert table not in titles["rate"] and table not in titles["heatmap"]
+    assert "T=4" in titles["rate"] and "2 images" in titles["heatmap"]
+
+
+def test_fraction_vs_T_draws_checkpoint_and_seeded_TA_as_separate_series(tmp_path, monkeypatch):
+    """A sweep with TA from the checkpoint at T=4 and seeded TA elsewhere: two lines, never one joined line."""
+    import gac_analysis.viz.observer_figures as of
+
+    sweep = pd.DataFrame({"T": [2, 4, 6, 8], "ta_source": ["seeded", "checkpoint", "seeded", "seeded"],
+                          "sca_source": "checkpoint", "fraction_gt": [0.5, 0.2, 0.6, 0.7],
+                          "fraction_lt": 0.0, "violations": 0})
+    captured = {}
+    monkeypatch.setattr(of, "_save", lambda fig, path: captured.setdefault("ax", fig.axes[0]) and path)
+    of.plot_fraction_vs_T(sweep, tmp_path / "f.png")
+    ax = captured["ax"]
+    lines = {ln.get_label(): list(ln.get_xdata()) for ln in ax.get_lines()}
+    ckpt = next(v for k, v in lines.items() if "checkpoint" in k)
+    seeded = next(v for k, v in lines.items() if "seeded" in k)
+    assert ckpt == [4] and seeded == [2, 6, 8]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("checkpoint" in t for t in legend) and any("seeded" in t for t in legend)
+
+
+def test_importing_the_package_changes_nothing_global():
+    """Importing gac_analysis (models, figures) into a user's process leaves their matplotlib backend, open
+    figures and warning filters as they were."""
+    import subprocess
+    import sys
+
+    # torch and SpikingJelly add warning filters of their own when imported: import them first
+    code = ("import warnings, matplotlib, torch, spikingjelly.activation_based.neuron, seaborn; "
+            "before = (matplotlib.get_backend(), list(warnings.filters)); "
+            "import gac_analysis.models, gac_analysis.viz.observer_figures, gac_analysis.viz.energy_figures; "
+            "import matplotlib.pyplot as plt; "
+            "print(before == (matplotlib.get_backend(), list(warnings.filters)), plt.get_fignums())")
+    env = {"MPLBACKEND": "svg", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True []", out.stdout + out.stderr
+
+
+def test_sca_even_kernel_warning_silenced_only_inside_the_forward():
+    import warnings
+
+    from gac_analysis.models.gac import SpatialChannelAttention
+
+    sca = SpatialChannelAttention(2)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        sca(torch.randn(2, 1, 2, 5, 5))
+    assert not [w for w in seen if "even kernel" in str(w.message)]
+    assert list(warnings.filters) == before

@@ -3,8 +3,8 @@
 import pytest
 
 from gac_analysis.accounting import profile
-from gac_analysis.energy.hardware import layer_traffic
 from gac_analysis.energy.memory import estimate_layer
+from gac_analysis.energy.network_memory import layer_traffic
 from gac_analysis.models import load_model
 
 

@@ -11,8 +11,15 @@ from gac_analysis.data import open_source
 from gac_analysis.errors import ConfigError, DataError, GacError
 from gac_analysis.models import LIF, LIF_VARIANTS, build_model, load_model
 from gac_analysis.observer import (
-    ObserverReport, direct_closed_form, distinct_values, dynamic_duration, last_change, observe,
-    pattern_entropy, sweep_T, temporal_variance,
+    ObserverReport,
+    direct_closed_form,
+    distinct_values,
+    dynamic_duration,
+    last_change,
+    observe,
+    pattern_entropy,
+    sweep_T,
+    temporal_variance,
 )
 from gac_analysis.observer.closed_form import simulated_direct_duration
 
@@ -74,7 +81,10 @@ def test_pattern_entropy():
 
 def _brute_period(values, atol):
     T = len(values)
-    eq = lambda a, b: abs(a - b) <= atol and (a == 0) == (b == 0)  # noqa: E731
+
+    def eq(a, b):
+        return abs(a - b) <= atol and (a == 0) == (b == 0)
+
     for p in range(1, T + 1):
         if all(eq(values[t + p], values[t]) for t in range(T - p)):
             return p

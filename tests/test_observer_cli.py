@@ -113,8 +113,8 @@ def test_missing_checkpoint_exit_2(tmp_path):
 
 
 def test_failure_inside_the_run_leaves_no_output_folder(small_ckpt, tmp_path, monkeypatch):
-    from gac_analysis.errors import GacError
     import gac_analysis.viz.observer_figures as figs
+    from gac_analysis.errors import GacError
 
     def fail(*_a, **_k):
         raise GacError("figure failed on purpose")

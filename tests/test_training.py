@@ -150,3 +150,33 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in one_error_line(result)
     assert not out.exists()
+
+
+def test_recipe_reports_the_values_train_used(digits_train):
+    """Checkpoint metadata comes from what train() used, not from literals beside it."""
+    x, y = digits_train[0][:8], digits_train[1][:8]
+    result = train(_tiny(), (x, y), epochs=1, batch_size=8, lr=0.05, momentum=0.5, weight_decay=1e-4,
+                   augment="cifar", progress=False)
+    assert result.recipe == {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-4,
+                             "schedule": "cosine over all optimiser steps", "loss": "cross-entropy on logits.mean(0)",
+                             "augmentation": "random crop (pad 4) + horizontal flip"}
+    assert train(_tiny(), (x, y), epochs=1, batch_size=8, augment=None, progress=False).recipe["augmentation"] == "none"
+
+
+def test_cli_checkpoint_metadata_is_the_trainers_recipe(tmp_path, monkeypatch):
+    import gac_analysis.training as training
+
+    real = training.train
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen["result"] = real(*args, **kwargs)
+        return seen["result"]
+
+    monkeypatch.setattr(training, "train", spy)
+    out = tmp_path / "d.pt"
+    result = runner.invoke(app, ["train", "--width", "4", "--T", "2", "--epochs", "1", "--max-steps", "1",
+                                 "--batch-size", "8", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    meta = load_model(out).checkpoint_info.metadata
+    assert {k: meta[k] for k in seen["result"].recipe} == seen["result"].recipe

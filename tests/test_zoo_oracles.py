@@ -170,10 +170,12 @@ def test_integer_inputs_value_weighted_count_equals_brute_force(monkeypatch):
     k_ac = profile(model, images, integer_pricing="k_ac")
     table = report.energy["table"]
     assert k_ac.energy["options"]["integer_pricing"] == "k_ac"
-    assert report.energy["complete"]["breakdown"]["integer_pj"] == pytest.approx(
+    assert report.energy["complete"]["integer_inputs_pj"] == pytest.approx(
         rows["integer_ops"].sum() * table["mac"])
-    assert k_ac.energy["complete"]["breakdown"]["integer_pj"] == pytest.approx(
+    assert k_ac.energy["complete"]["integer_inputs_pj"] == pytest.approx(
         rows["integer_value_ops"].sum() * table["ac"])
+    assert rows["integer_value_ops"].sum() > rows["integer_ops"].sum()
+    assert k_ac.energy["complete"]["breakdown"]["mac_pj"] < report.energy["complete"]["breakdown"]["mac_pj"]
 
 
 def test_zoo_model_is_left_as_found():

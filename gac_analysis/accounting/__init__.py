@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
 
 import torch
 
@@ -16,6 +15,7 @@ from gac_analysis.accounting.engine import (
 )
 from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
+from gac_analysis.data.batches import iter_image_batches  # one home, re-exported
 
 __all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "TimeStepsError",
            "UnsupportedOpsError", "UnsupportedOpsWarning", "build_report", "profile", "register_handle",
@@ -24,18 +24,6 @@ __all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VE
 
 class UnsupportedOpsWarning(UserWarning):
     """The forward ran operations that no counting rule knows; they are listed under ``unsupported``."""
-
-
-def iter_image_batches(images, batch_size: int = 32) -> Iterable[torch.Tensor]:
-    """Yield image batches from a tensor ``[B, 3, H, W]``, a :class:`~gac_analysis.data.DataSource`
-    (in batches of ``batch_size``), or an iterable of tensors or ``(images, labels)``."""
-    if isinstance(images, torch.Tensor):
-        yield images
-        return
-    if hasattr(images, "batches") and callable(images.batches):
-        images = images.batches(batch_size)
-    for item in images:
-        yield item[0] if isinstance(item, (tuple, list)) else item
 
 
 def _neuron_memories(model: torch.nn.Module) -> list[tuple[torch.nn.Module, dict]]:

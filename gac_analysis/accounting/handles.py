@@ -49,6 +49,7 @@ from gac_analysis.accounting.kernels import (
     is_binary,
     nonzero_count,
 )
+from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC_OPS  # one home of the op names, re-exported
 from gac_analysis.models.layers import Add, Mul
 from gac_analysis.models.neurons import LIF
 
@@ -112,15 +113,21 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
     """Conv1d/2d/3d: dense MACs, exact synaptic ops, input events, bias adds.
 
     For an integer-valued input (values k, e.g. the sum of two spike maps) ``synaptic_value_ops``
-    weights every (input, weight) pair by ``abs(k)``: the count of the "k ACs for value k" pricing."""
+    weights every (input, weight) pair by ``abs(k)``: the count of the "k ACs for value k" pricing.
+    On the CPU, where reading a flag costs nothing, the input kind is decided first and only the
+    counts it needs are computed; elsewhere every count is computed and selected without a sync."""
     x = inputs[0]
     nd = len(m.kernel_size)
     rows = x.reshape(-1, *x.shape[x.dim() - nd - 1:])
     result = {"dense_macs": cs.uniform(conv_dense_macs_per_row(rows.shape, m) * rows.shape[0])}
-    if cs.spike_input:  # a neuron output (0/1 by construction): no value check needed
+    on_cpu = x.device.type == "cpu"
+    if cs.spike_input or (on_cpu and bool(is_binary(rows))):  # 0/1 values: the float channel sum counts
         counts = binary_channel_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
-        result["binary_calls"] = torch.ones((), dtype=torch.int64, device=x.device)
+        if cs.spike_input:  # a neuron output (0/1 by construction)
+            result["binary_calls"] = torch.ones((), dtype=torch.int64, device=x.device)
+        else:
+            result.update(_input_kind(torch.ones((), dtype=torch.bool), per_row_nnz.sum()))
     else:
         counts = channel_nonzero_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
@@ -128,8 +135,9 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
         binary = torch.count_nonzero(rows == 1) == nnz
         integer = is_integer_valued(rows)
         result.update(_input_kind(binary, nnz, integer))
-        magnitude = rows.abs().sum(dim=-(nd + 1), dtype=torch.float64).round().to(torch.int64)
-        result["synaptic_value_ops"] = cs.per_step(conv_ops_from_counts(magnitude, m))
+        if not on_cpu or bool(integer):
+            magnitude = rows.abs().sum(dim=-(nd + 1), dtype=torch.float64).round().to(torch.int64)
+            result["synaptic_value_ops"] = cs.per_step(conv_ops_from_counts(magnitude, m))
     result["synaptic_ops"] = cs.per_step(conv_ops_from_counts(counts, m))
     result["input_nnz"] = cs.per_step(per_row_nnz)
     if m.bias is not None:
@@ -145,10 +153,10 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
     result = {
         "dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features),
         "synaptic_ops": cs.per_step(per_row_nnz * m.out_features),
-        **_input_kind(is_binary(x), per_row_nnz.sum(), is_integer_valued(x)),
+        **_input_kind(binary := is_binary(x), per_row_nnz.sum(), integer := is_integer_valued(x)),
         "input_nnz": cs.per_step(per_row_nnz),
     }
-    if not cs.spike_input:
+    if not cs.spike_input and (x.device.type != "cpu" or bool(integer & ~binary)):
         magnitude = x.abs().sum(dim=1, dtype=torch.float64).round().to(torch.int64)
         result["synaptic_value_ops"] = cs.per_step(magnitude * m.out_features)
     if m.bias is not None:
@@ -312,10 +320,6 @@ HANDLES: tuple[tuple[type, str, Handle], ...] = (
     (nn.AdaptiveMaxPool3d, "maxpool", maxpool_handle),
     *((t, "maxpool" if "Max" in t.__name__ else "avgpool", window_pool_handle) for t in _WINDOW_POOLS),
 )
-
-#: Op names whose layers are synaptic (weights meet inputs): priced as MACs or ACs.
-SYNAPTIC_OPS = frozenset({"conv1d", "conv2d", "conv3d", "linear"})
-
 
 def register_handle(module_type: type, op: str, handle: Handle, *, table=HANDLES, first: bool = True) -> tuple:
     """A copy of ``table`` with a rule for ``module_type`` added (before the others unless ``first=False``).

@@ -7,6 +7,7 @@ totals over the images (``*_pj``) or mJ per image (``per_image_mj``). See README
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ import pandas as pd
 import torch
 
 from gac_analysis.energy.conventions import energy_summary, price_layers, price_neurons
-from gac_analysis.energy.hardware import memory_summary
+from gac_analysis.energy.network_memory import memory_summary
 from gac_analysis.energy.tables import EnergyTable
+from gac_analysis.report_model import SCHEMA as SCHEMA  # re-exported by gac_analysis.accounting
+from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION
+from gac_analysis.report_model import Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
 
-SCHEMA = "gac-analysis/energy-report"
-SCHEMA_VERSION = 1
 LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
                   "input_nnz", "integer_ops", "integer_value_ops", "activations", "acs_alt")
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
@@ -64,8 +66,8 @@ def _layer_row(site, c: dict, T: int) -> dict:
         "name": site.name, "op": site.op, "role": site.role, "time": site.time, "static": site.static,
         "declared_input": site.declared_input, "input": observed,
         "input_mismatch": _mismatch(site.declared_input, observed),
-        "calls": site.calls, "in_shape": "x".join(map(str, site.in_shape)),
-        "out_shape": "x".join(map(str, site.out_shape)), "in_numel": math.prod(site.in_shape),
+        "calls": site.calls, "in_shape": list(site.in_shape),
+        "out_shape": list(site.out_shape), "in_numel": math.prod(site.in_shape),
         "out_numel": math.prod(site.out_shape), "rate_source": site.rate_source,
         "output_neurons": site.output_neurons,
     }
@@ -73,7 +75,7 @@ def _layer_row(site, c: dict, T: int) -> dict:
         row[key] = int(sum(_slots(c, key, T)))
     for key in ("c_in", "c_out", "kernel", "stride", "groups", "has_bias"):
         value = site.geometry.get(key)
-        row[key] = "x".join(map(str, value)) if isinstance(value, list) else value
+        row[key] = list(value) if isinstance(value, (list, tuple)) else value
     return row
 
 
@@ -82,8 +84,8 @@ def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
     neurons = math.prod(site.out_shape)
     denom = max(neurons * num_images, 1)
     return {
-        "name": site.name, "role": site.role, "neuron": site.neuron,
-        "shape": "x".join(map(str, site.out_shape)), "neurons": neurons,
+        "name": site.name, "role": site.role, "neuron": site.neuron, "shape": list(site.out_shape),
+        "neurons": neurons,
         "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
         "firing_rate": sum(spikes) / (denom * T), "per_step_rate": [s / denom for s in spikes],
     }
@@ -122,28 +124,19 @@ class Report:
         return float(self.lif_sites["spikes"].sum() / steps) if steps else 0.0
 
     def to_dict(self) -> dict:
-        lif_cols = ["name", "role", "shape", "spikes", "neurons", "firing_rate", "per_step_rate", "complete_pj",
-                    "neuron"]
-        layer_cols = ["name", "op", "role", "input", "declared_input", "static", "dense_macs", "acs",
-                      "effective_macs", "approx_acs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                      "input_nnz", "fr_in", "paper_pj", "complete_pj", "integer_ops", "integer_value_ops",
-                      "activations", "acs_alt"]
-        return {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "num_images": self.num_images, "T": self.T,
-            "units": {"counts": "operations or events, totals over all images and time steps",
-                      "neurons": "per image per time step", "energy": "pJ totals over images; mJ per image",
-                      "firing_rate": "spikes / (neurons x T x images)"},
-            "mean_firing_rate": self.mean_firing_rate,
-            "totals": self.totals(),
-            "lif_sites": _records(self.lif_sites, lif_cols),
-            "layers": _records(self.layers, layer_cols),
-            "energy": self.energy,
-            "checks": self.checks,
-            "provenance": self.provenance,
-            "coverage": self.coverage,
-            "unsupported": self.unsupported,
-        }
+        """``report.json`` as a dictionary, written through :class:`gac_analysis.report_model.EnergyReport`."""
+        return EnergyReport(
+            num_images=self.num_images, T=self.T,
+            units={"counts": "operations or events, totals over all images and time steps",
+                   "neurons": "per image per time step", "energy": "pJ totals over images; mJ per image",
+                   "firing_rate": "spikes / (neurons x T x images)", "shapes": "lists of ints, per image and step"},
+            mean_firing_rate=self.mean_firing_rate, totals=self.totals(),
+            lif_sites=[LifSiteRow(**r) for r in _records(self.lif_sites, LifSiteRow)],
+            layers=[LayerRow(**r) for r in _records(self.layers, LayerRow)],
+            energy=self.energy, checks=self.checks, provenance=self.provenance,
+            coverage=Coverage(**self.coverage) if self.coverage else None,
+            unsupported=[UnsupportedOp(**u) for u in self.unsupported] if self.coverage else None,
+        ).to_dict()
 
     def totals(self) -> dict:
         lay = self.layers
@@ -179,8 +172,9 @@ def _json_default(o):
     return str(o)
 
 
-def _records(df: pd.DataFrame, cols: list[str]) -> list[dict]:
-    present = [c for c in cols if c in df.columns]
+def _records(df: pd.DataFrame, row_type) -> list[dict]:
+    """The columns of ``df`` that ``row_type`` (a report_model row) names, one dict per row, NaN -> None."""
+    present = [f.name for f in dataclasses.fields(row_type) if f.name in df.columns]
     out = []
     for rec in df[present].to_dict(orient="records"):
         out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})

@@ -25,10 +25,10 @@ def budget_cmd(
     from dataclasses import asdict
 
     from gac_analysis.budget import Violation, evaluate_budget, load_budget
-    from gac_analysis.viz.energy_figures import read_report
+    from gac_analysis.report_model import load_energy_report
 
     budget = load_budget(config)
-    report = read_report(report_json)
+    report = load_energy_report(report_json)
     checks = evaluate_budget(report, budget)
     failed = [c for c in checks if not c.passed]
     if not failed:

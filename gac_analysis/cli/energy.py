@@ -13,10 +13,9 @@ from rich.table import Table
 
 from gac_analysis.cli.common import (MODEL_HELP, MODEL_KWARGS_HELP, atomic_output_dir, check_output_path, console,
                                      default_data_spec, handles_errors, open_data, open_model, uses_embedded_model)
+from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
-
-#: Default of ``--dist-timeout`` (seconds); equals :data:`gac_analysis.distributed.DEFAULT_TIMEOUT_S`.
-DEFAULT_DIST_TIMEOUT_S = 1800.0
+from gac_analysis.launch import DEFAULT_TIMEOUT_S as DEFAULT_DIST_TIMEOUT_S
 
 
 def resolve_device(device: str):
@@ -73,7 +72,7 @@ def print_summary(report, out: Path | None = None) -> None:
         tt.add_column(col, justify="right" if col in ("mJ/image", "share") else "left")
     total = e["complete"]["total_pj"] or 1.0
     for _, r in top.iterrows():
-        tt.add_row(r["name"], r["op"], r["role"], str(r["input"] or "-"), f"{r['complete_pj'] / n / 1e9:.4g}",
+        tt.add_row(r["name"], r["op"], r["role"], str(r["input"] or "-"), f"{r['complete_pj'] / n / PJ_PER_MJ:.4g}",
                    f"{100 * r['complete_pj'] / total:.1f}%")
     console.print(tt)
     for m in report.checks.get("input_kind_mismatches", []):

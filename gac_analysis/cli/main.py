@@ -10,7 +10,12 @@ import typer
 from rich.table import Table
 
 from gac_analysis import __version__
-from gac_analysis.cli.common import MODEL_HELP, MODEL_KWARGS_HELP, console, handles_errors, open_model
+from gac_analysis.cli.budget import budget_cmd
+from gac_analysis.cli.common import MODEL_HELP, MODEL_KWARGS_HELP, console, err_console, handles_errors, open_model
+from gac_analysis.cli.energy import energy_cmd
+from gac_analysis.cli.observe import observe_cmd
+from gac_analysis.cli.report import report_cmd
+from gac_analysis.cli.train import train_cmd
 from gac_analysis.errors import ConfigError
 
 app = typer.Typer(
@@ -23,12 +28,12 @@ app = typer.Typer(
 
 
 def _version_callback(value: bool):
+    """``--version``: this package's and its two pinned libraries' versions, from the installed metadata."""
     if value:
-        import spikingjelly
-        import torch
+        from importlib.metadata import version
 
-        console.print(f"gac-analysis {__version__} (torch {torch.__version__}, spikingjelly "
-                      f"{getattr(spikingjelly, '__version__', '2.0.0')})", highlight=False)
+        console.print(f"gac-analysis {__version__} (torch {version('torch')}, spikingjelly {version('spikingjelly')})",
+                      highlight=False)
         raise typer.Exit()
 
 
@@ -141,43 +146,39 @@ def _roles_table(model) -> Table:
     return t
 
 
-# ---- sub-commands defined in their own modules (one line each) ----------------------------------
+# ---- sub-commands defined in their own modules ----------------------------------------------------
 # <register-commands>
-from gac_analysis.cli.energy import energy_cmd; app.command("energy", help="Exact operation/spike counts and energy (paper and complete conventions).")(energy_cmd)  # noqa: E702,E501
-from gac_analysis.cli.report import report_cmd; app.command("report", help="Write report.md with figures for a run folder.")(report_cmd)  # noqa: E702
-from gac_analysis.cli.budget import budget_cmd; app.command("budget", help="Check a report against an energy budget (exit 1 when exceeded).")(budget_cmd)  # noqa: E702
-from gac_analysis.cli.observe import observe_cmd; app.command("observe", help="Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d).")(observe_cmd)
-from gac_analysis.cli.train import train_cmd; app.command("train", help="Train a GAC-MS-ResNet (or direct-coding) model; writes a checkpoint in the project format.")(train_cmd)
+app.command("energy", help="Exact operation/spike counts and energy (paper and complete conventions).")(energy_cmd)
+app.command("report", help="Write report.md with figures for a run folder.")(report_cmd)
+app.command("budget", help="Check a report against an energy budget (exit 1 when exceeded).")(budget_cmd)
+app.command("observe", help="Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d).")(
+    observe_cmd)
+app.command("train", help="Train a GAC-MS-ResNet (or direct-coding) model; writes a checkpoint in the project "
+            "format.")(train_cmd)
 
 
-def _is_usage_error(exc: BaseException) -> bool:
-    """A command-line usage error of the click machinery that typer carries (matched by class name, so
-    that it works whether typer vendors click or depends on it)."""
-    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__)
-
-
-def run() -> None:
-    """Console entry point: like ``app()``, but a usage error (unknown command or option, a value of the
-    wrong type) is one ``error:`` line with exit code 2, as every other bad input."""
+def run(argv: list[str] | None = None) -> None:
+    """Console entry point: like ``app()``, but an error of the command line itself (unknown command or
+    option, a value of the wrong type or out of range) is one ``error:`` line with click's exit code (2 for
+    usage errors), as every other bad input. No arguments at all: the help, exit 0."""
     import sys
 
-    from gac_analysis.cli.common import err_console
-
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        args = ["--help"]
     try:
-        result = app(standalone_mode=False)
+        result = app(args, standalone_mode=False)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as e:  # noqa: BLE001 - only usage errors are handled here; anything else re-raises
-        if not _is_usage_error(e):
-            raise
-        if type(e).__name__ == "NoArgsIsHelpError":  # bare `gac-analyze`: show the help, as typer does
-            app(["--help"], standalone_mode=False)
-            sys.exit(0)
+    except typer.TyperException as e:  # click's exceptions (UsageError, BadParameter, ...) derive from it
         ctx = getattr(e, "ctx", None)
         where = ctx.command_path if ctx is not None else "gac-analyze"
         err_console.print(f"error: {e.format_message()} (see '{where} --help')", markup=False, highlight=False,
                           soft_wrap=True)
-        sys.exit(2)
+        sys.exit(e.exit_code)
+    except typer.Abort:  # Ctrl-C at a prompt
+        err_console.print("aborted", highlight=False)
+        sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)
 
 

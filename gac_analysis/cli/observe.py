@@ -16,12 +16,21 @@ import typer
 from rich.table import Table
 
 from gac_analysis.cli.common import (
-    MODEL_HELP, MODEL_KWARGS_HELP, atomic_output_dir, console, default_data_spec, err_console, handles_errors,
-    open_data, open_model, uses_embedded_model,
+    MODEL_HELP,
+    MODEL_KWARGS_HELP,
+    atomic_output_dir,
+    console,
+    default_data_spec,
+    err_console,
+    handles_errors,
+    open_data,
+    open_model,
+    uses_embedded_model,
 )
-from gac_analysis.errors import CheckpointError, ConfigError
+from gac_analysis.errors import ConfigError, TimeStepsUnknownError
 
-FIGURES = ("durations.png", "fraction_vs_T.png", "encoding_photo0.png", "encoding_photo1.png")
+#: Encoding figures drawn (the first images of the data given; the bundled photographs for random data).
+ENCODING_IMAGES = 2
 
 
 def parse_T_list(raw: str) -> list[int]:
@@ -42,12 +51,10 @@ def _open(ckpt: Path | None, model_spec: str | None = None, model_kwargs: str | 
 
     try:
         model, path = open_model(ckpt, model=model_spec, model_kwargs=model_kwargs, seed=seed)
-    except CheckpointError as e:
-        if "T cannot be inferred" in str(e):
-            raise ConfigError(f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
-                              "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
-                              "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
-        raise
+    except TimeStepsUnknownError:
+        raise ConfigError(f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
+                          "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
+                          "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
     if model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
         raise ConfigError(f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
                           "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or --model default")
@@ -110,30 +117,49 @@ def observe_cmd(
             report.sweep.to_csv(tmp / "sweep.csv", index=False)
             written.append("sweep.csv")
         if figures:
-            written += _figures(model, report, tmp)
+            written += _figures(model, report, source, tmp)
 
     _print(report, out, written)
     if not report.holds:
         raise typer.Exit(code=1)
 
 
-def _figures(model, report, folder: Path) -> list[str]:
+def _encoding_images(source, size: int):
+    """``(images [k, 3, H, W], raw uint8 [k, 3, H, W], names, file stem, why)`` of the encoding figures: the
+    first images of the data given; for ``random`` data (noise, no structure to show) the bundled photographs."""
+    import torch
+
     from gac_analysis.data import open_source, raw_photos
+
+    if source.name != "random":
+        images = next(source.batches(min(ENCODING_IMAGES, len(source))))[0]
+        mean = torch.tensor(source.mean).view(1, 3, 1, 1)
+        std = torch.tensor(source.std).view(1, 3, 1, 1)
+        raw = ((images * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)  # undo the normalisation
+        names = [f"{source.name} image {i}" for i in range(images.shape[0])]
+        return images, raw, names, "encoding_image", f"the first {images.shape[0]} images of --data {source.name}"
+    photos = open_source("photos", image_size=size)
+    images = next(photos.batches(len(photos)))[0][:ENCODING_IMAGES]
+    files = photos.describe().get("files", [])
+    names = [files[i] if i < len(files) else f"photo {i}" for i in range(images.shape[0])]
+    return (images, raw_photos(size)[:ENCODING_IMAGES], names, "encoding_photo",
+            "the bundled photographs, since random images are noise with nothing to encode")
+
+
+def _figures(model, report, source, folder: Path) -> list[str]:
     from gac_analysis.viz.observer_figures import plot_duration_histograms, plot_encoding, plot_fraction_vs_T
 
     plot_duration_histograms(report, folder / "durations.png")
     plot_fraction_vs_T(report.sweep if report.sweep is not None else report, folder / "fraction_vs_T.png")
     size = int(model.spec.input_size)
-    photos = open_source("photos", image_size=size)
-    images = next(photos.batches(len(photos)))[0]
-    raw = raw_photos(size)
-    names = photos.describe().get("files", [])
+    images, raw, names, stem, why = _encoding_images(source, size)
     out = ["durations.png", "fraction_vs_T.png"]
     for i in range(images.shape[0]):
-        name = f"encoding_photo{i}.png"
-        label = f"{names[i] if i < len(names) else f'photo {i}'} ({size}x{size})"
-        plot_encoding(model, images[i], raw[i], folder / name, image_name=label)
+        name = f"{stem}{i}.png"
+        h, w = images.shape[-2:]
+        plot_encoding(model, images[i], raw[i], folder / name, image_name=f"{names[i]} ({h}x{w})")
         out.append(name)
+    console.print(f"encoding figures: {why}", highlight=False, soft_wrap=True)
     return out
 
 

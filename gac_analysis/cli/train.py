@@ -87,11 +87,11 @@ def train_cmd(
     import torch
 
     from gac_analysis.data import open_source
-    from gac_analysis.models import build_model, count_parameters, save_checkpoint
-    from gac_analysis.training import evaluate, set_deterministic, train
+    from gac_analysis.models import build_model, count_parameters
+    from gac_analysis.training import set_deterministic, train
 
-    kind = _check_options(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
-                          batch_size=batch_size, lr=lr, max_steps=max_steps, threads=threads, out=out)
+    _check_options(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs, batch_size=batch_size,
+                   lr=lr, max_steps=max_steps, threads=threads, out=out)
     command = _format_command(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
                               batch_size=batch_size, lr=lr, seed=seed, out=out, max_steps=max_steps,
                               threads=threads)
@@ -103,40 +103,50 @@ def train_cmd(
 
     set_deterministic(seed)
     model = build_model(arch, num_classes=num_classes, T=T, coding=coding, width=width)
-    n_params = count_parameters(model)
-    console.print(f"training {arch} ({coding}, T={T}, width {width}, {n_params:,} parameters) on {data}: "
-                  f"{len(train_src)} training / {len(test_src)} held-out images, {epochs} epochs, batch "
+    console.print(f"training {arch} ({coding}, T={T}, width {width}, {count_parameters(model):,} parameters) on "
+                  f"{data}: {len(train_src)} training / {len(test_src)} held-out images, {epochs} epochs, batch "
                   f"{batch_size}, lr {lr}, seed {seed}" + (f", at most {max_steps} steps" if max_steps else ""),
                   highlight=False, soft_wrap=True)
+    t0 = time.perf_counter()
+    result = train(model, train_src, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment="auto",
+                   eval_data=test_src, max_steps=max_steps, progress=progress, on_epoch=_epoch_printer(epochs))
+    train_time = time.perf_counter() - t0
+    accuracy = _save(model, out, result, train_src, test_src, command=command, seed=seed, data=data, arch=arch,
+                     coding=coding, T=T, width=width, epochs=epochs, batch_size=batch_size, train_time=train_time)
+    console.print(f"held-out accuracy {100 * accuracy:.2f}% ({len(test_src)} images, {test_src.split} split); "
+                  f"{result.steps} steps in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
+                  highlight=False, soft_wrap=True)
 
-    def on_epoch(e):
+
+def _epoch_printer(epochs: int):
+    """The ``on_epoch`` callback that prints one line per finished epoch."""
+
+    def on_epoch(e) -> None:
         acc = "-" if e.heldout_accuracy is None else f"{100 * e.heldout_accuracy:.2f}%"
         console.print(f"epoch {e.epoch:3d}/{epochs}  steps {e.steps:4d}  loss {e.train_loss:.4f}  train acc "
                       f"{100 * e.train_accuracy:.2f}%  held-out acc {acc}  lr {e.lr_end:.5f}  {e.seconds:.1f}s",
                       highlight=False, soft_wrap=True)
 
-    t0 = time.perf_counter()
-    result = train(model, train_src, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment="auto",
-                   eval_data=test_src, max_steps=max_steps, progress=progress, on_epoch=on_epoch)
-    train_time = time.perf_counter() - t0
+    return on_epoch
+
+
+def _save(model, out: Path, result, train_src, test_src, *, train_time: float, **run) -> float:
+    """Write the checkpoint with its provenance: the options of the run (``run``) and the recipe
+    :func:`~gac_analysis.training.train` reports it used. Returns the held-out accuracy saved."""
+    import torch
+
+    from gac_analysis.models import count_parameters, save_checkpoint
+    from gac_analysis.training import evaluate
+
     accuracy = result.final_accuracy
     if accuracy is None:  # pragma: no cover - train always evaluates after the last step
         accuracy = evaluate(model, test_src)
-    train_desc = train_src.describe()
     save_checkpoint(
-        model, out, command=command, seed=seed, data=data, arch=arch, coding=coding, T=T, width=width,
-        epochs=epochs, epochs_completed=len(result.epochs), steps=result.steps, batch_size=batch_size, lr=lr,
-        momentum=0.9, weight_decay=5e-5, schedule="cosine over all optimiser steps",
-        loss="cross-entropy on logits.mean(0)",
-        augmentation={"digits": "random shift <= 2 px (pad 2 with black, crop)",
-                      "cifar10": "random crop (pad 4) + horizontal flip",
-                      "cifar100": "random crop (pad 4) + horizontal flip"}[kind],
+        model, out, **run, **result.recipe, epochs_completed=len(result.epochs), steps=result.steps,
         heldout_accuracy=accuracy, heldout_split=test_src.describe().get("split"),
-        num_heldout=len(test_src), num_train=len(train_src), train_source=train_desc,
+        num_heldout=len(test_src), num_train=len(train_src), train_source=train_src.describe(),
         epoch_losses=result.epoch_losses, epoch_heldout_accuracies=result.epoch_accuracies,
-        train_time_s=round(train_time, 1), parameters=n_params, torch_threads=torch.get_num_threads(),
+        train_time_s=round(train_time, 1), parameters=count_parameters(model), torch_threads=torch.get_num_threads(),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
     )
-    console.print(f"held-out accuracy {100 * accuracy:.2f}% ({len(test_src)} images, {test_src.split} split); "
-                  f"{result.steps} steps in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
-                  highlight=False, soft_wrap=True)
+    return accuracy

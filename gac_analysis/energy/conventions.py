@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from gac_analysis.energy.tables import EnergyTable
+from gac_analysis.energy.units import PJ_PER_MJ
+from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC
 
-SYNAPTIC = ("conv1d", "conv2d", "conv3d", "linear")
 SIGMOID_PRICING = "1 multiply + 1 add + 1 compare per evaluation (piecewise-linear hardware sigmoid)"
 ACTIVATION_PRICING = ("GELU, tanh, exp (softmax), rsqrt (norms): 1 multiply + 1 add + 1 compare per evaluation "
                       "(piecewise-linear hardware approximation, as the sigmoid)")
@@ -55,7 +56,7 @@ def check_integer_pricing(rule: str) -> str:
 
         raise GacError(f"unknown integer pricing {rule!r}; use one of {', '.join(INTEGER_PRICING)}")
     return rule
-PJ_PER_MJ = 1e9
+
 
 #: Human-readable labels of the parts that make up (complete - paper).
 DIFFERENCE_GROUPS = {
@@ -118,9 +119,10 @@ def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTab
 
     Returns ``layers`` with added columns: ``fr_in``, ``approx_acs`` (fr x T x dense, the paper's
     approximation of the AC count), ``paper_pj``, ``complete_pj`` and the complete energy by op class
-    (``mac_pj``, ``ac_pj``, ``integer_pj``, ``bias_pj``, ``bn_pj``, ``elementwise_pj``, ``pooling_pj``),
-    ``category`` and ``difference_group``. Integer-input synaptic ops are priced by ``integer_pricing``
-    (:data:`INTEGER_PRICING`).
+    (``mac_pj``, ``ac_pj``, ``bias_pj``, ``bn_pj``, ``elementwise_pj``, ``pooling_pj``), ``category`` and
+    ``difference_group``. Integer-input synaptic ops are priced by ``integer_pricing``
+    (:data:`INTEGER_PRICING`): as MACs (in ``mac_pj``) or as k ACs (in ``ac_pj``); ``integer_pj`` is
+    that part on its own.
     """
     df = layers.copy()
     scale = _static_scale(df, T, reuse_static)
@@ -131,11 +133,12 @@ def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTab
     df["approx_acs"] = np.where(spiking, df["fr_in"] * df["dense_macs"], 0.0)
     df["paper_pj"] = (np.where(stem, df["dense_macs"] / T * table.mac, 0.0)
                       + np.where(spiking, df["approx_acs"] * table.ac, 0.0))
-    df["mac_pj"] = df["effective_macs"] * table.mac * scale
-    df["ac_pj"] = df["acs"] * table.ac * scale
     check_integer_pricing(integer_pricing)
-    df["integer_pj"] = (_col(df, "integer_ops") * table.mac if integer_pricing == "mac"
+    as_macs = integer_pricing == "mac"
+    df["integer_pj"] = (_col(df, "integer_ops") * table.mac if as_macs
                         else _col(df, "integer_value_ops") * table.ac) * scale
+    df["mac_pj"] = df["effective_macs"] * table.mac * scale + (df["integer_pj"] if as_macs else 0.0)
+    df["ac_pj"] = df["acs"] * table.ac * scale + (0.0 if as_macs else df["integer_pj"])
     df["bias_pj"] = df["bias_adds"] * table.add * scale
     is_bn = df["op"] == "batchnorm"
     bn_full = df["muls"] * table.mul + df["adds"] * table.add
@@ -145,8 +148,7 @@ def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTab
           + (df["sigmoids"] + _col(df, "activations")) * (table.mul + table.add + table.compare))
     df["pooling_pj"] = np.where(is_pool, ew, 0.0) * scale
     df["elementwise_pj"] = np.where(~is_pool & ~is_bn & ~synaptic, ew, 0.0) * scale
-    df["complete_pj"] = df[["mac_pj", "ac_pj", "bias_pj", "bn_pj", "pooling_pj", "elementwise_pj",
-                            "integer_pj"]].sum(axis=1)
+    df["complete_pj"] = df[["mac_pj", "ac_pj", "bias_pj", "bn_pj", "pooling_pj", "elementwise_pj"]].sum(axis=1)
     df["category"] = df.apply(_category, axis=1) if len(df) else []
     df["difference_group"] = df.apply(_difference_group, axis=1) if len(df) else []
     return df
@@ -183,13 +185,13 @@ def energy_summary(layers_priced: pd.DataFrame, neurons_priced: pd.DataFrame, ta
         "batchnorm_pj": lp["bn_pj"].sum(), "neuron_pj": neuron_pj, "elementwise_pj": lp["elementwise_pj"].sum(),
         "pooling_pj": lp["pooling_pj"].sum(),
     }
-    if "integer_pj" in lp.columns:
-        by_class["integer_pj"] = lp["integer_pj"].sum()
     complete = _summary(lp["complete_pj"].sum() + neuron_pj, num_images, by_class)
     by_role = lp.groupby("role")["complete_pj"].sum().to_dict()
     for role, e in (npd.groupby("role")["complete_pj"].sum().to_dict() if len(npd) else {}).items():
         by_role[role] = by_role.get(role, 0.0) + e
     complete["by_role_pj"] = {k: float(v) for k, v in by_role.items()}
+    if "integer_pj" in lp.columns:  # part of mac_pj or ac_pj, by the integer pricing rule
+        complete["integer_inputs_pj"] = float(lp["integer_pj"].sum())
     diff = (lp["complete_pj"] - lp["paper_pj"]).groupby(lp["difference_group"]).sum().to_dict()
     diff["neurons"] = diff.get("neurons", 0.0) + neuron_pj
     components = {DIFFERENCE_GROUPS[k]: float(v) for k, v in diff.items() if k in DIFFERENCE_GROUPS}

@@ -165,7 +165,10 @@ class LayerTraffic:
         layer = str(self.name)
         if self.kind not in _KINDS:
             raise _bad(layer, f"kind = {self.kind!r} is unknown", f"use one of {', '.join(_KINDS)}")
-        set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen)
+
+        def set_(key: str, value: Any) -> None:  # the dataclass is frozen: normalise fields in place once
+            object.__setattr__(self, key, value)
+
         for key in ("T", "c_in", "c_out", "in_numel"):
             set_(key, _pos_int(layer, key, getattr(self, key)))
         set_("kernel", _int_pair(layer, "kernel", self.kernel))
@@ -281,6 +284,60 @@ def _cost(value: float | None, default: float, key: str) -> float:
     return float(value)
 
 
+def _spiking_counts(lt: LayerTraffic) -> dict[str, float]:
+    """Operations, address computations and memory accesses of an event-driven (spiking) layer."""
+    hk, wk = lt.kernel
+    sh, sw = lt.stride
+    out, t_in, t_out = lt.out_numel, lt.theta_in, lt.theta_out
+    synaptic = t_in * lt.c_out * hk * wk  # weight reads = potential updates per event
+    potential_reads = synaptic + lt.T * out
+    return {
+        "acc_ops": t_in * _ceil_div(hk, sh) * _ceil_div(wk, sw) * lt.c_out + lt.T * out + t_out,
+        "mul_ops": float(lt.T * out), "mac_ops": 0.0, "mac_addr": 2.0 * t_in, "acc_addr": t_in * hk * wk,
+        "input_reads": t_in, "weight_reads": synaptic, "bias_reads": float(lt.T * out) if lt.has_bias else 0.0,
+        "potential_reads": potential_reads, "potential_writes": potential_reads, "output_writes": t_out,
+    }
+
+
+def _dense_counts(lt: LayerTraffic) -> dict[str, float]:
+    """Operations and memory accesses of a dense (ANN-style, real-valued input) layer."""
+    dense, out = float(lt.dense_macs), lt.out_numel
+    return {
+        "acc_ops": 0.0, "mul_ops": 0.0, "mac_ops": dense, "mac_addr": 0.0, "acc_addr": 0.0,
+        "input_reads": dense, "weight_reads": dense, "bias_reads": float(out) if lt.has_bias else 0.0,
+        "potential_reads": 0.0, "potential_writes": 0.0, "output_writes": float(out),
+    }
+
+
+def _access_pj(lt: LayerTraffic, table: EnergyTable, placement: str) -> dict[str, float]:
+    """pJ per access of each memory stream: SRAM cost from the size of the array read, weights at the
+    DRAM cost per access with ``placement="dram"``."""
+    bits = table.word_bits
+    e_potential = table.sram_access_pj(lt.out_numel * bits)
+    return {
+        "input": table.sram_access_pj(lt.in_numel * bits),
+        "weight": table.dram_pj_per_access if placement == "dram" else table.sram_access_pj(lt.weight_numel * bits),
+        "bias": table.sram_access_pj(lt.c_out * bits),
+        "potential": e_potential,
+        "output": table.sram_access_pj(lt.out_numel * bits),
+    }
+
+
+def _check_estimate_args(lt: Any, table: EnergyTable | str, placement: str) -> EnergyTable:
+    if not isinstance(lt, LayerTraffic):
+        raise EnergyTableError(
+            f"estimate_layer: got {type(lt).__name__}, not a LayerTraffic; build one per layer"
+        )
+    if not isinstance(table, EnergyTable):
+        table = load_energy_table(table)
+    if placement not in PLACEMENTS:
+        raise EnergyTableError(
+            f"estimate_layer: placement = {placement!r} for layer {lt.name!r} is unknown; "
+            f"use one of {', '.join(PLACEMENTS)}"
+        )
+    return table
+
+
 def estimate_layer(
     lt: LayerTraffic,
     table: EnergyTable | str,
@@ -297,101 +354,34 @@ def estimate_layer(
     (every stream priced by the SRAM fit) or ``"dram"`` (weight accesses at the table's
     DRAM cost, the rest in SRAM).
     """
-    if not isinstance(lt, LayerTraffic):
-        raise EnergyTableError(
-            f"estimate_layer: got {type(lt).__name__}, not a LayerTraffic; build one per layer"
-        )
-    if not isinstance(table, EnergyTable):
-        table = load_energy_table(table)
-    if placement not in PLACEMENTS:
-        raise EnergyTableError(
-            f"estimate_layer: placement = {placement!r} for layer {lt.name!r} is unknown; "
-            f"use one of {', '.join(PLACEMENTS)}"
-        )
+    table = _check_estimate_args(lt, table, placement)
     add = _cost(e_add, table.add, "e_add")
     mul = _cost(e_mul, table.mul, "e_mul")
     mac = mul + add
-
-    hk, wk = lt.kernel
-    sh, sw = lt.stride
-    out = lt.out_numel
-    t_in, t_out = lt.theta_in, lt.theta_out
-
-    if lt.spiking:
-        synaptic = t_in * lt.c_out * hk * wk  # weight reads = potential updates per event
-        acc_ops = t_in * _ceil_div(hk, sh) * _ceil_div(wk, sw) * lt.c_out + lt.T * out + t_out
-        mul_ops = float(lt.T * out)
-        mac_ops = 0.0
-        mac_addr = 2.0 * t_in
-        acc_addr = t_in * hk * wk
-        input_reads = t_in
-        weight_reads = synaptic
-        bias_reads = float(lt.T * out) if lt.has_bias else 0.0
-        potential_reads = synaptic + lt.T * out
-        potential_writes = potential_reads
-        output_writes = t_out
-    else:
-        dense = float(lt.dense_macs)
-        acc_ops = mul_ops = mac_addr = acc_addr = 0.0
-        mac_ops = dense
-        input_reads = dense
-        weight_reads = dense
-        bias_reads = float(out) if lt.has_bias else 0.0
-        potential_reads = potential_writes = 0.0
-        output_writes = float(out)
-
-    bits = table.word_bits
-    e_input = table.sram_access_pj(lt.in_numel * bits)
-    e_weight = (
-        table.dram_pj_per_access if placement == "dram" else table.sram_access_pj(lt.weight_numel * bits)
-    )
-    e_bias = table.sram_access_pj(lt.c_out * bits)
-    e_potential = table.sram_access_pj(out * bits)
-    e_output = table.sram_access_pj(out * bits)
-
-    input_read_pj = input_reads * e_input
-    weight_read_pj = weight_reads * e_weight
-    bias_read_pj = bias_reads * e_bias
-    potential_read_pj = potential_reads * e_potential
-    potential_write_pj = potential_writes * e_potential
-    output_write_pj = output_writes * e_output
-
-    arithmetic_pj = (mul_ops + mac_ops) * mac + acc_ops * add
-    addressing_pj = mac_addr * mac + acc_addr * add
+    c = _spiking_counts(lt) if lt.spiking else _dense_counts(lt)
+    e = _access_pj(lt, table, placement)
+    stream_pj = {
+        "input_read_pj": c["input_reads"] * e["input"],
+        "weight_read_pj": c["weight_reads"] * e["weight"],
+        "bias_read_pj": c["bias_reads"] * e["bias"],
+        "potential_read_pj": c["potential_reads"] * e["potential"],
+        "potential_write_pj": c["potential_writes"] * e["potential"],
+        "output_write_pj": c["output_writes"] * e["output"],
+    }
+    arithmetic_pj = (c["mul_ops"] + c["mac_ops"]) * mac + c["acc_ops"] * add
+    addressing_pj = c["mac_addr"] * mac + c["acc_addr"] * add
     memory_pj = (
-        input_read_pj + weight_read_pj + bias_read_pj
-        + potential_read_pj + potential_write_pj + output_write_pj
+        stream_pj["input_read_pj"] + stream_pj["weight_read_pj"] + stream_pj["bias_read_pj"]
+        + stream_pj["potential_read_pj"] + stream_pj["potential_write_pj"] + stream_pj["output_write_pj"]
     )
     return LayerMemoryEnergy(
-        name=lt.name,
-        kind=lt.kind,
-        spiking=lt.spiking,
-        placement=placement,
-        e_add_pj=add,
-        e_mul_pj=mul,
-        acc_ops=float(acc_ops),
-        mul_ops=float(mul_ops),
-        mac_ops=float(mac_ops),
-        mac_addr=float(mac_addr),
-        acc_addr=float(acc_addr),
-        input_reads=float(input_reads),
-        weight_reads=float(weight_reads),
-        bias_reads=float(bias_reads),
-        potential_reads=float(potential_reads),
-        potential_writes=float(potential_writes),
-        output_writes=float(output_writes),
+        name=lt.name, kind=lt.kind, spiking=lt.spiking, placement=placement, e_add_pj=add, e_mul_pj=mul,
+        **{k: float(v) for k, v in c.items()},
         memory_accesses=float(
-            input_reads + weight_reads + bias_reads + potential_reads + potential_writes + output_writes
+            c["input_reads"] + c["weight_reads"] + c["bias_reads"] + c["potential_reads"] + c["potential_writes"]
+            + c["output_writes"]
         ),
-        input_read_pj=input_read_pj,
-        weight_read_pj=weight_read_pj,
-        bias_read_pj=bias_read_pj,
-        potential_read_pj=potential_read_pj,
-        potential_write_pj=potential_write_pj,
-        output_write_pj=output_write_pj,
-        arithmetic_pj=arithmetic_pj,
-        addressing_pj=addressing_pj,
-        memory_pj=memory_pj,
+        **stream_pj, arithmetic_pj=arithmetic_pj, addressing_pj=addressing_pj, memory_pj=memory_pj,
         total_pj=arithmetic_pj + addressing_pj + memory_pj,
     )
 

@@ -32,8 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from gac_analysis.energy.yaml_config import parse_yaml
 from gac_analysis.errors import EnergyTableError
 
 __all__ = [
@@ -221,15 +220,8 @@ def _require(data: dict, key: str, where: str, path: Path, what: str) -> Any:
     return data[key]
 
 
-def load_energy_table(name_or_path: str | os.PathLike = DEFAULT_TABLE) -> EnergyTable:
-    """Load a bundled table by name (``"45nm-fp32"``) or a YAML table from a path.
-
-    A string without a path separator and without a ``.yaml``/``.yml`` suffix is a bundled
-    name; anything else is a path. Every cost must be a finite, non-negative number;
-    ``word_bits`` and ``memory.access_bits`` positive integers; ``units``, when given, ``pJ``.
-    Raises :class:`EnergyTableError` (one line: what, where, what to do) otherwise.
-    """
-    path = _resolve(name_or_path)
+def _read_table_file(path: Path) -> dict:
+    """The top-level mapping of a YAML table file (checked keys); :class:`EnergyTableError` otherwise."""
     if not path.is_file():
         raise EnergyTableError(
             f"energy table file {path} does not exist; check the path or use one of "
@@ -242,74 +234,77 @@ def load_energy_table(name_or_path: str | os.PathLike = DEFAULT_TABLE) -> Energy
             f"energy table file {path} cannot be read ({_one_line(exc)}); check its permissions "
             "and that it is UTF-8 text"
         ) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise EnergyTableError(
-            f"energy table file {path} is not valid YAML{at} ({_one_line(problem)}); fix the syntax"
-        ) from exc
+    data = parse_yaml(text, f"energy table file {path}", EnergyTableError)
     if not isinstance(data, dict):
         raise EnergyTableError(
             f"energy table file {path} holds {type(data).__name__}, not a mapping; "
             "write it as 'key: value' lines (name, precision, word_bits, costs, memory)"
         )
     _check_keys(data, _TOP_KEYS, "the top level", path)
-
     units = data.get("units", "pJ")
     if units != "pJ":
         raise EnergyTableError(
             f"energy table {path}: units = {_one_line(repr(units))} is not supported; "
             "give every energy in pJ and set units: pJ"
         )
-    name = _text(data, "name", path, default=path.stem)
-    description = _text(data, "description", path) if "description" in data else ""
-    source = _text(data, "source", path) if "source" in data else ""
-    precision = _text(data, "precision", path)
-    word_bits = _positive_int(_require(data, "word_bits", "", path, "bits per element, e.g. 32"),
-                              "word_bits", path)
+    return data
 
+
+def _read_costs(data: dict, path: Path) -> dict[str, float]:
+    """``costs``: pJ per operation of every :data:`COST_KEYS` entry."""
     costs = _mapping(_require(data, "costs", "", path, f"a mapping of {', '.join(COST_KEYS)}"),
                      "costs", path)
     _check_keys(costs, frozenset(COST_KEYS), "costs", path)
-    values = {
+    return {
         key: _number(_require(costs, key, "costs.", path, "pJ per operation"), f"costs.{key}", path)
         for key in COST_KEYS
     }
 
+
+def _read_memory(data: dict, path: Path) -> dict[str, Any]:
+    """``memory``: the SRAM fit (pJ per bit, pJ), DRAM pJ per access and bits per access, as
+    :class:`EnergyTable` keyword arguments."""
     memory = _mapping(_require(data, "memory", "", path,
                                "sram_fit, dram_pj_per_64bit, access_bits"), "memory", path)
     _check_keys(memory, _MEMORY_KEYS, "memory", path)
     fit = _mapping(_require(memory, "sram_fit", "memory.", path,
                             "slope_pj_per_bit and intercept_pj"), "memory.sram_fit", path)
     _check_keys(fit, _SRAM_FIT_KEYS, "memory.sram_fit", path)
-    slope = _number(_require(fit, "slope_pj_per_bit", "memory.sram_fit.", path, "pJ per bit"),
-                    "memory.sram_fit.slope_pj_per_bit", path)
-    intercept = _number(_require(fit, "intercept_pj", "memory.sram_fit.", path, "pJ"),
-                        "memory.sram_fit.intercept_pj", path)
-    dram = _number(_require(memory, "dram_pj_per_64bit", "memory.", path, "pJ per access"),
-                   "memory.dram_pj_per_64bit", path)
-    access_bits = _positive_int(
-        _require(memory, "access_bits", "memory.", path, "bits per access, e.g. 64"),
-        "memory.access_bits", path,
-    )
+    values = {
+        "sram_slope_pj_per_bit": _number(_require(fit, "slope_pj_per_bit", "memory.sram_fit.", path, "pJ per bit"),
+                                         "memory.sram_fit.slope_pj_per_bit", path),
+        "sram_intercept_pj": _number(_require(fit, "intercept_pj", "memory.sram_fit.", path, "pJ"),
+                                     "memory.sram_fit.intercept_pj", path),
+        "dram_pj_per_access": _number(_require(memory, "dram_pj_per_64bit", "memory.", path, "pJ per access"),
+                                      "memory.dram_pj_per_64bit", path),
+        "access_bits": _positive_int(_require(memory, "access_bits", "memory.", path, "bits per access, e.g. 64"),
+                                     "memory.access_bits", path),
+    }
     if "sram_points_pj_per_64bit" in memory:  # informational; checked so typos do not hide
         points = _mapping(memory["sram_points_pj_per_64bit"], "memory.sram_points_pj_per_64bit", path)
         for size, value in points.items():
             _number(value, f"memory.sram_points_pj_per_64bit.{size}", path)
+    return values
 
-    return EnergyTable(
-        name=name,
-        description=description,
-        source=source,
-        precision=precision,
-        word_bits=word_bits,
-        sram_slope_pj_per_bit=slope,
-        sram_intercept_pj=intercept,
-        dram_pj_per_access=dram,
-        access_bits=access_bits,
-        path=str(path.absolute()),
-        **values,
-    )
+
+def load_energy_table(name_or_path: str | os.PathLike = DEFAULT_TABLE) -> EnergyTable:
+    """Load a bundled table by name (``"45nm-fp32"``) or a YAML table from a path.
+
+    A string without a path separator and without a ``.yaml``/``.yml`` suffix is a bundled
+    name; anything else is a path. Every cost must be a finite, non-negative number;
+    ``word_bits`` and ``memory.access_bits`` positive integers; ``units``, when given, ``pJ``;
+    no key may appear twice in one mapping.
+    Raises :class:`EnergyTableError` (one line: what, where, what to do) otherwise.
+    """
+    path = _resolve(name_or_path)
+    data = _read_table_file(path)
+    # the order of the checks below is the order of the error messages a user meets
+    name = _text(data, "name", path, default=path.stem)
+    description = _text(data, "description", path) if "description" in data else ""
+    source = _text(data, "source", path) if "source" in data else ""
+    precision = _text(data, "precision", path)
+    word_bits = _positive_int(_require(data, "word_bits", "", path, "bits per element, e.g. 32"),
+                              "word_bits", path)
+    return EnergyTable(name=name, description=description, source=source, precision=precision,
+                       word_bits=word_bits, path=str(path.absolute()), **_read_costs(data, path),
+                       **_read_memory(data, path))

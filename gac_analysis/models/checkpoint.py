@@ -29,8 +29,9 @@ from pathlib import Path
 
 import torch
 
-from gac_analysis.errors import CheckpointError
+from gac_analysis.errors import CheckpointError, TimeStepsUnknownError
 from gac_analysis.fileio import atomic_write
+from gac_analysis.models.gac import SCA_KERNEL
 from gac_analysis.models.msresnet import MSResNet
 from gac_analysis.models.registry import ARCHS, build_model
 
@@ -293,13 +294,13 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     T_ = _check_arg("T", T, f_T, f"TA weight {ta_shape} fixes T" if ta_shape else "stored", path)
     coding_ = _check_arg("coding", coding, f_coding, "GAC weights present" if has_gac else "no GAC weights", path)
     if T_ is None:
-        raise CheckpointError(
+        raise TimeStepsUnknownError(
             f"T cannot be inferred from {path}: a direct-coding checkpoint has no TA weights; pass T (--T N)")
     sca_shape = _shape_of(canonical, "encoder.sca.mlp.0.weight")
     info = CheckpointInfo(
         path=str(path), sha256=file_sha256(path), layout=layout, wrapper=wrapper, module_prefix=prefixed,
         arch=arch_, T=int(T_), num_classes=int(cls_), coding=coding_, width=int(stem_shape[0]),
-        sca_kernel=int(sca_shape[-1]) if sca_shape else 4, num_keys=len(sd), num_tensors=len(canonical),
+        sca_kernel=int(sca_shape[-1]) if sca_shape else SCA_KERNEL, num_keys=len(sd), num_tensors=len(canonical),
         metadata=meta)
     return canonical, info
 

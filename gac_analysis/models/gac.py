@@ -47,14 +47,14 @@ class TemporalAttention(nn.Module):
         return out.transpose(0, 1)
 
 
-# PyTorch warns that an even kernel with padding="same" may copy the input: expected, harmless.
-warnings.filterwarnings("ignore", message=".*padding='same' with even kernel.*")
+#: SCA's kernel size in the reference implementation (the default of every builder in this package).
+SCA_KERNEL = 4
 
 
 class SpatialChannelAttention(nn.Module):
     """SCA: ``[T, B, C, H, W] -> [T, B, C, H, W]``, the same two convs at every time step."""
 
-    def __init__(self, channels: int, kernel: int = 4):
+    def __init__(self, channels: int, kernel: int = SCA_KERNEL):
         super().__init__()
         self.kernel = kernel
         # SCA reads I, which is the same at every step (static image): time-invariant work (``static``).
@@ -67,7 +67,11 @@ class SpatialChannelAttention(nn.Module):
         )
 
     def forward(self, i_seq: torch.Tensor) -> torch.Tensor:
-        return over_time(self.mlp, i_seq)
+        # PyTorch warns that an even kernel with padding="same" may copy the input: expected and harmless
+        # here; silenced for this call only, so the user's own warning filters stay as they are.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*padding='same' with even kernel.*")
+            return over_time(self.mlp, i_seq)
 
 
 class GACEncoder(nn.Module):
@@ -75,7 +79,7 @@ class GACEncoder(nn.Module):
 
     coding = "gac"
 
-    def __init__(self, channels: int, T: int, lif_variant: str, sca_kernel: int = 4):
+    def __init__(self, channels: int, T: int, lif_variant: str, sca_kernel: int = SCA_KERNEL):
         super().__init__()
         self.lif = declare(LIF(lif_variant), "encoder", time="T")
         self.ta = TemporalAttention(T)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gac_analysis.models.gac import DirectEncoder, GACEncoder
+from gac_analysis.models.gac import SCA_KERNEL, DirectEncoder, GACEncoder
 from gac_analysis.models.layers import Add, ConvBN, declare, over_time
 from gac_analysis.models.neurons import LIF
 
@@ -78,7 +78,7 @@ class MSResNet(nn.Module):
     """GAC-MS-ResNet / MS-ResNet: images ``[B, 3, H, W]`` -> logits ``[T, B, classes]``."""
 
     def __init__(self, spec: ArchSpec, *, num_classes: int, T: int, coding: str = "gac", width: int = 64,
-                 sca_kernel: int = 4):
+                 sca_kernel: int = SCA_KERNEL):
         super().__init__()
         if coding not in ("gac", "direct"):
             raise ValueError(f"unknown coding {coding!r}; use 'gac' or 'direct'")

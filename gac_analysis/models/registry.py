@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gac_analysis.models.gac import SCA_KERNEL
 from gac_analysis.models.msresnet import ArchSpec, MSResNet
 
 ARCHS: dict[str, ArchSpec] = {
@@ -18,7 +19,7 @@ ARCHS: dict[str, ArchSpec] = {
 
 
 def build_model(arch: str, *, num_classes: int, T: int, coding: str = "gac", width: int = 64,
-                sca_kernel: int = 4) -> MSResNet:
+                sca_kernel: int = SCA_KERNEL) -> MSResNet:
     """Build a fresh model. ``width`` is the stem width (64 in the paper; stages scale with it)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; use one of {sorted(ARCHS)}")

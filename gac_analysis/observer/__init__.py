@@ -10,7 +10,11 @@ See docs/observer.md for the operational definitions.
 
 from gac_analysis.observer.closed_form import ClosedForm, closed_form_duration, direct_closed_form
 from gac_analysis.observer.dynamics import (
-    distinct_values, dynamic_duration, last_change, pattern_entropy, temporal_variance,
+    distinct_values,
+    dynamic_duration,
+    last_change,
+    pattern_entropy,
+    temporal_variance,
 )
 from gac_analysis.observer.report import DEFINITIONS, ObserverReport
 from gac_analysis.observer.run import observe

@@ -8,10 +8,11 @@ from typing import Any
 
 import pandas as pd
 
+from gac_analysis.report_model import OBSERVER_SCHEMA as SCHEMA
+from gac_analysis.report_model import OBSERVER_SCHEMA_VERSION as SCHEMA_VERSION
+
 __all__ = ["DEFINITIONS", "ObserverReport", "SCHEMA", "format_verdict"]
 
-SCHEMA = "gac-analysis/observer"
-SCHEMA_VERSION = 1
 JSON_VIOLATIONS = 100
 
 #: The operational definitions every report states (see docs/observer.md).

@@ -17,21 +17,27 @@ from __future__ import annotations
 
 import copy
 import math
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
+from gac_analysis.data.batches import iter_image_batches
 from gac_analysis.errors import ConfigError, DataError
 from gac_analysis.observer.closed_form import NEAR_THRESHOLD_TOL, direct_closed_form
 from gac_analysis.observer.dynamics import (
-    PatternCounter, distinct_values, dynamic_duration, last_change, temporal_variance,
+    PatternCounter,
+    distinct_values,
+    dynamic_duration,
+    last_change,
+    temporal_variance,
 )
 from gac_analysis.observer.report import DEFINITIONS, ObserverReport, format_verdict
 from gac_analysis.observer.seeding import SEED, seed_parameters_
 
-__all__ = ["observe", "iter_image_batches", "PRECISIONS"]
+__all__ = ["PRECISIONS", "encoder_outputs", "observe"]
 
 PRECISIONS = ("float32", "float64")
 FIRST_DISAGREEMENTS = 20
@@ -39,48 +45,12 @@ FIRST_DISAGREEMENTS = 20
 
 # ---- inputs ---------------------------------------------------------------------------------------
 
-def _check_batch(x: Any, where: str) -> torch.Tensor:
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        x = x[0]  # (images, labels)
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"{where}: expected an image tensor [B, 3, H, W] (or (images, labels)), got "
-                        f"{type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise DataError(f"{where}: expected images of shape [B, 3, H, W], got {list(x.shape)}; add a batch axis "
-                        "with images.unsqueeze(0) for one image")
-    if not x.is_floating_point():
-        raise DataError(f"{where}: expected float images (normalised), got dtype {x.dtype}")
-    if x.shape[0] == 0:
-        raise DataError(f"{where}: the batch holds no images")
-    if not torch.isfinite(x).all():
-        raise DataError(f"{where}: images contain NaN or infinite values")
-    return x
-
-
-def iter_image_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield float image batches ``[b <= batch_size, 3, H, W]`` from a tensor, a DataSource or an iterable.
-
-    The iterable may yield tensors or ``(images, labels)`` pairs; larger batches are split.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if hasattr(images, "batches") and callable(images.batches):
-        source = ((x, f"data source '{getattr(images, 'name', '?')}'") for x, _ in images.batches(batch_size))
-    elif isinstance(images, torch.Tensor):
-        source = iter([(images, "images")])
-    else:
-        try:
-            it = iter(images)
-        except TypeError:
-            raise DataError(f"images must be a tensor [B, 3, H, W], a data source or an iterable of batches, got "
-                            f"{type(images).__name__}") from None
-        source = ((b, f"batch {i}") for i, b in enumerate(it))
+def _observed_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
+    """The checked batches of at most ``batch_size`` images; :class:`DataError` when there are none."""
     any_batch = False
-    for raw, where in source:
-        x = _check_batch(raw, where)
-        for start in range(0, x.shape[0], batch_size):
-            any_batch = True
-            yield x[start:start + batch_size]
+    for x in iter_image_batches(images, batch_size, split=True):
+        any_batch = True
+        yield x
     if not any_batch:
         raise DataError("no images to observe: the input is empty")
 
@@ -114,7 +84,7 @@ def _gac_encoder(model, seeded_gac: bool):
     return enc.eval(), True
 
 
-def _encode(encoder, lif, I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encoder_outputs(encoder, lif, I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(GAC output, spikes)``: the encoder's forward, and the spikes its own LIF made during it.
 
     The spikes are captured with a forward hook on ``encoder.lif`` (one LIF pass, and exactly the spikes
@@ -170,93 +140,109 @@ class _Accumulator:
 
     def add(self, I: torch.Tensor, spikes: torch.Tensor, gac: torch.Tensor, decay: float, vth: float,
             near_tol: float) -> None:
+        """Account one batch: stem output ``I``, the direct spikes and the GAC output, all ``[T, B, C, H, W]``."""
+        m = self._measure(I, spikes, gac, decay, vth, near_tol)
+        self._count(m)
+        self._record_disagreements(m)
+        self._record_violations(m)
+        secondary = self._add_secondary(m)
+        if self.keep:
+            self._keep_neurons(m, secondary)
+        self.images += m.shape[0]
+
+    def _measure(self, I, spikes, gac, decay: float, vth: float, near_tol: float) -> SimpleNamespace:
+        """Per-neuron durations, the closed form and the spike / GAC supports of one batch."""
         T = self.T
-        shape = tuple(I.shape[1:])
-        B, C, H, W = shape
-        s2 = spikes.reshape(T, -1)
-        g2 = gac.reshape(T, -1)
+        s2, g2 = spikes.reshape(T, -1), gac.reshape(T, -1)
         i0 = I[0].reshape(-1)
         self.max_input_variation = max(self.max_input_variation, float((I - I[:1]).abs().max().item()))
-        Td = dynamic_duration(s2, 0.0)
-        Tg = dynamic_duration(g2, self.atol)
+        Td, Tg = dynamic_duration(s2, 0.0), dynamic_duration(g2, self.atol)
         cf = direct_closed_form(i0, T, decay, vth, near_tol=near_tol)
-        agree = Td == cf.duration
-        near = cf.near_threshold
-        fired = s2 != 0
-        emitted = g2 != 0
-        mismatch = (fired != emitted).any(dim=0)
-        zero_at_spike = fired & ~emitted
-        n = s2.shape[1]
+        fired, emitted = s2 != 0, g2 != 0
+        return SimpleNamespace(shape=tuple(I.shape[1:]), s2=s2, g2=g2, i0=i0, Td=Td, Tg=Tg, cf=cf,
+                               agree=Td == cf.duration, near=cf.near_threshold, fired=fired, emitted=emitted,
+                               mismatch=(fired != emitted).any(dim=0), zero_at_spike=fired & ~emitted, n=s2.shape[1])
 
-        self.n += n
-        self.hist_d += np.bincount(Td.numpy() - 1, minlength=T)
-        self.hist_g += np.bincount(Tg.numpy() - 1, minlength=T)
-        self.gt += int((Tg > Td).sum())
-        self.eq += int((Tg == Td).sum())
-        lt = Tg < Td
-        self.lt += int(lt.sum())
+    def _count(self, m: SimpleNamespace) -> None:
+        """Histograms, T_g vs T_d counts, closed-form agreement and support counts."""
+        agree, near = m.agree, m.near
+        self.n += m.n
+        self.hist_d += np.bincount(m.Td.numpy() - 1, minlength=self.T)
+        self.hist_g += np.bincount(m.Tg.numpy() - 1, minlength=self.T)
+        self.gt += int((m.Tg > m.Td).sum())
+        self.eq += int((m.Tg == m.Td).sum())
+        self.lt += int((m.Tg < m.Td).sum())
         self.cf["checked"] += int((~near).sum())
         self.cf["agree"] += int((agree & ~near).sum())
         self.cf["disagree"] += int((~agree & ~near).sum())
         self.cf["near_threshold"] += int(near.sum())
         self.cf["near_threshold_agree"] += int((agree & near).sum())
-        self.support_mismatch += int(mismatch.sum())
-        self.gate_zero += int(zero_at_spike.sum())
-        if g2.dtype == torch.float64:  # what float32 would do to these gates: sigmoid underflow to exactly 0
-            self.float32_underflow += int((fired & (g2.abs() < FLOAT32_SIGMOID_ZERO)).sum())
+        self.support_mismatch += int(m.mismatch.sum())
+        self.gate_zero += int(m.zero_at_spike.sum())
+        if m.g2.dtype == torch.float64:  # what float32 would do to these gates: sigmoid underflow to exactly 0
+            self.float32_underflow += int((m.fired & (m.g2.abs() < FLOAT32_SIGMOID_ZERO)).sum())
 
-        bad = torch.nonzero(~agree & ~near).flatten()
-        if bad.numel() and len(self.first_disagreements) < FIRST_DISAGREEMENTS:
-            bad = bad[: FIRST_DISAGREEMENTS - len(self.first_disagreements)]
-            for k, (im, c, y, x) in zip(bad.tolist(), zip(*self._where(bad, shape))):
-                self.first_disagreements.append({
-                    "image": int(im), "channel": int(c), "y": int(y), "x": int(x), "I": float(i0[k]),
-                    "T_d": int(Td[k]), "T_d_closed": int(cf.duration[k]), "spikes": s2[:, k].tolist()})
+    def _record_disagreements(self, m: SimpleNamespace) -> None:
+        """The first neurons (away from the threshold) where the closed form disagrees with the simulation."""
+        bad = torch.nonzero(~m.agree & ~m.near).flatten()
+        if not bad.numel() or len(self.first_disagreements) >= FIRST_DISAGREEMENTS:
+            return
+        bad = bad[: FIRST_DISAGREEMENTS - len(self.first_disagreements)]
+        for k, (im, c, y, x) in zip(bad.tolist(), zip(*self._where(bad, m.shape))):
+            self.first_disagreements.append({
+                "image": int(im), "channel": int(c), "y": int(y), "x": int(x), "I": float(m.i0[k]),
+                "T_d": int(m.Td[k]), "T_d_closed": int(m.cf.duration[k]), "spikes": m.s2[:, k].tolist()})
 
-        idx = torch.nonzero(lt).flatten()
+    def _record_violations(self, m: SimpleNamespace) -> None:
+        """Every neuron with T_g < T_d: counted with its cause, listed up to ``max_violations``."""
+        idx = torch.nonzero(m.Tg < m.Td).flatten()
         self.num_violations += int(idx.numel())
-        if idx.numel():
-            zeroed = zero_at_spike.any(dim=0)
-            extra = (emitted & ~fired).any(dim=0)
-            for k, (im, c, y, x) in zip(idx.tolist(), zip(*self._where(idx, shape))):
-                cause = ("gate exactly 0 at a spike" if bool(zeroed[k]) else
-                         "GAC non-zero without a spike" if bool(extra[k]) else "other")
-                self.causes[cause] += 1
-                if len(self.violations) < self.max_violations:
-                    self.violations.append({
-                        "image": int(im), "channel": int(c), "y": int(y), "x": int(x), "T_d": int(Td[k]),
-                        "T_g": int(Tg[k]), "I": float(i0[k]), "spikes": [float(v) for v in s2[:, k].tolist()],
-                        "gac": [float(v) for v in g2[:, k].tolist()], "cause": cause})
+        if not idx.numel():
+            return
+        zeroed = m.zero_at_spike.any(dim=0)
+        extra = (m.emitted & ~m.fired).any(dim=0)
+        for k, (im, c, y, x) in zip(idx.tolist(), zip(*self._where(idx, m.shape))):
+            cause = ("gate exactly 0 at a spike" if bool(zeroed[k]) else
+                     "GAC non-zero without a spike" if bool(extra[k]) else "other")
+            self.causes[cause] += 1
+            if len(self.violations) < self.max_violations:
+                self.violations.append({
+                    "image": int(im), "channel": int(c), "y": int(y), "x": int(x), "T_d": int(m.Td[k]),
+                    "T_g": int(m.Tg[k]), "I": float(m.i0[k]), "spikes": [float(v) for v in m.s2[:, k].tolist()],
+                    "gac": [float(v) for v in m.g2[:, k].tolist()], "cause": cause})
 
-        dd, dg = distinct_values(s2, 0.0), distinct_values(g2, self.atol)
-        ld, lg = last_change(s2, 0.0), last_change(g2, self.atol)
-        vd, vg = temporal_variance(s2), temporal_variance(g2)
-        for coding, dur, dist, last, var in (("direct", Td, dd, ld, vd), ("gac", Tg, dg, lg, vg)):
+    def _add_secondary(self, m: SimpleNamespace) -> dict[str, torch.Tensor]:
+        """Distinct values, last change, temporal variance and patterns of both codings (summed)."""
+        sec = {"dd": distinct_values(m.s2, 0.0), "dg": distinct_values(m.g2, self.atol),
+               "ld": last_change(m.s2, 0.0), "lg": last_change(m.g2, self.atol),
+               "vd": temporal_variance(m.s2), "vg": temporal_variance(m.g2)}
+        for coding, dur, d in (("direct", m.Td, "d"), ("gac", m.Tg, "g")):
             acc = self.sums[coding]
             acc["duration"] += int(dur.sum())
-            acc["distinct"] += int(dist.sum())
-            acc["last_change"] += int(last.sum())
-            acc["variance"] += float(var.sum())
-        self.patterns["direct"].update(s2)
-        self.patterns["gac"].update(g2)
+            acc["distinct"] += int(sec[f"d{d}"].sum())
+            acc["last_change"] += int(sec[f"l{d}"].sum())
+            acc["variance"] += float(sec[f"v{d}"].sum())
+        self.patterns["direct"].update(m.s2)
+        self.patterns["gac"].update(m.g2)
+        return sec
 
-        if self.keep:
-            image, channel, y, x = self._where(torch.arange(n), shape)
-            small = np.int16 if T < 32000 else np.int32
-            self.tables.append({
-                "image": image.astype(np.int32), "channel": channel.astype(np.int32),
-                "y": y.astype(np.int32), "x": x.astype(np.int32),
-                "I": i0.numpy().copy(),
-                "T_d": Td.numpy().astype(small), "T_g": Tg.numpy().astype(small),
-                "T_d_closed": cf.duration.numpy().astype(small), "first_spike": cf.first_spike.numpy().astype(small),
-                "near_threshold": near.numpy(), "closed_agree": agree.numpy(),
-                "num_spikes": fired.sum(dim=0).numpy().astype(small),
-                "distinct_d": dd.numpy().astype(small), "distinct_g": dg.numpy().astype(small),
-                "last_change_d": ld.numpy().astype(small), "last_change_g": lg.numpy().astype(small),
-                "var_d": vd.numpy().astype(np.float32), "var_g": vg.numpy().astype(np.float32),
-                "support_mismatch": mismatch.numpy(),
-            })
-        self.images += B
+    def _keep_neurons(self, m: SimpleNamespace, sec: dict[str, torch.Tensor]) -> None:
+        """One row per neuron of this batch for ``neurons.csv``."""
+        image, channel, y, x = self._where(torch.arange(m.n), m.shape)
+        small = np.int16 if self.T < 32000 else np.int32
+        self.tables.append({
+            "image": image.astype(np.int32), "channel": channel.astype(np.int32),
+            "y": y.astype(np.int32), "x": x.astype(np.int32),
+            "I": m.i0.numpy().copy(),
+            "T_d": m.Td.numpy().astype(small), "T_g": m.Tg.numpy().astype(small),
+            "T_d_closed": m.cf.duration.numpy().astype(small), "first_spike": m.cf.first_spike.numpy().astype(small),
+            "near_threshold": m.near.numpy(), "closed_agree": m.agree.numpy(),
+            "num_spikes": m.fired.sum(dim=0).numpy().astype(small),
+            "distinct_d": sec["dd"].numpy().astype(small), "distinct_g": sec["dg"].numpy().astype(small),
+            "last_change_d": sec["ld"].numpy().astype(small), "last_change_g": sec["lg"].numpy().astype(small),
+            "var_d": sec["vd"].numpy().astype(np.float32), "var_g": sec["vg"].numpy().astype(np.float32),
+            "support_mismatch": m.mismatch.numpy(),
+        })
 
     def summary(self) -> pd.DataFrame:
         rows = {}
@@ -366,9 +352,9 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
         decay, vth = float(lif.decay), float(lif.v_threshold)
         acc = _Accumulator(T, atol, keep_neurons, max_violations)
         with torch.no_grad():
-            for x in iter_image_batches(images, batch_size):
+            for x in _observed_batches(images, batch_size):
                 I = stem_fn(x)
-                gac, spikes = _encode(encoder, lif, I)
+                gac, spikes = encoder_outputs(encoder, lif, I)
                 acc.add(I, spikes, gac, decay, vth, float(near_threshold_tol))
     finally:
         for m, was in flags.items():

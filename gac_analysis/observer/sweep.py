@@ -20,9 +20,10 @@ from typing import Any, Iterable
 import pandas as pd
 import torch
 
+from gac_analysis.data.batches import iter_image_batches
 from gac_analysis.errors import CheckpointError, ConfigError
 from gac_analysis.observer.closed_form import NEAR_THRESHOLD_TOL
-from gac_analysis.observer.run import iter_image_batches, observe
+from gac_analysis.observer.run import observe
 from gac_analysis.observer.seeding import SEED, seed_parameters_
 
 __all__ = ["sweep_T", "build_at_T", "SWEEP_COLUMNS"]
@@ -83,7 +84,7 @@ def _replayable(images: Any, batch_size: int):
     """Images that can be iterated once per T (a one-shot iterator is materialised)."""
     if isinstance(images, (torch.Tensor, list, tuple)) or hasattr(images, "batches"):
         return images
-    return list(iter_image_batches(images, batch_size))
+    return list(iter_image_batches(images, batch_size, split=True))
 
 
 def sweep_T(ckpt_path: str | Path, Ts: Iterable[int], images: Any, *, atol: float = 1e-6, batch_size: int = 8,

@@ -22,8 +22,13 @@ import torch.nn.functional as F
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
-#: Augmentation policies by name.
-POLICIES = ("none", "digits", "cifar")
+#: Augmentation policies by name, with what each does (recorded in checkpoints).
+POLICY_DESCRIPTIONS = {
+    "none": "none",
+    "digits": "random shift <= 2 px (pad 2 with black, crop)",
+    "cifar": "random crop (pad 4) + horizontal flip",
+}
+POLICIES = tuple(POLICY_DESCRIPTIONS)
 
 
 def zero_pixel_fill(mean: Sequence[float], std: Sequence[float]) -> tuple[float, ...]:

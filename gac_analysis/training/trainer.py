@@ -1,7 +1,7 @@
 """A small, honest trainer for the project's spiking models (the reference CIFAR recipe, scaled down).
 
-Recipe (``/work/shared/spec/model.md``, "Training recipe"): SGD with momentum 0.9, lr 0.1, weight
-decay 5e-5 on every parameter, a cosine schedule over all optimiser steps
+Recipe (the CIFAR training recipe of the GAC reference code, Qiu et al., AAAI 2024): SGD with momentum
+0.9, lr 0.1, weight decay 5e-5 on every parameter, a cosine schedule over all optimiser steps
 (``CosineAnnealingLR(T_max=steps)``, stepped once per optimiser step), cross-entropy on the
 time-averaged output ``logits.mean(0)``; the surrogate gradients come from the model's LIF neurons.
 CutMix and the 250-epoch budget of the reference are not reproduced.
@@ -23,7 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from gac_analysis.data.base import DataSource, TensorStore
-from gac_analysis.training.augment import Augment, make_augment, zero_pixel_fill
+from gac_analysis.training.augment import POLICY_DESCRIPTIONS, Augment, make_augment, zero_pixel_fill
+
+#: The learning-rate schedule and loss :func:`train` uses (recorded in :attr:`TrainResult.recipe`).
+SCHEDULE = "cosine over all optimiser steps"
+LOSS = "cross-entropy on logits.mean(0)"
 
 TensorPair = tuple[torch.Tensor, torch.Tensor]
 TrainData = Union[DataSource, TensorPair]
@@ -53,6 +57,8 @@ class TrainResult:
     train_time_s: float = 0.0
     seed: int = 0
     stopped_early: bool = False      # max_steps ended the run before the planned epochs
+    #: the settings the run used: lr, momentum, weight_decay, schedule, loss, augmentation (what it does)
+    recipe: dict = field(default_factory=dict)
 
     @property
     def epoch_losses(self) -> list[float]:
@@ -126,10 +132,13 @@ class _Batches:
         return next(self.source.batches(len(idx), indices=idx.tolist()))
 
 
-def _resolve_augment(augment, data: TrainData) -> Augment | None:
-    """``"auto"`` picks ``digits`` / ``cifar`` from a DataSource's name (``none`` for bare tensors)."""
-    if augment is None or callable(augment):
-        return augment
+def _resolve_augment(augment, data: TrainData) -> tuple[Augment | None, str]:
+    """``(augmentation, what it does)``: ``"auto"`` picks ``digits`` / ``cifar`` from a DataSource's name
+    (``none`` for bare tensors); a callable is used as given."""
+    if augment is None:
+        return None, POLICY_DESCRIPTIONS["none"]
+    if callable(augment):
+        return augment, f"custom: {getattr(augment, '__name__', type(augment).__name__)}"
     if not isinstance(augment, str):
         raise ValueError(f"augment must be a policy name, a callable or None, got {augment!r}")
     fill: float | Sequence[float] = 0.0
@@ -138,14 +147,7 @@ def _resolve_augment(augment, data: TrainData) -> Augment | None:
     if augment == "auto":
         name = data.name.split(":", 1)[0].lower() if isinstance(data, DataSource) else ""
         augment = {"digits": "digits", "cifar10": "cifar", "cifar100": "cifar"}.get(name, "none")
-    return make_augment(augment, fill=fill)
-
-
-def _eval_pair(eval_data) -> TensorPair | DataSource | None:
-    if eval_data is None or isinstance(eval_data, DataSource):
-        return eval_data
-    images, labels = eval_data
-    return images, labels
+    return make_augment(augment, fill=fill), POLICY_DESCRIPTIONS[augment]
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------
@@ -183,12 +185,58 @@ def evaluate(model: torch.nn.Module, images, labels: torch.Tensor | None = None,
 
 def _progress(enabled: bool):
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not enabled, transient=True)
+
+
+def _train_epoch(model, batches: _Batches, order: torch.Tensor, *, batch_size: int, steps_per_epoch: int,
+                 planned: int, aug, gen: torch.Generator, opt, sched, result: TrainResult, bar, task,
+                 epoch_label: str) -> tuple[list[float], int, int]:
+    """One pass over ``order``: (losses of its steps, correct predictions, images seen); stops at ``planned``
+    steps in all. :class:`FloatingPointError` when the loss stops being finite."""
+    losses, correct, seen = [], 0, 0
+    for s in range(steps_per_epoch):
+        if result.steps >= planned:
+            break
+        x, y = batches.get(order[s * batch_size:(s + 1) * batch_size])
+        if aug is not None:
+            x = aug(x, gen)
+        out = model(x).mean(0)
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training diverged: loss {value} at step {result.steps + 1}; "
+                                     "lower the learning rate")
+        losses.append(value)
+        result.step_losses.append(value)
+        result.steps += 1
+        correct += int((out.detach().argmax(1) == y).sum())
+        seen += int(y.shape[0])
+        bar.update(task, advance=1, epoch=epoch_label, loss=value)
+    return losses, correct, seen
+
+
+def _held_out_accuracy(model, eval_data, batch_size: int) -> Optional[float]:
+    if eval_data is None:
+        return None
+    if isinstance(eval_data, DataSource):
+        return evaluate(model, eval_data, batch_size=batch_size)
+    images, labels = eval_data
+    return evaluate(model, images, labels, batch_size)
 
 
 def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: int, lr: float = 0.1,
@@ -196,7 +244,7 @@ def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: i
           augment: Union[str, Augment, None] = "auto", eval_data=None, eval_batch_size: int = 128,
           max_steps: Optional[int] = None, progress: bool = True,
           on_epoch: Optional[Callable[[EpochStats], None]] = None) -> TrainResult:
-    """Train ``model`` in place and return a :class:`TrainResult`.
+    """Train ``model`` in place and return a :class:`TrainResult` (with the ``recipe`` it used).
 
     Args:
         model: images ``[B, 3, H, W]`` -> logits ``[T, B, classes]`` (this project's MSResNet).
@@ -219,8 +267,7 @@ def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: i
         raise ValueError(f"max_steps must be >= 1 (got {max_steps})")
     gen = set_deterministic(seed)
     batches = _Batches(data)
-    aug = _resolve_augment(augment, data)
-    held_out = _eval_pair(eval_data)
+    aug, augmentation = _resolve_augment(augment, data)
     n = len(batches)
     steps_per_epoch = math.ceil(n / batch_size)
     planned = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
@@ -228,7 +275,9 @@ def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: i
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=planned)
-    result = TrainResult(planned_steps=planned, seed=seed)
+    result = TrainResult(planned_steps=planned, seed=seed, recipe={
+        "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "schedule": SCHEDULE, "loss": LOSS,
+        "augmentation": augmentation})
     start = time.perf_counter()
     model.train()
     with _progress(progress) as bar:
@@ -236,37 +285,15 @@ def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: i
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=gen)
-            losses, correct, seen = [], 0, 0
-            for s in range(steps_per_epoch):
-                if result.steps >= planned:
-                    break
-                x, y = batches.get(order[s * batch_size:(s + 1) * batch_size])
-                if aug is not None:
-                    x = aug(x, gen)
-                out = model(x).mean(0)
-                loss = F.cross_entropy(out, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"training diverged: loss {value} at step {result.steps + 1}; "
-                                             "lower the learning rate")
-                losses.append(value)
-                result.step_losses.append(value)
-                result.steps += 1
-                correct += int((out.detach().argmax(1) == y).sum())
-                seen += int(y.shape[0])
-                bar.update(task, advance=1, epoch=f"{epoch}/{epochs}", loss=value)
+            losses, correct, seen = _train_epoch(
+                model, batches, order, batch_size=batch_size, steps_per_epoch=steps_per_epoch, planned=planned,
+                aug=aug, gen=gen, opt=opt, sched=sched, result=result, bar=bar, task=task,
+                epoch_label=f"{epoch}/{epochs}")
             if not losses:
                 break
-            acc = None
-            if held_out is not None:
-                acc = (evaluate(model, held_out, batch_size=eval_batch_size) if isinstance(held_out, DataSource)
-                       else evaluate(model, held_out[0], held_out[1], eval_batch_size))
             stats = EpochStats(epoch=epoch, steps=len(losses), train_loss=sum(losses) / len(losses),
-                               train_accuracy=correct / max(seen, 1), heldout_accuracy=acc,
+                               train_accuracy=correct / max(seen, 1),
+                               heldout_accuracy=_held_out_accuracy(model, eval_data, eval_batch_size),
                                lr_end=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
             result.epochs.append(stats)
             if on_epoch is not None:

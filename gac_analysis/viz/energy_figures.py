@@ -9,36 +9,37 @@ unit (per image, auto-scaled to mJ / µJ / nJ / pJ) and its convention:
 * **complete**: every operation with exact counts (see :mod:`gac_analysis.energy.conventions`),
   including the neuron updates of every LIF site (``lif_sites[].complete_pj``).
 
-The run folder is read from ``report.json`` (schema ``gac-analysis/energy-report`` version 1),
-``layers.csv`` (the complete energy by op class; derived from ``report.json`` when the CSV is
-absent) and ``per_step.csv`` (execution order of layers and LIF sites, for the cumulative plot).
-An optional ``energy.memory`` entry of a memory-aware estimate adds one figure.
+The run folder is read through :func:`gac_analysis.report_model.load_energy_report` (``report.json``;
+each layer row carries its complete energy by op class) and ``per_step.csv`` (execution order of layers
+and LIF sites, for the cumulative plot). The report's ``energy.memory`` estimate adds one figure.
 
 Heavy imports (pandas, matplotlib, seaborn) happen inside the functions, so importing this module
-is cheap (``gac-analyze budget`` uses :func:`read_report`).
+is cheap.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gac_analysis.fileio import atomic_write
 from gac_analysis.errors import ReportError
+from gac_analysis.report_model import (
+    CLASS_ENERGIES,
+    PJ_PER_MJ,
+    EnergyReport,
+    MemorySplit,
+    load_energy_report,
+    report_json_path,
+)
+from gac_analysis.viz.canvas import new_figure, palette, save_png
 
 __all__ = [
-    "CLASS_COLUMNS", "DPI", "FIGURE_FILES", "FIGURE_SIZES", "REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "RunData",
-    "energy_unit", "load_run", "plot_cumulative_energy", "plot_energy_by_role", "plot_energy_per_layer",
-    "plot_firing_rate_heatmap", "plot_firing_rates", "plot_memory_energy", "read_report", "write_energy_figures",
+    "CLASS_COLUMNS", "DPI", "FIGURE_FILES", "FIGURE_SIZES", "RunData", "energy_unit", "load_run",
+    "plot_cumulative_energy", "plot_energy_by_role", "plot_energy_per_layer", "plot_firing_rate_heatmap",
+    "plot_firing_rates", "plot_memory_energy", "write_energy_figures",
 ]
-
-#: The report schema this module reads (mirrors ``gac_analysis.accounting.report``; kept here so that
-#: reading a report does not import torch).
-REPORT_SCHEMA = "gac-analysis/energy-report"
-REPORT_SCHEMA_VERSION = 1
 
 #: Resolution of every figure (dots per inch); pixel size = FIGURE_SIZES[name] x DPI.
 DPI = 100
@@ -54,190 +55,102 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {
 #: File name of every figure inside ``RUN_DIR/figures/``.
 FIGURE_FILES: dict[str, str] = {name: f"{name}.png" for name in FIGURE_SIZES}
 
-#: The complete energy of a layer by op class: (layers.csv column, legend label).
-CLASS_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("mac_pj", "MAC (real-valued inputs)"),
-    ("ac_pj", "AC (binary spike inputs)"),
-    ("bias_pj", "bias adds"),
-    ("bn_pj", "batch norm"),
-    ("elementwise_pj", "elementwise (add, mul, sigmoid, ReLU)"),
-    ("pooling_pj", "pooling"),
-)
-_CLASS_COLORS = {"mac_pj": "#4C72B0", "ac_pj": "#55A868", "bias_pj": "#8172B3", "bn_pj": "#CCB974",
-                 "elementwise_pj": "#DD8452", "pooling_pj": "#64B5CD"}
-_NEURON_COLOR = "#937860"
+#: The complete energy of a layer by op class: (report column, legend label), in the report's order.
+CLASS_COLUMNS: tuple[tuple[str, str], ...] = tuple(zip(CLASS_ENERGIES, (
+    "MAC (real-valued inputs)",
+    "AC (binary spike inputs)",
+    "bias adds",
+    "batch norm",
+    "elementwise (add, mul, sigmoid, ReLU)",
+    "pooling",
+)))
 _ROLE_ORDER = ("encoder", "attention", "backbone", "head")
-_ROLE_COLORS = {"encoder": "#4C72B0", "attention": "#DD8452", "backbone": "#55A868", "head": "#C44E52"}
-_PAPER_COLOR = "#7F7F7F"
-_SYNAPTIC = ("conv1d", "conv2d", "conv3d", "linear")
-_POOLING = ("avgpool", "maxpool")
 #: More rows than this in a per-layer figure: rows are summed per block (name without its last part).
 MAX_ROWS = 80
 _PAPER_DEF = "E_MAC x stem MACs + E_AC x fr x T x dense MACs; attention, BN, neurons not counted"
 _COMPLETE_DEF = "every operation, exact counts"
 
 
+def _palette() -> dict[str, Any]:
+    """Colours of op classes, roles and conventions, from seaborn's default ("deep") palette."""
+    deep = palette()
+    classes = dict(zip(CLASS_ENERGIES, (deep[0], deep[2], deep[4], deep[8], deep[1], deep[9])))
+    roles = dict(zip(_ROLE_ORDER, (deep[0], deep[1], deep[2], deep[3])))
+    return {"class": classes, "role": roles, "neuron": deep[5], "paper": deep[7], "complete": deep[3],
+            "compute": deep[0], "memory": deep[1], "other": deep[7]}
+
+
 # ---- reading a run folder -------------------------------------------------------------------------
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _get(d: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
-    return d
-
-
-def _report_path(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise ReportError(f"{path} does not exist; pass a run folder written by `gac-analyze energy --out DIR` "
-                          "or its report.json")
-    if path.is_dir():
-        path = path / "report.json"
-        if not path.is_file():
-            raise ReportError(f"{path.parent} has no report.json; pass the --out folder of `gac-analyze energy`")
-    return path
-
-
-def read_report(path: str | Path) -> dict:
-    """Read and check an energy report: ``path`` is a run folder or its ``report.json``.
-
-    Raises :class:`ReportError` (one line) when the file is missing or unreadable, is not JSON,
-    is another schema or schema version, or lacks the numbers every consumer needs.
-    """
-    path = _report_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        report = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    if not isinstance(report, dict):
-        raise ReportError(f"{path} holds a JSON {type(report).__name__}, not an energy report object")
-    schema, version = report.get("schema"), report.get("schema_version")
-    if schema != REPORT_SCHEMA or version != REPORT_SCHEMA_VERSION:
-        raise ReportError(f"{path} is schema {schema!r} version {version!r}; this version reads "
-                          f"{REPORT_SCHEMA!r} version {REPORT_SCHEMA_VERSION}: re-run `gac-analyze energy`")
-    for key in ("num_images", "T", "mean_firing_rate", "energy.paper.per_image_mj", "energy.paper.total_pj",
-                "energy.complete.per_image_mj", "energy.complete.total_pj"):
-        if not _is_number(_get(report, key)):
-            raise ReportError(f"{path}: {key} is missing or not a number; re-run `gac-analyze energy`")
-    for key in ("layers", "lif_sites"):
-        rows = report.get(key)
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str)
-                                                 for r in rows):
-            raise ReportError(f"{path}: {key} is missing or is not a list of named rows; re-run `gac-analyze energy`")
-    return report
-
 
 @dataclass
 class RunData:
     """One run folder, ready to plot. Energies in pJ totals over the images (as the report)."""
 
     run_dir: Path
-    report: dict
-    layers: Any                 # DataFrame: name, op, role, paper_pj, paper_mac_pj, paper_ac_pj, complete_pj,
-                                # and the CLASS_COLUMNS (complete energy by op class)
+    report: EnergyReport
+    layers: Any                 # DataFrame: name, op, role, input, paper_pj, paper_mac_pj, paper_ac_pj,
+                                # complete_pj and the CLASS_COLUMNS (complete energy by op class)
     lif: Any                    # DataFrame: name, role, firing_rate, per_step_rate (list), complete_pj
     order: list[tuple[str, str]]  # execution order: ("layer" | "lif", name)
     order_source: str           # "per_step.csv" or "approximate (per_step.csv absent)"
-    class_source: str           # "layers.csv" or "derived from report.json"
-    memory: dict | None = None  # parsed energy.memory (see _parse_memory) or None
     notes: list[str] = field(default_factory=list)
 
     @property
     def num_images(self) -> int:
-        return max(int(self.report["num_images"]), 1)
+        return self.report.num_images
 
     @property
     def T(self) -> int:
-        return int(self.report["T"])
+        return self.report.T
+
+    @property
+    def memory(self) -> MemorySplit | None:
+        return self.report.memory
+
+    @property
+    def model_title(self) -> str:
+        """``arch (coding), T=.., N images``: the run, without its energy table (for spike figures)."""
+        model = self.report.provenance.get("model")
+        arch = model.get("arch", "model") if isinstance(model, dict) else "model"
+        coding = model.get("coding") if isinstance(model, dict) else None
+        return f"{arch}{f' ({coding})' if coding else ''}, T={self.T}, {self.num_images} images"
 
     @property
     def title(self) -> str:
-        model = _get(self.report, "provenance.model") or {}
-        arch = model.get("arch", "model") if isinstance(model, dict) else "model"
-        coding = model.get("coding") if isinstance(model, dict) else None
-        table = _get(self.report, "energy.table.name") or "?"
-        return (f"{arch}{f' ({coding})' if coding else ''}, T={self.T}, {self.report['num_images']} images, "
-                f"table {table}")
+        """:attr:`model_title` and the energy table (for energy figures)."""
+        return f"{self.model_title}, table {self.report.table_name or '?'}"
 
 
-def _layers_frame(report: dict, run_dir: Path):
-    """Report layers with the complete energy by op class: from layers.csv, else derived exactly."""
+def _layers_frame(report: EnergyReport):
+    """Report layers with the complete energy by op class and the paper energy split into stem MACs / ACs."""
     import pandas as pd
 
-    rows = report["layers"]
-    df = pd.DataFrame(rows, columns=list(dict.fromkeys(["name", "op", "role", "input", "static", "effective_macs",
-                                                         "acs", "bias_adds", "paper_pj", "complete_pj"]
-                                                        + [k for r in rows[:1] for k in r])))
-    for col in ("paper_pj", "complete_pj", "effective_macs", "acs", "bias_adds"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0.0).astype(float)
+    from gac_analysis.energy.units import SYNAPTIC_OPS
+
+    cols = [c for c, _ in CLASS_COLUMNS]
+    for i, row in enumerate(report.layers):
+        if any(getattr(row, c) is None for c in cols):
+            raise ReportError(f"{report.source}: layers[{i}] ({row.name}) has no complete energy by op class "
+                              f"({', '.join(cols)}); re-run `gac-analyze energy`")
+    df = pd.DataFrame([r.to_dict() for r in report.layers])
+    for col in ("paper_pj", "complete_pj", *cols):
+        df[col] = df[col].fillna(0.0).astype(float)
     df["op"] = df["op"].fillna("?").astype(str)
     df["role"] = df["role"].fillna("other").astype(str)
-    source = "derived from report.json"
-    csv = run_dir / "layers.csv"
-    if csv.is_file() and len(df):
-        try:
-            lc = pd.read_csv(csv)
-            cols = [c for c, _ in CLASS_COLUMNS]
-            if set(cols) <= set(lc.columns) and list(lc["name"].astype(str)) == list(df["name"]):
-                for c in cols:
-                    df[c] = pd.to_numeric(lc[c], errors="coerce").fillna(0.0).astype(float).to_numpy()
-                source = "layers.csv"
-        except (OSError, ValueError, KeyError, pd.errors.ParserError):
-            pass
-    if source != "layers.csv":
-        _derive_classes(df, report)
-    stem = df["op"].isin(_SYNAPTIC) & (df["role"] == "encoder")
+    stem = df["op"].isin(SYNAPTIC_OPS) & (df["role"] == "encoder")
     df["paper_mac_pj"] = df["paper_pj"].where(stem, 0.0)
     df["paper_ac_pj"] = df["paper_pj"].where(~stem, 0.0)
-    return df, source
+    return df
 
 
-def _derive_classes(df, report: dict) -> None:
-    """Split each layer's complete_pj by op class from its counts and the table's prices.
-
-    Exact: every part of one layer carries the same static scale, so the shares of the priced
-    counts are the shares of ``complete_pj``.
-    """
-    table = _get(report, "energy.table") or {}
-    price = {k: float(table.get(k, 0.0) or 0.0) for k in ("mac", "ac", "add")}
-    for c, _ in CLASS_COLUMNS:
-        df[c] = 0.0
-    for i, r in df.iterrows():
-        total = float(r["complete_pj"])
-        if r["op"] in _SYNAPTIC:
-            parts = {"mac_pj": r["effective_macs"] * price["mac"], "ac_pj": r["acs"] * price["ac"],
-                     "bias_pj": r["bias_adds"] * price["add"]}
-            s = sum(parts.values())
-            for c, v in parts.items():
-                df.at[i, c] = total * v / s if s else (total if c == "mac_pj" else 0.0)
-        elif r["op"] == "batchnorm":
-            df.at[i, "bn_pj"] = total
-        elif r["op"] in _POOLING:
-            df.at[i, "pooling_pj"] = total
-        else:
-            df.at[i, "elementwise_pj"] = total
-
-
-def _lif_frame(report: dict):
+def _lif_frame(report: EnergyReport):
     import pandas as pd
 
-    df = pd.DataFrame(report["lif_sites"], columns=list(dict.fromkeys(
-        ["name", "role", "firing_rate", "per_step_rate", "complete_pj"]
-        + [k for r in report["lif_sites"][:1] for k in r])))
+    df = pd.DataFrame([r.to_dict() for r in report.lif_sites],
+                      columns=["name", "role", "firing_rate", "per_step_rate", "complete_pj"])
     df["role"] = df["role"].fillna("other").astype(str)
     for col in ("firing_rate", "complete_pj"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0.0).astype(float)
-    df["per_step_rate"] = df["per_step_rate"].map(
-        lambda v: [float(x) if _is_number(x) else float("nan") for x in v] if isinstance(v, list) else [])
+        df[col] = df[col].fillna(0.0).astype(float)
     return df
 
 
@@ -264,55 +177,14 @@ def _execution_order(run_dir: Path, layers, lif) -> tuple[list[tuple[str, str]],
     return order, "approximate (per_step.csv absent)"
 
 
-def _parse_memory(report: dict) -> dict | None:
-    """``energy.memory`` of a memory-aware estimate, read defensively.
-
-    Returns ``{"per_layer": [(name, compute_pj, memory_pj), ...] | None, "compute_pj", "memory_pj"}`` in
-    pJ totals over the images (the report's convention), or ``None`` when absent or unusable.
-    """
-    mem = _get(report, "energy.memory")
-    if not isinstance(mem, dict):
-        return None
-
-    def split(d: Any) -> tuple[float, float] | None:
-        if not isinstance(d, dict):
-            return None
-        memory = d.get("memory_pj")
-        compute = d.get("compute_pj")
-        if compute is None and any(_is_number(d.get(k)) for k in ("arithmetic_pj", "addressing_pj")):
-            compute = sum(float(d.get(k) or 0.0) for k in ("arithmetic_pj", "addressing_pj"))
-        if compute is None and _is_number(d.get("total_pj")) and _is_number(memory):
-            compute = float(d["total_pj"]) - float(memory)
-        return (float(compute), float(memory)) if _is_number(compute) and _is_number(memory) else None
-
-    per_layer = None
-    rows = next((mem[k] for k in ("layers", "per_layer") if k in mem), None)
-    if isinstance(rows, dict):
-        rows = [dict(v, name=k) for k, v in rows.items() if isinstance(v, dict)]
-    if isinstance(rows, list):
-        parsed = [(str(r.get("name", f"#{i}")), *s) for i, r in enumerate(rows)
-                  if isinstance(r, dict) and (s := split(r)) is not None]
-        per_layer = parsed or None
-    totals = split(mem.get("totals")) or split(mem.get("total")) or split(mem)
-    if totals is None and per_layer:
-        totals = (sum(r[1] for r in per_layer), sum(r[2] for r in per_layer))
-    if totals is None:
-        return None
-    return {"per_layer": per_layer, "compute_pj": totals[0], "memory_pj": totals[1]}
-
-
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run folder (or its report.json) into plot-ready tables; :class:`ReportError` if unusable."""
-    report = read_report(run_dir)
-    run_dir = _report_path(run_dir).parent
-    layers, class_source = _layers_frame(report, run_dir)
+    report = load_energy_report(run_dir)
+    run_dir = report_json_path(run_dir).parent
+    layers = _layers_frame(report)
     lif = _lif_frame(report)
     order, order_source = _execution_order(run_dir, layers, lif)
-    run = RunData(run_dir=run_dir, report=report, layers=layers, lif=lif, order=order, order_source=order_source,
-                  class_source=class_source, memory=_parse_memory(report))
-    if class_source != "layers.csv":
-        run.notes.append("energy by op class derived from report.json counts and the energy table "
-                         "(layers.csv absent or not matching)")
+    run = RunData(run_dir=run_dir, report=report, layers=layers, lif=lif, order=order, order_source=order_source)
     if order_source != "per_step.csv":
         run.notes.append("execution order of LIF sites approximated (per_step.csv absent or not matching)")
     return run
@@ -320,7 +192,7 @@ def load_run(run_dir: str | Path) -> RunData:
 
 # ---- drawing helpers ------------------------------------------------------------------------------
 
-_UNITS = ((1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
+_UNITS = ((PJ_PER_MJ, "mJ"), (PJ_PER_MJ / 1e3, "µJ"), (PJ_PER_MJ / 1e6, "nJ"), (1.0, "pJ"))
 
 
 def energy_unit(max_pj: float) -> tuple[float, str]:
@@ -332,16 +204,11 @@ def energy_unit(max_pj: float) -> tuple[float, str]:
 
 
 def _figure(name: str, **subplots):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=FIGURE_SIZES[name], dpi=DPI, layout="constrained")
-    axes = fig.subplots(**subplots)
-    return fig, axes
+    return new_figure(FIGURE_SIZES[name], DPI, **subplots)
 
 
 def _save(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    return save_png(fig, path, DPI)
 
 
 def _label_size(n: int) -> float:
@@ -364,7 +231,8 @@ def _empty(ax, message: str) -> None:
 def _role_handles(roles) -> list:
     from matplotlib.patches import Patch
 
-    return [Patch(color=_ROLE_COLORS.get(r, "#999999"), label=r) for r in roles]
+    colors = _palette()
+    return [Patch(color=colors["role"].get(r, colors["other"]), label=r) for r in roles]
 
 
 def _ordered_roles(*frames) -> list[str]:
@@ -381,10 +249,12 @@ def _merge_batchnorm(df, value_cols: list[str]):
     (label ``layers.0.0.conv1 + bn1``): the usual conv+BN unit, and half as many rows to read."""
     import pandas as pd
 
+    from gac_analysis.energy.units import SYNAPTIC_OPS
+
     rows: list[dict] = []
     for rec in df.to_dict(orient="records"):
         prev = rows[-1] if rows else None
-        if (rec.get("op") == "batchnorm" and prev is not None and prev.get("op") in _SYNAPTIC
+        if (rec.get("op") == "batchnorm" and prev is not None and prev.get("op") in SYNAPTIC_OPS
                 and not prev["_merged"] and _block(prev["name"]) == _block(rec["name"])):
             for c in value_cols:
                 prev[c] = float(prev[c]) + float(rec[c])
@@ -401,10 +271,9 @@ def _aggregate_rows(df, value_cols: list[str], max_rows: int = MAX_ROWS):
         return df.assign(label=df["label"] if "label" in df else df["name"]), "one row per layer"
     import pandas as pd
 
-    for level, what in ((1, "block"), (None, "stage")):
-        keys = df["name"].map(lambda n: n.rsplit(".", level)[0] if level else ".".join(n.split(".")[:2]))
-        if keys.nunique() <= max_rows or level is None:
-            break
+    what, keys = "block", df["name"].map(lambda n: n.rsplit(".", 1)[0])
+    if keys.nunique() > max_rows:
+        what, keys = "stage", df["name"].map(lambda n: ".".join(n.split(".")[:2]))
     grouped = df.assign(_key=keys).groupby("_key", sort=False)
     out = grouped[value_cols].sum()
     out["ops"] = grouped.size()
@@ -419,16 +288,17 @@ def plot_firing_rates(run: RunData, path: Path) -> Path:
     """(a) Firing rate of every LIF site in network order, coloured by role, with the network mean."""
     fig, ax = _figure("firing_rate_per_site")
     lif = run.lif
-    fig.suptitle(f"Firing rate per LIF site (network order) -- {run.title}", fontsize=12)
+    fig.suptitle(f"Firing rate per LIF site (network order) -- {run.model_title}", fontsize=12)
     if not len(lif):
         _empty(ax, "no LIF sites in this run")
         return _save(fig, path)
     n = len(lif)
     y = list(range(n))
-    ax.barh(y, lif["firing_rate"], color=[_ROLE_COLORS.get(r, "#999999") for r in lif["role"]], height=0.75)
+    colors = _palette()
+    ax.barh(y, lif["firing_rate"], color=[colors["role"].get(r, colors["other"]) for r in lif["role"]], height=0.75)
     _thin_labels(ax, list(lif["name"]))
     ax.set_ylim(n - 0.5, -0.5)
-    mean = float(run.report["mean_firing_rate"])
+    mean = run.report.mean_firing_rate
     ax.axvline(mean, color="black", linestyle="--", linewidth=1)
     top = max(float(lif["firing_rate"].max()), mean, 1e-3)
     ax.set_xlim(0, top * 1.18)
@@ -440,7 +310,7 @@ def plot_firing_rates(run: RunData, path: Path) -> Path:
     handles = _role_handles(_ordered_roles(lif)) + [
         Line2D([], [], color="black", linestyle="--", label=f"network mean {mean:.3f}")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
-    ax.set_xlabel(f"firing rate (spikes / neuron / time step; mean over {run.report['num_images']} images "
+    ax.set_xlabel(f"firing rate (spikes / neuron / time step; mean over {run.num_images} images "
                   f"and T={run.T} steps)")
     ax.set_ylabel("LIF site (network order, first at top)")
     ax.grid(axis="x", alpha=0.3)
@@ -452,7 +322,7 @@ def plot_firing_rate_heatmap(run: RunData, path: Path) -> Path:
     import numpy as np
 
     fig, ax = _figure("firing_rate_heatmap")
-    fig.suptitle(f"Firing rate per LIF site and time step -- {run.title}", fontsize=12)
+    fig.suptitle(f"Firing rate per LIF site and time step -- {run.model_title}", fontsize=12)
     lif = run.lif
     width = max((len(v) for v in lif["per_step_rate"]), default=0) if len(lif) else 0
     if not len(lif) or width == 0:
@@ -487,11 +357,7 @@ def plot_energy_per_layer(run: RunData, path: Path) -> Path:
     n_img = run.num_images
     neuron_pj = float(run.lif["complete_pj"].sum()) if len(run.lif) else 0.0
     lay = run.layers
-    if not len(lay):
-        for ax in axes:
-            _empty(ax, "no layers in this run")
-        fig.suptitle(f"Energy per layer -- {run.title}")
-        return _save(fig, path)
+    colors = _palette()
     cols = [c for c, _ in CLASS_COLUMNS]
     values = cols + ["paper_mac_pj", "paper_ac_pj", "paper_pj", "complete_pj"]
     merged = _merge_batchnorm(lay, values)
@@ -504,28 +370,31 @@ def plot_energy_per_layer(run: RunData, path: Path) -> Path:
     y = np.arange(len(df))
     panels = (
         (axes[0], [("paper_mac_pj", "mac_pj"), ("paper_ac_pj", "ac_pj")],
-         f"paper convention: {run.report['energy']['paper']['per_image_mj']:.4g} mJ/image\n({_PAPER_DEF})"),
+         f"paper convention: {run.report.paper_mj_per_image:.4g} mJ/image\n({_PAPER_DEF})"),
         (axes[1], [(c, c) for c in cols],
-         f"complete convention: {run.report['energy']['complete']['per_image_mj']:.4g} mJ/image\n"
+         f"complete convention: {run.report.complete_mj_per_image:.4g} mJ/image\n"
          f"({_COMPLETE_DEF}; neuron updates, {neuron_pj / n_img / scale:.3g} {unit}/image, not in these bars)"),
     )
     labels = dict(CLASS_COLUMNS)
+    longest = 0.0
     for ax, parts, title in panels:
         left = np.zeros(len(df))
         for col, cls in parts:
             vals = df[col].to_numpy(dtype=float) / n_img / scale
-            ax.barh(y, vals, left=left, color=_CLASS_COLORS[cls], height=0.8, label=labels[cls])
+            ax.barh(y, vals, left=left, color=colors["class"][cls], height=0.8, label=labels[cls])
             left += vals
+        longest = max(longest, float(left.max(initial=0.0)))
         ax.set_title(title, fontsize=10)
-        ax.set_xlim(left=0)
         ax.set_xlabel(f"energy ({unit} / image)")
         ax.grid(axis="x", alpha=0.3)
+    # one scale for both panels, set once after every bar is drawn: the longest bar of either panel fits
+    axes[0].set_xlim(0, longest * 1.04 or 1.0)
     _thin_labels(axes[0], list(df["label"]))
     axes[0].set_ylim(len(df) - 0.5, -0.5)
     axes[0].set_ylabel(f"layer (network order, first at top; {how})")
     from matplotlib.patches import Patch
 
-    fig.legend(handles=[Patch(color=_CLASS_COLORS[c], label=lab) for c, lab in CLASS_COLUMNS],
+    fig.legend(handles=[Patch(color=colors["class"][c], label=lab) for c, lab in CLASS_COLUMNS],
                loc="outside lower center", ncol=6, fontsize=9, title="complete energy by op class (paper: MAC = stem, "
                "AC = fr x T x dense of the spiking layers)", title_fontsize=9)
     fig.suptitle(f"Energy per layer by op class -- {run.title}", fontsize=12)
@@ -550,9 +419,10 @@ def plot_energy_by_role(run: RunData, path: Path) -> Path:
     p, o, nu = p / scale, o / scale, nu / scale
     x = np.arange(len(roles))
     w = 0.38
-    ax.bar(x - w / 2, p, w, color=_PAPER_COLOR, label=f"paper convention ({_PAPER_DEF})")
-    ax.bar(x + w / 2, o, w, color="#4C72B0", label="complete convention: layer operations (exact counts)")
-    ax.bar(x + w / 2, nu, w, bottom=o, color=_NEURON_COLOR, hatch="//", edgecolor="white",
+    colors = _palette()
+    ax.bar(x - w / 2, p, w, color=colors["paper"], label=f"paper convention ({_PAPER_DEF})")
+    ax.bar(x + w / 2, o, w, color=colors["compute"], label="complete convention: layer operations (exact counts)")
+    ax.bar(x + w / 2, nu, w, bottom=o, color=colors["neuron"], hatch="//", edgecolor="white",
            label="complete convention: LIF neuron updates (leak, integrate, compare, reset)")
     tot_p, tot_c = p.sum() or 1.0, (o + nu).sum() or 1.0
     top = max(float(p.max(initial=0)), float((o + nu).max(initial=0)), 1e-12)
@@ -594,10 +464,11 @@ def plot_cumulative_energy(run: RunData, path: Path) -> Path:
     cp, cc = np.concatenate([[0.0], np.cumsum(pv)]), np.concatenate([[0.0], np.cumsum(cv)])
     scale, unit = energy_unit(float(max(cp[-1], cc[-1])))
     x = np.arange(len(order) + 1)
-    ax.plot(x, cc / scale, drawstyle="steps-post", color="#C44E52", linewidth=2,
+    colors = _palette()
+    ax.plot(x, cc / scale, drawstyle="steps-post", color=colors["complete"], linewidth=2,
             label=f"complete convention, incl. LIF neuron updates ({_COMPLETE_DEF}): "
                   f"{cc[-1] / scale:.4g} {unit}/image")
-    ax.plot(x, cp / scale, drawstyle="steps-post", color=_PAPER_COLOR, linewidth=2,
+    ax.plot(x, cp / scale, drawstyle="steps-post", color=colors["paper"], linewidth=2,
             label=f"paper convention ({_PAPER_DEF}): {cp[-1] / scale:.4g} {unit}/image")
     # stage boundaries (stem, encoder, layers.0, ..., head)
     stages: list[tuple[str, int, int]] = []
@@ -607,7 +478,7 @@ def plot_cumulative_energy(run: RunData, path: Path) -> Path:
             stages[-1] = (s, stages[-1][1], i + 1)
         else:
             stages.append((s, i, i + 1))
-    for k, (s, a, b) in enumerate(stages):
+    for k, (_, a, b) in enumerate(stages):
         if k:
             ax.axvline(a, color="#BBBBBB", linewidth=0.8, linestyle=":")
         if k % 2:
@@ -635,19 +506,15 @@ def plot_memory_energy(run: RunData, path: Path) -> Path | None:
 
     fig, ax = _figure("energy_memory")
     n_img = run.num_images
-    if mem["per_layer"]:
-        df = pd.DataFrame(mem["per_layer"], columns=["name", "compute_pj", "memory_pj"])
-        df, how = _aggregate_rows(df, ["compute_pj", "memory_pj"])
-    else:
-        df = pd.DataFrame([("network total", mem["compute_pj"], mem["memory_pj"])],
-                          columns=["name", "compute_pj", "memory_pj"]).assign(label="network total")
-        how = "network total"
+    df = pd.DataFrame(mem.per_layer, columns=["name", "compute_pj", "memory_pj"])
+    df, how = _aggregate_rows(df, ["compute_pj", "memory_pj"])
     scale, unit = energy_unit(float((df["compute_pj"] + df["memory_pj"]).max()) / n_img)
     y = np.arange(len(df))
     c = df["compute_pj"].to_numpy(dtype=float) / n_img / scale
     m = df["memory_pj"].to_numpy(dtype=float) / n_img / scale
-    ax.barh(y, c, color="#4C72B0", height=0.8, label="compute (arithmetic + addressing)")
-    ax.barh(y, m, left=c, color="#DD8452", height=0.8, label="memory accesses")
+    colors = _palette()
+    ax.barh(y, c, color=colors["compute"], height=0.8, label="compute (arithmetic + addressing)")
+    ax.barh(y, m, left=c, color=colors["memory"], height=0.8, label="memory accesses")
     _thin_labels(ax, list(df["label"]))
     ax.set_ylim(len(df) - 0.5, -0.5)
     ax.set_xlim(left=0)
@@ -655,7 +522,7 @@ def plot_memory_energy(run: RunData, path: Path) -> Path | None:
     ax.set_ylabel(f"layer (network order; {how})")
     ax.legend(loc="lower right", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    total = (mem["compute_pj"] + mem["memory_pj"]) / n_img / 1e9
+    total = (mem.compute_pj + mem.memory_pj) / n_img / PJ_PER_MJ
     ax.set_title(f"Memory-aware energy: compute vs memory ({total:.4g} mJ/image in all) -- {run.title}",
                  fontsize=11)
     return _save(fig, path)

@@ -1,4 +1,6 @@
-"""Figures of the observer model (matplotlib, Agg backend; every function returns the saved PNG path).
+"""Figures of the observer model (matplotlib figures drawn without pyplot, saved atomically through
+:mod:`gac_analysis.viz.canvas`; every function returns the saved PNG path). Importing this module changes
+nothing global (no ``matplotlib.use``).
 
 Sizes are fixed so that pixel sizes are predictable (``dpi = 100``):
 
@@ -12,13 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+from gac_analysis.viz.canvas import new_figure, palette, save_png
 
 __all__ = ["DPI", "DURATIONS_SIZE", "FRACTION_SIZE", "ENCODING_SIZE", "plot_duration_histograms",
            "plot_fraction_vs_T", "plot_encoding", "choose_channels", "pixel_size"]
@@ -27,8 +27,11 @@ DPI = 100
 DURATIONS_SIZE = (10.0, 4.5)
 FRACTION_SIZE = (8.0, 5.0)
 ENCODING_SIZE = (13.0, 9.0)
-DIRECT_COLOR = "#4C72B0"
-GAC_COLOR = "#DD8452"
+
+def _colors() -> dict:
+    """Direct coding, GAC and violations, from seaborn's default palette."""
+    deep = palette()
+    return {"direct": deep[0], "gac": deep[1], "violation": deep[3]}
 
 
 def pixel_size(size_inches: tuple[float, float]) -> tuple[int, int]:
@@ -37,11 +40,7 @@ def pixel_size(size_inches: tuple[float, float]) -> tuple[int, int]:
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")  # no bbox_inches="tight": the pixel size stays fixed
-    plt.close(fig)
-    return path
+    return save_png(fig, path, DPI)
 
 
 def _model_label(report) -> str:
@@ -63,9 +62,11 @@ def plot_duration_histograms(report, path: str | Path) -> Path:
     T = report.T
     durations = np.arange(1, T + 1)
     n = max(1, report.num_neurons)
-    fig, axes = plt.subplots(1, 2, figsize=DURATIONS_SIZE, sharey=True, constrained_layout=True)
-    panels = ((axes[0], report.histogram_T_d, report.mean_T_d, "direct coding  $T_d$  (spikes LIF(I))", DIRECT_COLOR),
-              (axes[1], report.histogram_T_g, report.mean_T_g, r"GAC  $T_g$  (G$\cdot$LIF(I))", GAC_COLOR))
+    fig, axes = new_figure(DURATIONS_SIZE, DPI, ncols=2, sharey=True)
+    colors = _colors()
+    panels = ((axes[0], report.histogram_T_d, report.mean_T_d, "direct coding  $T_d$  (spikes LIF(I))",
+               colors["direct"]),
+              (axes[1], report.histogram_T_g, report.mean_T_g, r"GAC  $T_g$  (G$\cdot$LIF(I))", colors["gac"]))
     floor = 0.5 / n * 100
     for ax, hist, mean, title, color in panels:
         share = np.asarray(hist, dtype=float) / n * 100
@@ -97,7 +98,9 @@ def plot_fraction_vs_T(sweep_or_report, path: str | Path) -> Path:
     """Fraction of neurons with T_g > T_d (and T_g < T_d, violations) against T.
 
     ``sweep_or_report``: a DataFrame from :func:`gac_analysis.observer.sweep_T`, or one
-    :class:`ObserverReport` (a single point at its T).
+    :class:`ObserverReport` (a single point at its T). The points whose TA weights come from the checkpoint
+    and those with seeded TA weights are different models: each is its own series (own line, own legend
+    entry), never joined into one line.
     """
     if isinstance(sweep_or_report, pd.DataFrame):
         df = sweep_or_report.sort_values("T")
@@ -110,26 +113,27 @@ def plot_fraction_vs_T(sweep_or_report, path: str | Path) -> Path:
                             "fraction_gt": r.fraction_gt, "fraction_lt": r.fraction_lt,
                             "violations": r.num_violations}])
         label = f"single run ({_model_label(r)})"
-    fig, ax = plt.subplots(figsize=FRACTION_SIZE, constrained_layout=True)
+    fig, ax = new_figure(FRACTION_SIZE, DPI)
+    colors = _colors()
     T = df["T"].to_numpy()
     gt = df["fraction_gt"].to_numpy() * 100
     lt = df["fraction_lt"].to_numpy() * 100
-    ax.plot(T, gt, color=GAC_COLOR, linewidth=1.5, zorder=1)
-    ckpt = (df["ta_source"] == "checkpoint").to_numpy()
-    if ckpt.any():
-        ax.scatter(T[ckpt], gt[ckpt], s=70, color=GAC_COLOR, edgecolor="black", zorder=3,
-                   label="$T_g > T_d$, TA weights from the checkpoint")
-    if (~ckpt).any():
-        ax.scatter(T[~ckpt], gt[~ckpt], s=70, facecolor="white", edgecolor=GAC_COLOR, linewidth=2, zorder=3,
-                   label="$T_g > T_d$, TA weights seeded (seed 0)")
+    series = (("checkpoint", dict(color=colors["gac"], markeredgecolor="black"),
+               "$T_g > T_d$, TA weights from the checkpoint"),
+              ("seeded", dict(color=colors["gac"], markerfacecolor="white", markeredgewidth=2, linestyle="--"),
+               "$T_g > T_d$, TA weights seeded (seed 0): another model"))
+    for source, style, name in series:
+        mine = (df["ta_source"] == source).to_numpy()
+        if mine.any():
+            ax.plot(T[mine], gt[mine], marker="o", markersize=8, linewidth=1.5, zorder=3, label=name, **style)
     for t, g in zip(T, gt):
         ax.annotate(f"{g:.1f}%", (t, g), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=9)
-    ax.plot(T, lt, color="crimson", marker="x", markersize=8, linewidth=1,
+    ax.plot(T, lt, color=colors["violation"], marker="x", markersize=8, linewidth=1,
             label="$T_g < T_d$ (violations of Proposition 1)")
     for t, frac, v in zip(T, lt, df["violations"].to_numpy()):
         if v:
             ax.annotate(f"{int(v)} violation{'s' if v != 1 else ''}", (t, frac), textcoords="offset points",
-                        xytext=(0, 8), ha="center", fontsize=8, color="crimson")
+                        xytext=(0, 8), ha="center", fontsize=8, color=colors["violation"])
     ax.set_xlabel("T (time steps)")
     ax.set_ylabel("neurons (% of all)")
     ax.set_xticks(T)
@@ -145,7 +149,8 @@ def plot_fraction_vs_T(sweep_or_report, path: str | Path) -> Path:
 # ---- (c) the encoding over time (the paper's Figure 3) ----------------------------------------------
 
 def choose_channels(gac: torch.Tensor, k: int = 2) -> list[int]:
-    """The ``k`` channels with the largest mean temporal variance of the GAC output ``[T, C, H, W]`` (ties: lower index)."""
+    """The ``k`` channels with the largest mean temporal variance of the GAC output ``[T, C, H, W]``
+    (ties: lower index)."""
     score = gac.to(torch.float64).var(dim=0, unbiased=False).mean(dim=(1, 2))
     order = sorted(range(score.numel()), key=lambda c: (-float(score[c]), c))
     return order[:k]
@@ -166,7 +171,7 @@ def plot_encoding(model, image: torch.Tensor, raw: torch.Tensor | np.ndarray, pa
     Rows: channel mean (direct, GAC), then each chosen channel (direct, GAC); columns: the original
     image, then t = 1..T. All panels share one colour scale [0, 1] with one colour bar.
     """
-    from gac_analysis.observer.run import _encode
+    from gac_analysis.observer.run import encoder_outputs
 
     enc = getattr(model, "encoder", None)
     if enc is None or not hasattr(enc, "gate_values"):
@@ -178,7 +183,7 @@ def plot_encoding(model, image: torch.Tensor, raw: torch.Tensor | np.ndarray, pa
     try:
         with torch.no_grad():
             I = model.stem_output(image.unsqueeze(0).to(torch.float32))
-            gac, spikes = _encode(enc, enc.lif, I)
+            gac, spikes = encoder_outputs(enc, enc.lif, I)
     finally:
         model.train(was)
     gac, spikes = gac[:, 0].float(), spikes[:, 0].float()  # [T, C, H, W]
@@ -187,7 +192,8 @@ def plot_encoding(model, image: torch.Tensor, raw: torch.Tensor | np.ndarray, pa
     rows = [("direct, channel mean", spikes.mean(dim=1)), ("GAC, channel mean", gac.mean(dim=1))]
     for c in chosen:
         rows += [(f"direct, channel {c}", spikes[:, c]), (f"GAC, channel {c}", gac[:, c])]
-    fig, axes = plt.subplots(len(rows), T + 1, figsize=ENCODING_SIZE, constrained_layout=True, squeeze=False)
+    fig, axes = new_figure(ENCODING_SIZE, DPI, nrows=len(rows), ncols=T + 1, squeeze=False)
+    colors = _colors()
     pixels = np.asarray(raw)
     if pixels.ndim == 3 and pixels.shape[0] == 3:
         pixels = pixels.transpose(1, 2, 0)
@@ -209,7 +215,7 @@ def plot_encoding(model, image: torch.Tensor, raw: torch.Tensor | np.ndarray, pa
                 ax.set_title(f"t = {col}", fontsize=10)
             if col == 1:
                 ax.set_ylabel(label.replace(", ", "\n"), fontsize=9, fontweight="bold",
-                              color=DIRECT_COLOR if label.startswith("direct") else GAC_COLOR)
+                              color=colors["direct"] if label.startswith("direct") else colors["gac"])
     bar = fig.colorbar(im, ax=axes[:, 1:], shrink=0.6, pad=0.01)
     bar.set_label("encoder output (direct: spike 0/1; GAC: gate value G in (0, 1) at spikes, else 0)", fontsize=9)
     H, W = gac.shape[-2:]

@@ -13,13 +13,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gac_analysis.fileio import atomic_write_text
 from gac_analysis.errors import ReportError
+from gac_analysis.fileio import atomic_write_text
+from gac_analysis.report_model import PJ_PER_MJ, ObserverSummary, dotted_get, load_observer_report, mj_per_image
 from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, load_run, write_energy_figures
 
 __all__ = ["FIGURE_CAPTIONS", "read_observer", "render_report_md", "write_report_md"]
 
-PJ_PER_MJ = 1e9
 TOP_LAYERS = 10
 
 #: Heading and caption of every figure (by figure name), in report order.
@@ -79,95 +79,64 @@ def _table(header: list[str], rows: list[list[Any]], align: str | None = None) -
     return out
 
 
-def _get(d: Any, dotted: str, default: Any = None) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(d, dict) or key not in d:
-            return default
-        d = d[key]
-    return d
-
-
-def _mj(pj: float, n: int) -> float:
-    return float(pj) / max(n, 1) / PJ_PER_MJ
+_mj = mj_per_image
 
 
 # ---- observer ---------------------------------------------------------------------------------------
 
-def read_observer(run_dir: str | Path) -> dict | None:
+def read_observer(run_dir: str | Path) -> ObserverSummary | str | None:
     """``observer.json`` of a run folder (or of its ``observe/`` sub-folder, where ``make demo`` puts the
-    observer run), read defensively: ``None`` when absent, ``{"error": ...}`` when present but
-    unreadable (the report says so instead of failing)."""
+    observer run): ``None`` when absent, the error line when present but unusable (the report says so
+    instead of failing)."""
     candidates = [Path(run_dir) / "observer.json", Path(run_dir) / "observe" / "observer.json"]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return {"error": f"observer.json present but unreadable ({type(e).__name__}: {e})"}
-    if not isinstance(data, dict):
-        return {"error": "observer.json present but not a JSON object"}
-    return data
+        return load_observer_report(path)
+    except ReportError as e:
+        return f"observer.json present but unreadable ({e})"
 
 
-def _observer_fractions(obs: dict) -> dict[str, float]:
-    fr = obs.get("fractions")
-    out: dict[str, float] = {}
-    if isinstance(fr, dict):
-        out.update({str(k): v for k, v in fr.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    for key, label in (("fraction_gt", "gt"), ("fraction_eq", "eq"), ("fraction_lt", "lt")):
-        v = obs.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and label not in out:
-            out[label] = v
-    return out
-
-
-def _observer_section(obs: dict | None) -> list[str]:
+def _observer_section(obs: ObserverSummary | str | None) -> list[str]:
     if obs is None:
         return []
     lines = ["## Observer (Proposition 1: T_g >= T_d)", ""]
-    if "error" in obs and "verdict" not in obs:
-        return lines + [f"_{obs['error']}_", ""]
-    verdict = obs.get("verdict")
-    holds = obs.get("holds")
-    mark = "holds" if holds is True else "FAILS" if holds is False else "unknown"
-    lines.append(f"**Verdict** ({mark}): {verdict if isinstance(verdict, str) else 'no verdict in observer.json'}")
-    lines.append("")
-    rows: list[list[Any]] = []
-    if obs.get("T") is not None:
-        rows.append(["T (time steps)", obs["T"], "time steps"])
+    if isinstance(obs, str):
+        return lines + [f"_{obs}_", ""]
+    lines += [f"**Verdict** ({'holds' if obs.holds else 'FAILS'}): {obs.verdict}", ""]
+    rows: list[list[Any]] = [["T (time steps)", obs.T, "time steps"]]
     for key, unit in (("num_images", "images"), ("num_neurons", "encoder output neurons observed"),
                       ("mean_T_d", "time steps (direct coding)"), ("mean_T_g", "time steps (GAC coding)"),
                       ("num_violations", "neurons with T_g < T_d")):
-        if isinstance(obs.get(key), (int, float)) and not isinstance(obs.get(key), bool):
-            rows.append([key, obs[key], unit])
-    names = {"gt": "fraction T_g > T_d", "eq": "fraction T_g = T_d", "lt": "fraction T_g < T_d"}
-    for k, v in _observer_fractions(obs).items():
-        rows.append([names.get(k, f"fraction {k}"), v, "of observed neurons (0..1)"])
-    if rows:
-        lines += _table(["quantity", "value", "unit"], rows, "lrl") + [""]
-    return lines
+        if getattr(obs, key) is not None:
+            rows.append([key, getattr(obs, key), unit])
+    for key, name in (("fraction_gt", "fraction T_g > T_d"), ("fraction_eq", "fraction T_g = T_d"),
+                      ("fraction_lt", "fraction T_g < T_d")):
+        if getattr(obs, key) is not None:
+            rows.append([name, getattr(obs, key), "of observed neurons (0..1)"])
+    return lines + _table(["quantity", "value", "unit"], rows, "lrl") + [""]
 
 
 # ---- sections ---------------------------------------------------------------------------------------
 
 def _summary_section(run: RunData) -> list[str]:
     r = run.report
-    e = r["energy"]
+    e = r.energy
     n = run.num_images
-    tot = r.get("totals") or {}
-    ratio = _get(e, "difference.ratio_complete_to_paper")
-    diff = _get(e, "difference.per_image_mj")
+    tot = r.totals
+    ratio = dotted_get(e, "difference.ratio_complete_to_paper")
+    diff = dotted_get(e, "difference.per_image_mj")
     if not isinstance(diff, (int, float)):
-        diff = e["complete"]["per_image_mj"] - e["paper"]["per_image_mj"]
+        diff = r.complete_mj_per_image - r.paper_mj_per_image
     acs, approx = tot.get("acs"), tot.get("approx_acs")
 
     def count(v: float) -> str:
         return f"{v:,.0f}"
 
     rows: list[list[Any]] = [
-        ["energy, paper convention", _num(e["paper"]["per_image_mj"], 6), "mJ/image", _PAPER],
-        ["energy, complete convention", _num(e["complete"]["per_image_mj"], 6), "mJ/image",
+        ["energy, paper convention", _num(r.paper_mj_per_image, 6), "mJ/image", _PAPER],
+        ["energy, complete convention", _num(r.complete_mj_per_image, 6), "mJ/image",
          _COMPLETE + " (incl. attention, batch norm, neuron updates)"],
         ["difference (complete - paper)", _num(diff, 6), "mJ/image", "complete minus paper"],
         ["ratio (complete / paper)", _num(ratio, 4) if isinstance(ratio, (int, float)) else "-", "dimensionless",
@@ -187,21 +156,21 @@ def _summary_section(run: RunData) -> list[str]:
     if isinstance(tot.get("dense_macs"), (int, float)):
         rows.append(["dense MACs", count(tot["dense_macs"] / n), "MACs/image",
                      "every synaptic layer run densely at every time step"])
-    rows.append(["mean firing rate", _num(r["mean_firing_rate"], 4), "spikes / neuron / time step",
+    rows.append(["mean firing rate", _num(r.mean_firing_rate, 4), "spikes / neuron / time step",
                  "all LIF sites: total spikes / total neuron-steps"])
     if run.memory:
         m = run.memory
-        rows.append(["memory-aware energy", _num(_mj(m["compute_pj"] + m["memory_pj"], n), 6), "mJ/image",
-                     f"memory-aware convention: compute {_num(_mj(m['compute_pj'], n))} + memory "
-                     f"{_num(_mj(m['memory_pj'], n))} mJ/image"])
+        rows.append(["memory-aware energy", _num(_mj(m.compute_pj + m.memory_pj, n), 6), "mJ/image",
+                     f"memory-aware convention: compute {_num(_mj(m.compute_pj, n))} + memory "
+                     f"{_num(_mj(m.memory_pj, n))} mJ/image"])
     return ["## Summary", "", *_table(["quantity", "value", "unit", "convention / definition"], rows, "lrll"), ""]
 
 
 def _difference_section(run: RunData) -> list[str]:
-    e = run.report["energy"]
-    comps = _get(e, "difference.components_pj") or {}
+    e = run.report.energy
+    comps = dotted_get(e, "difference.components_pj") or {}
     n = run.num_images
-    diff_mj = _get(e, "difference.per_image_mj")
+    diff_mj = dotted_get(e, "difference.per_image_mj")
     lines = ["## What makes up the difference (complete - paper)", "",
              "Each component is its complete-convention energy minus its paper-convention energy, in mJ/image; "
              "negative: the paper convention counts more there (e.g. fr x T x dense above the exact ACs).", ""]
@@ -218,12 +187,12 @@ def _difference_section(run: RunData) -> list[str]:
 
 def _hardware_section(run: RunData) -> list[str]:
     """Compute-only vs memory-aware energy, SNN vs the equivalent ANN, and the bounds (energy.memory)."""
-    mem = _get(run.report, "energy.memory")
+    mem = dotted_get(run.report.energy, "memory")
     per = mem.get("per_image_pj") if isinstance(mem, dict) else None
     if not isinstance(per, dict):
         return []
     ratio = mem.get("snn_over_ann") or {}
-    mj = {k: v / 1e9 for k, v in per.items() if isinstance(v, (int, float))}
+    mj = {k: v / PJ_PER_MJ for k, v in per.items() if isinstance(v, (int, float))}
     lines = ["## Hardware view: memory-aware energy and the equivalent ANN", "",
              f"{mem.get('model', 'memory-aware model')}; precision {mem.get('precision', '?')}, "
              f"{mem.get('word_bits', '?')}-bit words, SRAM cost from the table's fit. The ANN is the same layers, "
@@ -263,8 +232,8 @@ def _consumers_section(run: RunData) -> list[str]:
     lay = run.layers
     if not len(lay):
         return []
-    total_c = float(run.report["energy"]["complete"]["total_pj"]) or 1.0
-    total_p = float(run.report["energy"]["paper"]["total_pj"]) or 1.0
+    total_c = float(run.report.energy["complete"]["total_pj"]) or 1.0
+    total_p = float(run.report.energy["paper"]["total_pj"]) or 1.0
     top = lay.nlargest(TOP_LAYERS, "complete_pj")
     rows = []
     for i, (_, r) in enumerate(top.iterrows(), 1):
@@ -282,12 +251,12 @@ def _consumers_section(run: RunData) -> list[str]:
 
 def _provenance_section(run: RunData) -> list[str]:
     r = run.report
-    prov = r.get("provenance") or {}
+    prov = r.provenance
     model = prov.get("model") if isinstance(prov.get("model"), dict) else {}
     ckpt = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
     data = prov.get("data") if isinstance(prov.get("data"), dict) else {}
-    table = _get(r, "energy.table") or {}
-    opts = _get(r, "energy.options") or {}
+    table = r.energy.get("table") or {}
+    opts = r.energy.get("options") or {}
     rows: list[list[Any]] = []
 
     def add(k: str, v: Any) -> None:
@@ -302,7 +271,7 @@ def _provenance_section(run: RunData) -> list[str]:
     add("checkpoint sha256", f"`{ckpt['sha256']}`" if ckpt.get("sha256") else None)
     add("checkpoint layout", ckpt.get("layout"))
     add("data source", data.get("source"))
-    add("images analysed", r.get("num_images"))
+    add("images analysed", r.num_images)
     for key in ("split", "seed", "image_size", "normalization", "distribution", "labels_known"):
         add(f"data {key}", data.get(key))
     add("energy table", table.get("name"))
@@ -314,7 +283,7 @@ def _provenance_section(run: RunData) -> list[str]:
     add("reuse static work (count time-invariant modules once)", opts.get("reuse_static"))
     add("batch norm folded", opts.get("fold_bn"))
     add("sigmoid pricing", opts.get("sigmoid_pricing"))
-    checks = r.get("checks") or {}
+    checks = r.checks
     if "paper_le_complete" in checks:
         add("check: paper <= complete", checks["paper_le_complete"])
     mism = checks.get("input_kind_mismatches")
@@ -325,17 +294,17 @@ def _provenance_section(run: RunData) -> list[str]:
     return ["## Provenance", "", *_table(["item", "value"], rows), ""]
 
 
-def render_report_md(run: RunData, figures: list[Path], observer: dict | None = None) -> str:
+def render_report_md(run: RunData, figures: list[Path], observer: ObserverSummary | str | None = None) -> str:
     """The Markdown text of a run folder's report (figures: the PNGs written, linked relatively)."""
     r = run.report
-    model = _get(r, "provenance.model") or {}
+    model = r.provenance.get("model") or {}
     arch = model.get("arch", "model") if isinstance(model, dict) else "model"
     coding = model.get("coding") if isinstance(model, dict) else None
     lines = [
-        f"# Energy report: {arch}" + (f" ({coding} coding)" if coding else "") + f", T={r['T']}",
+        f"# Energy report: {arch}" + (f" ({coding} coding)" if coding else "") + f", T={r.T}",
         "",
-        f"{r['num_images']} images analysed; energy table `{_get(r, 'energy.table.name', '?')}`; "
-        f"written by {_get(r, 'provenance.package', 'gac-analysis')}. "
+        f"{r.num_images} images analysed; energy table `{r.table_name or '?'}`; "
+        f"written by {r.provenance.get('package', 'gac-analysis')}. "
         "Energies are per image (mJ/image unless stated), in two conventions: the **paper** convention "
         "(E_MAC x stem MACs + E_AC x fr x T x dense MACs over the spiking conv/linear layers, as GAC, "
         "Spikformer and MS-ResNet report it; GAC attention, batch norm, neurons and residual adds are not "

@@ -28,6 +28,7 @@ import pandas as pd
 from gac_analysis.energy.conventions import SYNAPTIC, energy_summary, price_layers, price_neurons
 from gac_analysis.energy.memory import LayerTraffic, ann_equivalent, estimate_layer
 from gac_analysis.energy.tables import EnergyTable
+from gac_analysis.energy.units import PJ_PER_MJ
 
 BOUND_ASSUMPTIONS = {
     "lower": ["batch norm folded into the conv weights (1 add per element for the folded bias)",
@@ -40,20 +41,23 @@ BOUND_ASSUMPTIONS = {
 
 
 def _pair(value, default=(1, 1)) -> tuple[int, int]:
+    """A (height, width) pair from a report's kernel/stride: an int (square), a list of ints (the last two)
+    or missing (``default``)."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return default
-    dims = [int(v) for v in str(value).split("x")]
+    dims = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
     return (dims[-2], dims[-1]) if len(dims) >= 2 else (dims[0], dims[0])
 
 
-def layer_traffic(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_images: int) -> list[tuple[LayerTraffic, bool]]:
+def layer_traffic(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int,
+                  num_images: int) -> list[tuple[LayerTraffic, bool]]:
     """One ``(LayerTraffic, static)`` per synaptic layer of a report, per image (events averaged)."""
     spikes = dict(zip(lif_sites["name"], lif_sites["spikes"])) if len(lif_sites) else {}
     n = max(num_images, 1)
     out = []
     for _, r in layers[layers["op"].isin(SYNAPTIC)].iterrows():
         linear = r["op"] == "linear"
-        out_shape = tuple(int(v) for v in str(r["out_shape"]).split("x"))
+        out_shape = tuple(int(v) for v in r["out_shape"])
         c_out = int(r["c_out"])
         if not linear:
             out_shape = (c_out, *(out_shape[-2:] if len(out_shape) >= 3 else (1, 1)))
@@ -129,6 +133,6 @@ def _bounds(layers, lif_sites, table, traffic, *, T: int, num_images: int) -> di
                                  fold_bn=fold)["complete"]["total_pj"] / num_images
         memory = float(_price(traffic, table, placement=placement, reuse_static=reuse, ann=False,
                               T=T)["memory_pj"].sum())
-        out[name] = {"per_image_pj": compute + memory, "per_image_mj": (compute + memory) / 1e9,
+        out[name] = {"per_image_pj": compute + memory, "per_image_mj": (compute + memory) / PJ_PER_MJ,
                      "compute_pj": compute, "memory_pj": memory, "assumptions": BOUND_ASSUMPTIONS[name]}
     return out
