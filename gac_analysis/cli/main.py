@@ -46,8 +46,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 @app.command()
 @handles_errors
 def info(ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint file (reference CIFAR/ImageNet layout or this "
-                                                          "project's); with --model, a state_dict for it; omitted: "
-                                                          "the embedded default model."),
+                                                          "project's); with --model, a state_dict for it."),
          T: Optional[int] = typer.Option(None, "--T", help="Time steps (needed for direct-coding checkpoints)."),
          arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
          num_classes: Optional[int] = typer.Option(None, help="Class count, if it must be checked."),
@@ -56,7 +55,12 @@ def info(ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint file (refe
     """Describe a model: checkpoint layout, arch, T, classes, coding, parameters, neurons, roles of its modules."""
     from gac_analysis.models import count_parameters, load_model
 
-    if model_spec is not None or ckpt is None:
+    if model_spec is None and model_kwargs is not None:
+        raise ConfigError("--model-kwargs needs --model SPEC (the builder they are passed to); add --model")
+    if model_spec is None and ckpt is None:
+        raise ConfigError("Missing argument 'CKPT': name a checkpoint, or a model with --model SPEC (default, "
+                          "default-direct, spikingjelly:NAME, PACKAGE.MODULE:FACTORY, path/to/file.py:FACTORY)")
+    if model_spec is not None:
         built, path = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs)
         if path is None or model_spec not in (None, "default", "default-direct"):
             if arch is not None or num_classes is not None:
