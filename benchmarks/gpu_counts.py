@@ -41,7 +41,8 @@ def main() -> int:
     failures = 0
     cases = [(name, *zf.build(name)) for name in zf.ZOO]
     default = build_from_spec("default")
-    cases.append(("default (GAC digits)", default, torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))))
+    digits_like = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    cases.append(("default (GAC digits)", default, digits_like))
     for name, model, images in cases:
         try:
             cpu = profile(model, images)

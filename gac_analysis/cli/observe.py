@@ -57,7 +57,8 @@ def _open(ckpt: Path | None, model_spec: str | None = None, model_kwargs: str | 
                           "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
     if model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
         raise ConfigError(f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
-                          "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or --model default")
+                          "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or "
+                          "--model default")
     return model, path
 
 
