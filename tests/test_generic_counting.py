@@ -205,3 +205,39 @@ def test_importing_gac_analysis_leaves_loggers_alone():
     LIF()(torch.rand(2, 3))
     assert [logging.getLogger(n).level for n in ("torch._inductor", "spikingjelly")] == before
     importlib.import_module("gac_analysis.models.neurons")
+
+
+class EinsumAndHardswish(nn.Module):
+    T = 1
+
+    def __init__(self):
+        super().__init__()
+        self.act = nn.Hardswish()
+
+    def forward(self, images):                       # [B, 3, 4, 4]
+        a = (images > 0.5).float().flatten(2)         # spikes [B, 3, 16]
+        b = (images < 0.3).float().flatten(2).transpose(1, 2)
+        return torch.einsum("bik,bkj->bij", a, b) + self.act(a @ b)
+
+
+def test_einsum_counts_like_matmul_and_docs_rule_example():
+    from gac_analysis.accounting import register_handle
+
+    def hardswish_rule(module, inputs, out, cs):
+        n = cs.uniform(out.numel())
+        return {"compares": n, "adds": n, "muls": n}
+
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UnsupportedOpsWarning, match="hardswish"):
+        plain = profile(EinsumAndHardswish(), x)
+    assert [r["op"] for r in plain.unsupported] == ["hardswish"]
+    report = profile(EinsumAndHardswish(), x, handles=register_handle(nn.Hardswish, "hardswish", hardswish_rule))
+    assert report.unsupported == [] and report.coverage["unsupported_calls"] == 0
+    rows = report.layers.set_index("name")
+    a = (x > 0.5).float().flatten(2)
+    b = (x < 0.3).float().flatten(2).transpose(1, 2)
+    pairs = int((a.double() @ b.double()).sum())
+    assert rows.loc["<model>:matmul", "acs"] == rows.loc["<model>:matmul#2", "acs"] == pairs
+    assert rows.loc["<model>:matmul", "dense_macs"] == rows.loc["<model>:matmul#2", "dense_macs"] == 2 * 3 * 16 * 3
+    assert rows.loc["<model>:matmul", "acs_alt"] == int(a.sum()) * 3
+    assert rows.loc["act", "muls"] == 2 * 3 * 3

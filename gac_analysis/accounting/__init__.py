@@ -141,9 +141,8 @@ def profile(model: torch.nn.Module, images, *, T: int | None = None, strict: boo
     Returns:
         a :class:`Report`; counts are totals over all images and time steps.
     """
-    from gac_analysis.energy.tables import load_energy_table
-
     from gac_analysis.energy.conventions import check_integer_pricing
+    from gac_analysis.energy.tables import load_energy_table
 
     load_energy_table(energy)  # a bad table or option fails before any work
     check_integer_pricing(integer_pricing)

@@ -191,7 +191,7 @@ def _adaptive_pool(kind: str):
 # --------------------------------------------------------------------------- products
 
 
-def matmul_counts(a: torch.Tensor, b: torch.Tensor) -> dict:
+def matmul_counts(a: torch.Tensor, b: torch.Tensor, spikes: tuple[bool, bool] = (False, False)) -> dict:
     """Exact counts of ``a @ b`` (broadcast batch dims), per element of the output's batch dims.
 
     - ``pairs``: products of two non-zeros, ``sum_k nnz(a[..., :, k]) * nnz(b[..., k, :])``;
@@ -200,7 +200,8 @@ def matmul_counts(a: torch.Tensor, b: torch.Tensor) -> dict:
       "alternative" spike x spike count of the hardware literature);
     - ``binary_a`` / ``binary_b``: 0-dim bool flags; ``dense``: M K N times the batch size (int).
 
-    All tensors int64 on the operands' device, no host synchronisation."""
+    ``spikes``: operands known to be 0/1 neuron outputs (their value check is skipped). All tensors
+    int64 on the operands' device, no host synchronisation."""
     if a.dim() == 1:
         a = a.unsqueeze(0)
     if b.dim() == 1:
@@ -212,8 +213,10 @@ def matmul_counts(a: torch.Tensor, b: torch.Tensor) -> dict:
     pairs = (col_a * row_b).sum(-1).expand(batch)
     a_fan = (col_a.sum(-1) * n).expand(batch)
     b_fan = (row_b.sum(-1) * m).expand(batch)
-    return {"pairs": pairs, "a_fanout": a_fan, "b_fanout": b_fan, "binary_a": is_binary(a),
-            "binary_b": is_binary(b), "dense": math.prod(batch) * m * k * n, "rows": math.prod(batch)}
+    known = torch.ones((), dtype=torch.bool, device=a.device)
+    return {"pairs": pairs, "a_fanout": a_fan, "b_fanout": b_fan, "binary_a": known if spikes[0] else is_binary(a),
+            "binary_b": known if spikes[1] else is_binary(b), "dense": math.prod(batch) * m * k * n,
+            "rows": math.prod(batch)}
 
 
 def _product_counts(c: dict, cs: CallShape) -> dict:
@@ -246,7 +249,8 @@ def _matmul(args, kwargs, out, cs):
     a, b = args[0], _arg(args, kwargs, 1, "other", None)
     if b is None:
         b = _arg(args, kwargs, 1, "mat2")
-    return _product_counts(matmul_counts(a, b), cs)
+    spikes = cs.spike_input if isinstance(cs.spike_input, tuple) else (False, False)
+    return _product_counts(matmul_counts(a, b, spikes), cs)
 
 
 def _einsum(args, kwargs, out, cs):

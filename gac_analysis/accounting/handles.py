@@ -66,12 +66,13 @@ class CallShape:
     a feature axis, counts are not split by step. (A single-step call, ``[B, ...]`` holding one time
     step, is given ``T=1`` and layout ``"TB"``; the engine places it at its step.) ``spike_input`` is
     True when the engine saw the input tensor come out of a neuron whose outputs are 0/1 by
-    construction (observed provenance, not a guess); the handle may then skip the value check.
+    construction (observed provenance, not a guess); the handle may then skip the value check. For a
+    product (matmul) it is a pair of such flags, one per operand.
     """
 
     __slots__ = ("T", "layout", "spike_input")
 
-    def __init__(self, T: int, layout: str, spike_input: bool = False):
+    def __init__(self, T: int, layout: str, spike_input: bool | tuple[bool, bool] = False):
         self.T = T
         self.layout = layout
         self.spike_input = spike_input
@@ -132,8 +133,12 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
         counts = channel_nonzero_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
         nnz = per_row_nnz.sum()
-        binary = torch.count_nonzero(rows == 1) == nnz
         integer = is_integer_valued(rows)
+        if on_cpu:  # not binary (decided above): integer or real
+            binary = torch.zeros((), dtype=torch.bool)
+            integer = torch.tensor(bool(integer))
+        else:
+            binary = torch.count_nonzero(rows == 1) == nnz
         result.update(_input_kind(binary, nnz, integer))
         if not on_cpu or bool(integer):
             magnitude = rows.abs().sum(dim=-(nd + 1), dtype=torch.float64).round().to(torch.int64)

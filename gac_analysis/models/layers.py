@@ -21,7 +21,8 @@ INPUT_KINDS = ("binary", "real")
 TIME_LAYOUTS = ("TB", "T", "mixed")
 
 
-def declare(module: nn.Module, role: str, *, input: str | None = None, time: str = "TB", static: bool = False) -> nn.Module:
+def declare(module: nn.Module, role: str, *, input: str | None = None, time: str = "TB",
+            static: bool = False) -> nn.Module:
     """Attach the accounting declarations to ``module`` (see module docstring) and return it."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; use one of {ROLES}")
