@@ -35,4 +35,6 @@ def model_provenance(model) -> dict:
         out["checkpoint"] = {"path": info.path, "sha256": info.sha256, "layout": info.layout}
     else:
         out["checkpoint"] = None
+    if getattr(model, "gac_model_spec", None) is not None:  # built from a --model spec (models.specs)
+        out["spec"] = model.gac_model_spec
     return out

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gac_analysis.errors import CheckpointError, GacError
+from gac_analysis.errors import ConfigError, GacError
 # the one home of output folders and pre-flight checks; re-exported for the commands
 from gac_analysis.fileio import atomic_output_dir, check_output_dir, check_output_file, check_output_path  # noqa: F401
 from gac_analysis.fileio import sigterm_unwinds
@@ -48,25 +48,59 @@ def handles_errors(fn):
 
 # ---- shared by the analysis commands -------------------------------------------------------------
 
-#: The embedded default model: a reduced-width GAC-MS-ResNet (CIFAR topology) trained on digits.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_digits_gac.pt"
 DEFAULT_DATA_FOR_DEFAULT = "digits"
+MODEL_HELP = ("default | default-direct | spikingjelly:NAME | PACKAGE.MODULE:FACTORY | path/to/file.py:FACTORY; "
+              "with CKPT, the state_dict in CKPT is loaded into it (see docs/profile_your_snn.md).")
+MODEL_KWARGS_HELP = """Keyword arguments of the --model builder, a JSON object, e.g. '{"T": 4, "num_classes": 10}'."""
 
 
-def open_model(ckpt: Path | None, *, T: int | None = None):
-    """Load ``ckpt``; ``None`` means the embedded default (say so on stderr). Returns (model, ckpt path)."""
+def __getattr__(name: str):
+    """``DEFAULT_CHECKPOINT``: the embedded default model's file (``models.specs.EMBEDDED``), looked up lazily so
+    that importing the CLI does not import torch."""
+    if name == "DEFAULT_CHECKPOINT":
+        from gac_analysis.models.specs import EMBEDDED
+
+        return EMBEDDED["default"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def open_model(ckpt: Path | None, *, T: int | None = None, model: str | None = None, model_kwargs: str | None = None,
+               seed: int = 0):
+    """The model a command analyses, and its checkpoint path (``None`` for a built model without one).
+
+    ``model`` is a ``--model`` spec (:mod:`gac_analysis.models.specs`); without it, ``ckpt`` is a checkpoint of
+    this project's formats, and neither means the embedded default (said on stderr). With both, the state_dict
+    in ``ckpt`` is loaded into the built model; without ``ckpt`` its initial weights are seeded with ``seed``.
+    """
     from gac_analysis.models import load_model
+    from gac_analysis.models.specs import (EMBEDDED, EMBEDDED_DESCRIPTIONS, build_from_spec, parse_model_kwargs,
+                                           parse_model_spec)
 
-    if ckpt is None:
-        if not DEFAULT_CHECKPOINT.exists():
-            raise CheckpointError(f"the embedded default checkpoint is missing ({DEFAULT_CHECKPOINT}); pass a "
-                                  "checkpoint, or create it with `gac-analyze train --data digits --out "
-                                  f"{DEFAULT_CHECKPOINT}`")
-        err_console.print(f"using the embedded default model ({DEFAULT_CHECKPOINT.name}: GAC-MS-ResNet-18 CIFAR "
-                          "topology, reduced width, trained on digits; its data, unless --data says otherwise: the "
-                          "360 held-out digits)", highlight=False)
-        ckpt = DEFAULT_CHECKPOINT
-    return load_model(ckpt, T=T), ckpt
+    if model is None:
+        if model_kwargs is not None:
+            raise ConfigError("--model-kwargs needs --model SPEC (the builder they are passed to); add --model")
+        if ckpt is not None:
+            return load_model(ckpt, T=T), ckpt
+        model = "default"
+    spec = parse_model_spec(model)
+    kwargs = parse_model_kwargs(model_kwargs)
+    built = build_from_spec(spec, kwargs=kwargs, checkpoint=ckpt, T=T, seed=seed)
+    if spec.kind == "embedded":
+        err_console.print(f"using the embedded {spec.target} model ({EMBEDDED[spec.target].name}: "
+                          f"{EMBEDDED_DESCRIPTIONS[spec.target]}; its data, unless --data says otherwise: the 360 "
+                          "held-out digits)", highlight=False)
+        return built, EMBEDDED[spec.target]
+    err_console.print(f"built {spec.text} ({built.gac_model_spec['builder']}"
+                      + (f", weights from {ckpt}" if ckpt is not None else f", initial weights seeded with {seed}")
+                      + ")", highlight=False, markup=False, soft_wrap=True)
+    return built, ckpt
+
+
+def uses_embedded_model(ckpt: Path | None, model: str | None) -> bool:
+    """Whether the command analyses an embedded model (whose default data are the held-out digits)."""
+    from gac_analysis.models.specs import EMBEDDED
+
+    return (model is None and ckpt is None) or (model or "").strip() in EMBEDDED
 
 
 def plural(n: int, noun: str) -> str:
@@ -91,11 +125,16 @@ def default_data_spec(ckpt_was_default: bool, data: str | None) -> str:
 
 
 def open_data(spec: str, model, *, num_images: int | None, seed: int = 0, image_size: int | None = None):
-    """Open a data source sized for ``model`` (its architecture's nominal input size unless given)."""
+    """Open a data source sized for ``model``.
+
+    The size is ``image_size`` when given, else the source's own for digits and CIFAR, else the nominal input
+    size the model declares (``model.spec.input_size``, this project's models), else the source's default
+    (random: 32x32; photos and folder: 224x224). Images are always 3-channel ``[N, 3, S, S]``.
+    """
     from gac_analysis.data import open_source
 
-    size = image_size or (None if spec.split(":", 1)[0] in ("cifar10", "cifar100", "digits")
-                          else model.spec.input_size)
+    nominal = getattr(getattr(model, "spec", None), "input_size", None)
+    size = image_size or (None if spec.split(":", 1)[0] in ("cifar10", "cifar100", "digits") else nominal)
     return open_source(spec, num_images=num_images, image_size=size, seed=seed)
 
 

@@ -10,9 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gac_analysis.cli.common import (DATA_DEFAULT, OUT_HELP, SEED_MAX, atomic_output_dir, check_output_dir, console,
-                                     default_data_spec, describe_data, handles_errors, input_paths, open_data,
-                                     open_model, plural)
+from gac_analysis.cli.common import (DATA_DEFAULT, MODEL_HELP, MODEL_KWARGS_HELP, OUT_HELP, SEED_MAX,
+                                     atomic_output_dir, check_output_dir, console, default_data_spec, describe_data,
+                                     handles_errors, input_paths, open_data, open_model, plural, uses_embedded_model)
 from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
@@ -30,7 +30,8 @@ def resolve_device(device: str):
 
 
 def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_static: bool, fold_bn: bool,
-                indices=None, show_progress: bool = True):
+                indices=None, show_progress: bool = True, T: int | None = None, strict: bool = False,
+                integer_pricing: str = "mac"):
     """Profile ``model`` over ``source`` (optionally a subset of indices) with a progress bar."""
     from gac_analysis.accounting import profile
 
@@ -39,7 +40,8 @@ def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_stat
     with Progress(TextColumn("[bold]profiling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
                   TimeElapsedColumn(), console=console, transient=True, disable=not show_progress) as bar:
         task = bar.add_task("profile", total=total)
-        return profile(model, source.batches(batch_size, indices=indices), energy=energy_table,
+        return profile(model, source.batches(batch_size, indices=indices), T=T, strict=strict,
+                       integer_pricing=integer_pricing, energy=energy_table,
                        reuse_static=reuse_static, fold_bn=fold_bn, data=source.describe(),
                        progress=lambda i, b: bar.advance(task))
 
@@ -66,6 +68,10 @@ def print_summary(report, out: Path | None = None) -> None:
     t.add_row("mean firing rate", f"{report.mean_firing_rate:.4f}", "spikes / neuron / step")
     for row in accuracy_rows(getattr(report, "accuracy", None), report.provenance.get("accuracy_unavailable")):
         t.add_row(*row)
+    cov = getattr(report, "coverage", None)
+    if cov:
+        t.add_row("coverage", f"{cov['unsupported_calls']:,} unsupported",
+                  f"op calls: {cov['counted_calls']:,} counted, {cov['free_calls']:,} free (views, copies)")
     console.print(t)
     top = report.layers.nlargest(5, "complete_pj")
     tt = Table(title="largest consumers (complete convention)")
@@ -96,7 +102,12 @@ def accuracy_rows(acc: dict | None, unavailable: str | None = None) -> list[tupl
 
 @handles_errors
 def energy_cmd(
-    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; omitted: the embedded default model."),
+    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; with --model, a state_dict for it; omitted: the "
+                                                     "embedded default model."),
+    model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1,
+                                             help="Side of the square input images in pixels (random: default 32)."),
     data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT,
                                        help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
     num_images: Optional[int] = typer.Option(None, "--num-images", min=1, show_default="all (random: 16, digits: 360)",
@@ -105,11 +116,19 @@ def energy_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     energy_table: str = typer.Option("45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"),
     out: Path = typer.Option(Path("reports/energy"), "--out", help=OUT_HELP),
-    T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (direct-coding checkpoints only)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random data source."),
+    T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps: direct-coding checkpoints, and --model "
+                                                             "builders that take T or models without one."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random data source (and of a "
+                                                                    "--model's initial weights when no CKPT is given)."),
     reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
                                       help="Count time-invariant work (stem, SCA) once, or at every step."),
     fold_bn: bool = typer.Option(False, "--fold-bn/--unfold-bn", help="Price BN as folded into the conv."),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 2, naming them) when the forward runs operations "
+                                                        "no counting rule knows, instead of listing them under "
+                                                        "'unsupported' in the report."),
+    integer_pricing: str = typer.Option("mac", "--integer-pricing", help="Price conv/linear inputs that are whole "
+                                        "numbers but not 0/1 (SEW ADD, spike sums): 'mac' (1 MAC per non-zero "
+                                        "input x weight) or 'k_ac' (k ACs for a value k); see docs/counting_rules.md."),
     distributed: Optional[bool] = typer.Option(
         None, "--distributed/--no-distributed", show_default="auto: on under torchrun",
         help="Split the images across the processes of a torchrun launch (gloo on CPU, nccl on CUDA); the "
@@ -123,18 +142,24 @@ def energy_cmd(
 
     launch = resolve_launch(distributed)
     if launch is not None:
-        return _energy_distributed(launch, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
+        return _energy_distributed(launch, ckpt=ckpt, model_spec=model_spec, model_kwargs=model_kwargs,
+                                   image_size=image_size, data=data, num_images=num_images, batch_size=batch_size,
                                    device=device, energy_table=energy_table, out=out, T=T, seed=seed,
-                                   reuse_static=reuse_static, fold_bn=fold_bn, timeout_s=dist_timeout)
+                                   reuse_static=reuse_static, fold_bn=fold_bn, timeout_s=dist_timeout,
+                                   strict=strict, integer_pricing=integer_pricing)
+    from gac_analysis.energy.conventions import check_integer_pricing
+
+    check_integer_pricing(integer_pricing)
     load_energy_table(energy_table)  # fail fast on a bad table, before any work
     dev = resolve_device(device)
-    model, path = open_model(ckpt, T=T)
-    spec = default_data_spec(ckpt is None, data)
-    source = open_data(spec, model, num_images=num_images, seed=seed)
+    model, path = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs, seed=seed)
+    spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
+    source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
     model = model.to(dev)
     with atomic_output_dir(out, kind="energy", inputs=input_paths(path, spec)) as tmp:
         report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
-                             reuse_static=reuse_static, fold_bn=fold_bn)
+                             reuse_static=reuse_static, fold_bn=fold_bn, T=T, strict=strict,
+                             integer_pricing=integer_pricing)
         report.provenance["distributed"] = {"world_size": 1, "backend": None}
         report.save(tmp)
     print_summary(report, out)
@@ -142,8 +167,9 @@ def energy_cmd(
 
 # ---- distributed run (torchrun): see gac_analysis.distributed and docs/distributed.md ---------------------
 
-def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, energy_table, out, T, seed,
-                        reuse_static, fold_bn, timeout_s) -> None:
+def _energy_distributed(launch, *, ckpt, model_spec, model_kwargs, image_size, data,
+                        num_images, batch_size, device, energy_table, out, T, seed,
+                        reuse_static, fold_bn, timeout_s, strict=False, integer_pricing="mac") -> None:
     """``energy`` as one rank of a torchrun launch: analyse this rank's shard, sum the counts, rank 0 writes.
 
     Every rank runs the same steps; after the local work and after writing, the ranks agree on success,
@@ -159,9 +185,11 @@ def _energy_distributed(launch, *, ckpt, data, num_images, batch_size, device, e
         gd.configure_threads(launch.local_world_size)
     try:
         with _sigterm_unwinds(), gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
-            report = _energy_ranks(sess, ckpt=ckpt, data=data, num_images=num_images, batch_size=batch_size,
+            report = _energy_ranks(sess, ckpt=ckpt, model_spec=model_spec, model_kwargs=model_kwargs,
+                                   image_size=image_size, data=data, num_images=num_images, batch_size=batch_size,
                                    energy_table=energy_table, out=out, T=T, seed=seed, reuse_static=reuse_static,
-                                   fold_bn=fold_bn, load_table=load_energy_table)
+                                   fold_bn=fold_bn, load_table=load_energy_table, strict=strict,
+                                   integer_pricing=integer_pricing)
     except gd.RankFailed as e:
         # the failing ranks and rank 0 say why; the other ranks only exit with the code
         if _prints_failure(e, launch):
@@ -180,15 +208,19 @@ def _prints_failure(error, launch) -> bool:
     return launch.rank == 0 or any(r == launch.rank for r, _, _ in error.failures)
 
 
-def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out, T, seed, reuse_static, fold_bn,
-                  load_table):
+def _energy_ranks(sess, *, ckpt, model_spec, model_kwargs, image_size, data,
+                  num_images, batch_size, energy_table, out, T, seed, reuse_static, fold_bn,
+                  load_table, strict=False, integer_pricing="mac"):
     from gac_analysis import distributed as gd
 
     def analyse():
+        from gac_analysis.energy.conventions import check_integer_pricing
+
+        check_integer_pricing(integer_pricing)
         load_table(energy_table)  # fail fast on a bad table, before any work
-        model, _ = open_model(ckpt, T=T)
-        spec = default_data_spec(ckpt is None, data)
-        source = open_data(spec, model, num_images=num_images, seed=seed)
+        model, _ = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs, seed=seed)
+        spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
+        source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
         if sess.is_main:
             check_output_dir(out, kind="energy", inputs=input_paths(ckpt, spec))
         n = len(source)
@@ -204,7 +236,7 @@ def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out
                       MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), console=console,
                       transient=True, disable=not sess.is_main) as bar:
             task = bar.add_task("profile", total=total)
-            counter = gd.count_images(model, source.batches(batch_size, indices=indices),
+            counter = gd.count_images(model, source.batches(batch_size, indices=indices), T=T, strict=strict,
                                       progress=lambda i, b: bar.advance(task))
         return model, source, counter
 
@@ -215,7 +247,7 @@ def _energy_ranks(sess, *, ckpt, data, num_images, batch_size, energy_table, out
         if not sess.is_main:
             return None
         report = gd.report_from_counter(counter, model, energy=energy_table, reuse_static=reuse_static,
-                                        fold_bn=fold_bn, data=source.describe())
+                                        fold_bn=fold_bn, data=source.describe(), integer_pricing=integer_pricing)
         report.provenance["distributed"] = sess.describe()
         with atomic_output_dir(out, kind="energy") as tmp:
             report.save(tmp)

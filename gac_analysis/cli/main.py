@@ -11,12 +11,13 @@ from rich.table import Table
 
 from gac_analysis import __version__
 from gac_analysis.cli.budget import budget_cmd
-from gac_analysis.cli.common import console, err_console, handles_errors
+from gac_analysis.cli.common import MODEL_HELP, MODEL_KWARGS_HELP, console, err_console, handles_errors, open_model
 from gac_analysis.cli.compare import compare_cmd
 from gac_analysis.cli.energy import energy_cmd
 from gac_analysis.cli.observe import observe_cmd
 from gac_analysis.cli.report import report_cmd
 from gac_analysis.cli.train import train_cmd
+from gac_analysis.errors import ConfigError
 
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """Usage errors (an option out of its declared range, a wrong type) as one ``error:`` line with exit 2,
@@ -73,15 +74,31 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 
 @app.command()
 @handles_errors
-def info(ckpt: Path = typer.Argument(..., help="Checkpoint file (reference CIFAR/ImageNet layout or this project's)."),
+def info(ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint file (reference CIFAR/ImageNet layout or this "
+                                                          "project's); with --model, a state_dict for it."),
          T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (needed for direct-coding checkpoints)."),
          arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
          num_classes: Optional[int] = typer.Option(None, min=1, help="Class count, if it must be checked."),
+         model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+         model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
          verbose: bool = typer.Option(False, "--verbose", help="Also print the checkpoint's stored metadata "
                                       "(training command, provenance).")):
-    """Describe a checkpoint: layout, arch, T, classes, coding, parameters and the roles of its modules."""
+    """Describe a model: checkpoint layout, arch, T, classes, coding, parameters, neurons, roles of its modules."""
     from gac_analysis.models import count_parameters, load_model
 
+    if model_spec is None and model_kwargs is not None:
+        raise ConfigError("--model-kwargs needs --model SPEC (the builder they are passed to); add --model")
+    if model_spec is None and ckpt is None:
+        raise ConfigError("Missing argument 'CKPT': name a checkpoint, or a model with --model SPEC (default, "
+                          "default-direct, spikingjelly:NAME, PACKAGE.MODULE:FACTORY, path/to/file.py:FACTORY)")
+    if model_spec is not None:
+        built, path = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs)
+        if path is None or model_spec not in (None, "default", "default-direct"):
+            if arch is not None or num_classes is not None:
+                raise ConfigError("--arch / --num-classes check checkpoints of this project's formats; with "
+                                  "--model pass the builder's arguments in --model-kwargs")
+            return _describe_built(built)
+        ckpt = path
     model = load_model(ckpt, T=T, arch=arch, num_classes=num_classes)
     ci = model.checkpoint_info
     table = Table(title=f"checkpoint {ckpt}", show_header=False)
@@ -103,6 +120,50 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint file (reference CIFAR
                       highlight=False)
     if ci.metadata and verbose:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in ci.metadata.items()), highlight=False)
+
+
+def _describe_built(model) -> None:
+    """``info`` of a model built from a ``--model`` spec: builder, T, parameters, neuron layers, roles."""
+    import json
+
+    from gac_analysis.models import count_parameters
+
+    meta = model.gac_model_spec
+    ckpt = meta.get("checkpoint")
+    table = Table(title=f"model {meta['spec']}", show_header=False)
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    T = getattr(model, "T", None)
+    rows = [("builder", meta["builder"]), ("keyword arguments", json.dumps(meta["kwargs"])),
+            ("class", f"{type(model).__module__}.{type(model).__qualname__}"),
+            ("T (time steps)", str(T) if T is not None else "not set by the model: pass --T"),
+            ("parameters (distinct elements)", f"{count_parameters(model):,}"),
+            ("weights", f"{ckpt['path']} (sha256 {ckpt['sha256']}, {ckpt['tensors']} tensors)" if ckpt
+             else f"initial weights, seeded with {meta['init_seed']}")]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    console.print(_neurons_table(model))
+    if any(getattr(m, "gac_role", None) for m in model.modules()):
+        console.print(_roles_table(model))
+
+
+def _neurons_table(model) -> Table:
+    """Spiking neuron layers per class and step mode (SpikingJelly neurons and this project's LIF)."""
+    from spikingjelly.activation_based.neuron import BaseNode, SimpleBaseNode
+
+    layers = Counter()
+    for _, m in model.named_modules():
+        if isinstance(m, (BaseNode, SimpleBaseNode)):
+            layers[(type(m).__name__, str(getattr(m, "step_mode", "-")))] += 1
+    t = Table(title="spiking neuron layers")
+    for col in ("class", "step mode", "layers"):
+        t.add_column(col, justify="right" if col == "layers" else "left")
+    for (name, mode), n in sorted(layers.items()):
+        t.add_row(name, mode, str(n))
+    if not layers:
+        t.add_row("none found", "-", "0")
+    return t
 
 
 def _roles_table(model) -> Table:

@@ -17,6 +17,8 @@ from rich.table import Table
 
 from gac_analysis.cli.common import (
     DATA_DEFAULT,
+    MODEL_HELP,
+    MODEL_KWARGS_HELP,
     OUT_HELP,
     SEED_MAX,
     atomic_output_dir,
@@ -29,6 +31,7 @@ from gac_analysis.cli.common import (
     open_data,
     open_model,
     plural,
+    uses_embedded_model,
 )
 from gac_analysis.errors import ConfigError, TimeStepsUnknownError
 
@@ -49,19 +52,28 @@ def parse_T_list(raw: str) -> list[int]:
     return sorted(set(values))
 
 
-def _open(ckpt: Path | None):
+def _open(ckpt: Path | None, model_spec: str | None = None, model_kwargs: str | None = None, seed: int = 0):
+    from gac_analysis.models import GACEncoder
+
     try:
-        return open_model(ckpt)
+        model, path = open_model(ckpt, model=model_spec, model_kwargs=model_kwargs, seed=seed)
     except TimeStepsUnknownError:
         raise ConfigError(f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
                           "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
                           "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
+    if model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
+        raise ConfigError(f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
+                          "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or "
+                          "--model default")
+    return model, path
 
 
 @handles_errors
 def observe_cmd(
     ckpt: Optional[Path] = typer.Argument(None, help="GAC checkpoint (reference CIFAR/ImageNet layout or this "
                                                      "project's); default: the embedded default model."),
+    model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT,
                                        help="Data source: random, digits, photos, cifar10:PATH, cifar100:PATH, "
                                             "folder:PATH."),
@@ -89,8 +101,11 @@ def observe_cmd(
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be float32 or float64, got {precision!r}")
 
-    model, ckpt_path = _open(ckpt)
-    spec = default_data_spec(ckpt is None, data)
+    model, ckpt_path = _open(ckpt, model_spec, model_kwargs, seed)
+    if Ts and ckpt_path is None:
+        raise ConfigError(f"--T {T}: the sweep re-reads the model's checkpoint, and --model {model_spec} was built "
+                          "without one; pass its state_dict as CKPT or drop --T")
+    spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
     check_output_dir(out, kind="observe", inputs=input_paths(ckpt_path, spec))  # before the work
     source = open_data(spec, model, num_images=num_images, seed=seed)
     report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed,

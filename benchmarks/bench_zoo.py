@@ -1,0 +1,224 @@
+"""Benchmark: gac_analysis.profile vs a plain forward vs SpikingJelly 2.0's counters, on SpikingJelly's zoo.
+
+For each zoo model (built as ``--model spikingjelly:NAME`` builds it, with ``--model-kwargs``-style arguments
+below) and each batch size, five methods run alternately in one process (the order rotates every repetition):
+
+- ``plain``:   the model's forward under ``torch.inference_mode()``;
+- ``count``:   ``gac_analysis.accounting.count_images`` (hooks and counting, no report);
+- ``profile``: ``gac_analysis.profile`` (counting plus the priced report, what a user calls);
+- ``synop``:   SpikingJelly's ``SynOpCounter`` in a ``DispatchCounterMode`` (under ``torch.no_grad()``: its
+               counters count nothing under ``inference_mode``);
+- ``ac_mac``:  SpikingJelly's ``ACCounter`` + ``MACCounter`` in one ``DispatchCounterMode``.
+
+Every figure is the median over ``--reps`` repetitions of the ratio ``t(method) / t(plain)`` measured in the
+same repetition (plus the median plain time in seconds). Neuron state is reset before every forward.
+Models are prepared so that every neuron layer fires (BN weights 1, thresholds 0.05, images ``rand * 2``),
+as in the counting tests: a silent network would flatter the spike-dependent counters.
+
+Inputs are 32x32 RGB (CIFAR size) for every model, including the ImageNet-sized ones (whose convolutional
+stems and patch embeddings take any size), and T=2 by default: that keeps the CPU run to minutes; the
+ratios, not the absolute times, are the result. ``sew_*``, ``spiking_resnet*`` and ``spiking_vgg*`` import
+torchvision, which does not import here: this script then installs a stand-in module for the one name they
+import from it (``load_state_dict_from_url``, which is never called: no pretrained weights are used).
+
+Run (2 threads; the malloc settings halve CPU time here, see README, Performance):
+
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \\
+        .venv/bin/python benchmarks/bench_zoo.py [--batches 1,16] [--reps 3] [--T 2] [--device cpu|cuda] \\
+        [--models ms_resnet18,spikformer_cifar10] [--json out.jsonl] [--markdown out.md]
+
+Prints one JSON line per (model, batch) and, at the end, the markdown table of README's Performance section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import types
+
+import torch
+
+#: name -> (spec, builder arguments). T is added from --T where the builder takes it.
+ZOO = {
+    "ms_resnet18": ("spikingjelly:ms_resnet18", {"num_classes": 10}),
+    "ms_resnet34": ("spikingjelly:ms_resnet34", {"num_classes": 10}),
+    "att_ms_resnet18": ("spikingjelly:att_ms_resnet18", {"num_classes": 10}),
+    "spikformer_cifar10": ("spikingjelly:spikformer_cifar10", {}),
+    "spikformer_ti": ("spikingjelly:spikformer_ti", {"num_classes": 10, "img_size_h": 32, "img_size_w": 32}),
+    "sdt_8_384": ("spikingjelly:sdt_8_384", {"num_classes": 10}),
+    "qkformer_10_384": ("spikingjelly:qkformer_10_384", {"num_classes": 10}),
+    "maxformer_cifar": ("spikingjelly:maxformer_cifar", {"num_classes": 10}),
+    "CIFAR10Net": ("spikingjelly:CIFAR10Net", {"channels": 64}),
+    "sew_resnet18": ("spikingjelly:sew_resnet18", {"num_classes": 10}),
+    "spiking_resnet18": ("spikingjelly:spiking_resnet18", {"num_classes": 10}),
+    "spiking_vgg11_bn": ("spikingjelly:spiking_vgg11_bn", {"num_classes": 10}),
+}
+METHODS = ("plain", "count", "profile", "synop", "ac_mac")
+THRESHOLD = 0.05
+
+
+def torchvision_stand_in() -> bool:
+    """Install a stand-in ``torchvision.models.utils`` when torchvision does not import; True if installed."""
+    try:
+        import torchvision  # noqa: F401
+        return False
+    except Exception:  # noqa: BLE001 - any import failure: the stand-in replaces it
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+
+    def load_state_dict_from_url(*args, **kwargs):
+        raise RuntimeError("the benchmark's torchvision stand-in downloads nothing")
+
+    tv, models, utils = (types.ModuleType(n) for n in ("torchvision", "torchvision.models", "torchvision.models.utils"))
+    utils.load_state_dict_from_url = load_state_dict_from_url
+    tv.models, models.utils = models, utils
+    for mod in (tv, models, utils):
+        sys.modules[mod.__name__] = mod
+    return True
+
+
+def prepare(model):
+    """Every neuron layer fires: BN weights 1, neuron thresholds ``THRESHOLD``; eval mode."""
+    from spikingjelly.activation_based import neuron
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+        if isinstance(m, neuron.BaseNode):
+            m.v_threshold = THRESHOLD
+    return model.eval()
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def methods_for(model, x, T: int):
+    """The five timed callables on ``model`` and batch ``x``."""
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.op_counter import ACCounter, DispatchCounterMode, MACCounter, SynOpCounter
+
+    import gac_analysis as ga
+    from gac_analysis.accounting import count_images
+
+    def plain():
+        functional.reset_net(model)
+        with torch.inference_mode():
+            model(x)
+
+    def count():
+        return count_images(model, x, T=T)
+
+    def profile():
+        return ga.profile(model, x, T=T)
+
+    def synop():
+        functional.reset_net(model)
+        c = SynOpCounter()
+        with torch.no_grad(), DispatchCounterMode([c]):
+            model(x)
+        return c.get_total()
+
+    def ac_mac():
+        functional.reset_net(model)
+        counters = [ACCounter(), MACCounter()]
+        with torch.no_grad(), DispatchCounterMode(counters):
+            model(x)
+        return [c.get_total() for c in counters]
+
+    return {"plain": plain, "count": count, "profile": profile, "synop": synop, "ac_mac": ac_mac}
+
+
+def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
+    from gac_analysis.models.specs import build_from_spec
+
+    spec, kwargs = ZOO[name]
+    model = prepare(build_from_spec(spec, kwargs=kwargs, T=T, seed=0)).to(device)
+    x = (torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2).to(device)
+    fns = methods_for(model, x, T)
+    report = fns["profile"]()  # warm-up of every method, and the coverage / firing facts of the row
+    for m in METHODS:
+        if m != "profile":
+            fns[m]()
+    times = {m: [] for m in METHODS}
+    for r in range(reps):
+        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
+        for m in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[m]()
+            _sync(device)
+            times[m].append(time.perf_counter() - t0)
+    ratios = {m: statistics.median(t / p for t, p in zip(times[m], times["plain"])) for m in METHODS if m != "plain"}
+    sj = max(ratios["synop"], ratios["ac_mac"])
+    cov = getattr(report, "coverage", None) or {}
+    return {
+        "model": name, "batch": batch, "T": T, "image": [3, 32, 32], "device": str(device), "reps": reps,
+        "plain_s": statistics.median(times["plain"]),
+        "ratio": ratios,
+        "profile_vs_sj_synop": ratios["profile"] / ratios["synop"],
+        "profile_vs_sj_ac_mac": ratios["profile"] / ratios["ac_mac"],
+        "goal_profile_le_1_15": ratios["profile"] <= 1.15,
+        "goal_half_of_sj": (ratios["profile"] <= 0.5 * sj) if sj >= 2 else None,
+        "mean_firing_rate": float(report.mean_firing_rate),
+        "unsupported_calls": cov.get("unsupported_calls"),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| model | batch | plain s | count / plain | profile / plain | SynOpCounter / plain | "
+            "AC+MAC / plain | profile / SynOp | profile / AC+MAC |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        q = r["ratio"]
+        lines.append(f"| {r['model']} | {r['batch']} | {r['plain_s']:.3f} | {q['count']:.2f} | {q['profile']:.2f} | "
+                     f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
+                     f"{r['profile_vs_sj_ac_mac']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=",".join(ZOO), help="comma list of " + ", ".join(ZOO))
+    ap.add_argument("--batches", default="1,16")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--T", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", help="append the JSON lines to this file too")
+    ap.add_argument("--markdown", help="write the markdown table to this file too")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    stand_in = torchvision_stand_in()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(json.dumps({"torch": torch.__version__, "threads": args.threads, "device": str(device),
+                      "torchvision_stand_in": stand_in, "loadavg_at_start": load,
+                      "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_",
+                                                                     "MALLOC_TRIM_THRESHOLD_")}}), flush=True)
+    rows = []
+    for name in [n.strip() for n in args.models.split(",") if n.strip()]:
+        for batch in [int(b) for b in args.batches.split(",")]:
+            row = bench_one(name, batch, T=args.T, reps=args.reps, device=device)
+            row["loadavg"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    table = markdown(rows)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
