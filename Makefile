@@ -25,6 +25,7 @@ test: $(VENV)/.installed-test
 # ruff (configured in pyproject.toml: rules, line length 120); installed by the test extra.
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The main job on the embedded default (a trained GAC-MS-ResNet on held-out digits): energy, observer, report;
 # then its direct-coding twin on the same 360 held-out digits (its observer: its own stem's direct spikes vs a

@@ -27,8 +27,14 @@ import warnings
 import torch
 
 ROLES = ("encoder", "attention", "backbone", "head")
-CLASSES = (("mac_pj", "MAC"), ("ac_pj", "AC"), ("bias_pj", "bias"), ("bn_pj", "BN"),
-           ("elementwise_pj", "elementwise"), ("pooling_pj", "pooling"))
+CLASSES = (
+    ("mac_pj", "MAC"),
+    ("ac_pj", "AC"),
+    ("bias_pj", "bias"),
+    ("bn_pj", "BN"),
+    ("elementwise_pj", "elementwise"),
+    ("pooling_pj", "pooling"),
+)
 
 
 def bn_weights_one(model: torch.nn.Module) -> torch.nn.Module:
@@ -77,10 +83,13 @@ def summarise(report) -> dict:
     the attention's op counts per image and the mean firing rate."""
     n = report.num_images
     lay, lif = report.layers, report.lif_sites
-    out = {"paper_mj": report.energy["paper"]["per_image_mj"],
-           "complete_mj": report.energy["complete"]["per_image_mj"],
-           "mean_firing_rate": report.mean_firing_rate, "by_role": {},
-           "unsupported": getattr(report, "unsupported", None)}
+    out = {
+        "paper_mj": report.energy["paper"]["per_image_mj"],
+        "complete_mj": report.energy["complete"]["per_image_mj"],
+        "mean_firing_rate": report.mean_firing_rate,
+        "by_role": {},
+        "unsupported": getattr(report, "unsupported", None),
+    }
     for role in ROLES:
         rows, neurons = lay[lay["role"] == role], lif[lif["role"] == role]
         classes = {label: float(rows[col].sum()) / n / 1e9 for col, label in CLASSES if col in rows}
@@ -88,10 +97,13 @@ def summarise(report) -> dict:
         out["by_role"][role] = {
             "paper_mj": float(rows["paper_pj"].sum()) / n / 1e9,
             "complete_mj": float(rows["complete_pj"].sum() + (neurons["complete_pj"].sum() if len(neurons) else 0))
-            / n / 1e9,
+            / n
+            / 1e9,
             "complete_by_class_mj": classes,
-            "dense_macs": int(rows["dense_macs"].sum()) // n, "effective_macs": int(rows["effective_macs"].sum()) // n,
-            "acs": int(rows["acs"].sum()) // n, "modules_counted": int(rows["name"].nunique()),
+            "dense_macs": int(rows["dense_macs"].sum()) // n,
+            "effective_macs": int(rows["effective_macs"].sum()) // n,
+            "acs": int(rows["acs"].sum()) // n,
+            "modules_counted": int(rows["name"].nunique()),
         }
     return out
 

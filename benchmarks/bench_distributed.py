@@ -75,38 +75,66 @@ def main() -> None:
         tmp = Path(tmp)
         ckpt = tmp / "model.pt"
         make_checkpoint(ckpt, args.width)
-        common = [str(ckpt), "--data", "random", "--num-images", str(args.images), "--batch-size",
-                  str(args.batch_size)]
+        common = [str(ckpt), "--data", "random", "--num-images", str(args.images), "--batch-size", str(args.batch_size)]
         single_cmd = [str(BIN / "gac-analyze"), "energy", *common, "--no-distributed", "--out", str(tmp / "single")]
         single_env = {**base, "OMP_NUM_THREADS": str(threads_single)}
         dist_env = {**base, "OMP_NUM_THREADS": str(threads_each)}
         single, dist = [], []
         for _ in range(args.repeats):  # interleaved, so a change in machine load hits both sides alike
             single.append(timed(single_cmd, single_env, args.timeout))
-            dist_cmd = [str(BIN / "torchrun"), f"--nproc_per_node={args.nproc}", "--nnodes=1",
-                        "--master_addr=127.0.0.1", f"--master_port={free_port()}", "--no-python",
-                        str(BIN / "gac-analyze"), "energy", *common, "--out", str(tmp / "dist")]
+            dist_cmd = [
+                str(BIN / "torchrun"),
+                f"--nproc_per_node={args.nproc}",
+                "--nnodes=1",
+                "--master_addr=127.0.0.1",
+                f"--master_port={free_port()}",
+                "--no-python",
+                str(BIN / "gac-analyze"),
+                "energy",
+                *common,
+                "--out",
+                str(tmp / "dist"),
+            ]
             dist.append(timed(dist_cmd, dist_env, args.timeout))
         a = json.loads((tmp / "single" / "report.json").read_text())
         b = json.loads((tmp / "dist" / "report.json").read_text())
         a["provenance"].pop("distributed")
         b["provenance"].pop("distributed")
-        identical = a == b and all((tmp / "single" / f).read_bytes() == (tmp / "dist" / f).read_bytes()
-                                   for f in ("layers.csv", "lif_sites.csv", "per_step.csv"))
+        identical = a == b and all(
+            (tmp / "single" / f).read_bytes() == (tmp / "dist" / f).read_bytes()
+            for f in ("layers.csv", "lif_sites.csv", "per_step.csv")
+        )
     med_single, med_dist = statistics.median(single), statistics.median(dist)
-    print(json.dumps({
-        "bench": "distributed", "model": f"msresnet18-cifar width {args.width} T=4", "images": args.images,
-        "batch_size": args.batch_size, "cpus": args.cpus,
-        "single": {"processes": 1, "threads": threads_single, "median_s": round(med_single, 3),
-                   "min_s": round(min(single), 3), "runs_s": [round(x, 3) for x in single]},
-        "distributed": {"processes": args.nproc, "threads_each": threads_each, "backend": "gloo",
-                        "median_s": round(med_dist, 3), "min_s": round(min(dist), 3),
-                        "runs_s": [round(x, 3) for x in dist]},
-        "speedup": round(med_single / med_dist, 3),  # of the medians
-        "speedup_of_minima": round(min(single) / min(dist), 3),  # less sensitive to other load on the machine
-        "identical_reports": identical,
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "distributed",
+                "model": f"msresnet18-cifar width {args.width} T=4",
+                "images": args.images,
+                "batch_size": args.batch_size,
+                "cpus": args.cpus,
+                "single": {
+                    "processes": 1,
+                    "threads": threads_single,
+                    "median_s": round(med_single, 3),
+                    "min_s": round(min(single), 3),
+                    "runs_s": [round(x, 3) for x in single],
+                },
+                "distributed": {
+                    "processes": args.nproc,
+                    "threads_each": threads_each,
+                    "backend": "gloo",
+                    "median_s": round(med_dist, 3),
+                    "min_s": round(min(dist), 3),
+                    "runs_s": [round(x, 3) for x in dist],
+                },
+                "speedup": round(med_single / med_dist, 3),  # of the medians
+                "speedup_of_minima": round(min(single) / min(dist), 3),  # less sensitive to other load on the machine
+                "identical_reports": identical,
+                "loadavg_1m": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -120,8 +120,20 @@ def _peak_memory(args, modes) -> dict[str, int]:
 
     peaks = {}
     for name in modes:
-        cmd = [sys.executable, __file__, "--only", name, "--batch", str(args.batch), "--T", str(args.T),
-               "--width", str(args.width), "--device", args.device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--only",
+            name,
+            "--batch",
+            str(args.batch),
+            "--T",
+            str(args.T),
+            "--width",
+            str(args.width),
+            "--device",
+            args.device,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         peaks[name] = json.loads(out)["peak_bytes"]
     return peaks
@@ -141,8 +153,13 @@ def main() -> None:
         assert modes["sj_op_counter"]() > 0, "SpikingJelly's SynOpCounter counted nothing"
     med = _median_times(modes, args.reps, device)
     result = {
-        "benchmark": "profile_overhead", "model": f"GAC-MS-ResNet-18 CIFAR width {args.width}", "T": args.T,
-        "batch": args.batch, "device": str(device), "threads": torch.get_num_threads(), "reps": args.reps,
+        "benchmark": "profile_overhead",
+        "model": f"GAC-MS-ResNet-18 CIFAR width {args.width}",
+        "T": args.T,
+        "batch": args.batch,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "reps": args.reps,
         "median_s": {k: round(v, 4) for k, v in med.items()},
         "profiled_over_plain": round(med["profiled"] / med["plain"], 4),
     }

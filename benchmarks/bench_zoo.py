@@ -65,6 +65,7 @@ def torchvision_stand_in() -> bool:
     """Install a stand-in ``torchvision.models.utils`` when torchvision does not import; True if installed."""
     try:
         import torchvision  # noqa: F401
+
         return False
     except Exception:  # noqa: BLE001 - any import failure: the stand-in replaces it
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
@@ -148,7 +149,7 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
             fns[m]()
     times = {m: [] for m in METHODS}
     for r in range(reps):
-        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
+        order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
         for m in order:
             _sync(device)
             t0 = time.perf_counter()
@@ -159,7 +160,12 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
     sj = max(ratios["synop"], ratios["ac_mac"])
     cov = getattr(report, "coverage", None) or {}
     return {
-        "model": name, "batch": batch, "T": T, "image": [3, 32, 32], "device": str(device), "reps": reps,
+        "model": name,
+        "batch": batch,
+        "T": T,
+        "image": [3, 32, 32],
+        "device": str(device),
+        "reps": reps,
         "plain_s": statistics.median(times["plain"]),
         "ratio": ratios,
         "profile_vs_sj_synop": ratios["profile"] / ratios["synop"],
@@ -172,14 +178,18 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | batch | plain s | count / plain | profile / plain | SynOpCounter / plain | "
-            "AC+MAC / plain | profile / SynOp | profile / AC+MAC |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = (
+        "| model | batch | plain s | count / plain | profile / plain | SynOpCounter / plain | "
+        "AC+MAC / plain | profile / SynOp | profile / AC+MAC |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
     lines = [head]
     for r in rows:
         q = r["ratio"]
-        lines.append(f"| {r['model']} | {r['batch']} | {r['plain_s']:.3f} | {q['count']:.2f} | {q['profile']:.2f} | "
-                     f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
-                     f"{r['profile_vs_sj_ac_mac']:.2f} |")
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['plain_s']:.3f} | {q['count']:.2f} | {q['profile']:.2f} | "
+            f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
+            f"{r['profile_vs_sj_ac_mac']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -199,10 +209,19 @@ def main() -> None:
     device = torch.device(args.device)
     stand_in = torchvision_stand_in()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(json.dumps({"torch": torch.__version__, "threads": args.threads, "device": str(device),
-                      "torchvision_stand_in": stand_in, "loadavg_at_start": load,
-                      "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_",
-                                                                     "MALLOC_TRIM_THRESHOLD_")}}), flush=True)
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "device": str(device),
+                "torchvision_stand_in": stand_in,
+                "loadavg_at_start": load,
+                "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
+            }
+        ),
+        flush=True,
+    )
     rows = []
     for name in [n.strip() for n in args.models.split(",") if n.strip()]:
         for batch in [int(b) for b in args.batches.split(",")]:

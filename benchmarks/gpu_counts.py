@@ -33,8 +33,8 @@ def main() -> int:
         print(f"error: --device {args.device} but torch {torch.__version__} sees no CUDA device", file=sys.stderr)
         return 2
     import test_zoo_oracles as oracles
-    import zoo_fixtures as zf
 
+    import zoo_fixtures as zf
     from gac_analysis import profile
     from gac_analysis.models.specs import build_from_spec
 
@@ -54,8 +54,11 @@ def main() -> int:
             assert cpu.layers["dense_macs"].tolist() == dev.layers["dense_macs"].tolist(), "dense MACs differ"
             assert cpu.lif_sites["neurons"].tolist() == dev.lif_sites["neurons"].tolist(), "neurons differ"
             s_cpu, s_dev = int(cpu.lif_sites["spikes"].sum()), int(dev.lif_sites["spikes"].sum())
-            print(f"ok   {name}: acs {int(dev.layers['acs'].sum()):,} on {device}; spikes cpu {s_cpu:,} "
-                  f"{device} {s_dev:,} (rel. diff {abs(s_dev - s_cpu) / max(s_cpu, 1):.2e})", flush=True)
+            print(
+                f"ok   {name}: acs {int(dev.layers['acs'].sum()):,} on {device}; spikes cpu {s_cpu:,} "
+                f"{device} {s_dev:,} (rel. diff {abs(s_dev - s_cpu) / max(s_cpu, 1):.2e})",
+                flush=True,
+            )
         except AssertionError as e:
             failures += 1
             print(f"FAIL {name}: {e}", flush=True)

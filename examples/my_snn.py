@@ -31,15 +31,23 @@ class MySNN(nn.Module):
         self.T = T
 
         def lif():
-            return neuron.LIFNode(tau=float(tau), surrogate_function=surrogate.ATan(), detach_reset=True,
-                                  step_mode="m")
+            return neuron.LIFNode(tau=float(tau), surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m")
 
-        self.stem = nn.Sequential(layer.Conv2d(3, channels, 3, padding=1, bias=False, step_mode="m"),
-                                  layer.BatchNorm2d(channels, step_mode="m"), lif())
-        self.stage1 = nn.Sequential(layer.Conv2d(channels, channels, 3, padding=1, bias=False, step_mode="m"),
-                                    layer.BatchNorm2d(channels, step_mode="m"), lif())
-        self.stage2 = nn.Sequential(layer.Conv2d(channels, channels, 3, padding=1, bias=False, step_mode="m"),
-                                    layer.BatchNorm2d(channels, step_mode="m"), lif())
+        self.stem = nn.Sequential(
+            layer.Conv2d(3, channels, 3, padding=1, bias=False, step_mode="m"),
+            layer.BatchNorm2d(channels, step_mode="m"),
+            lif(),
+        )
+        self.stage1 = nn.Sequential(
+            layer.Conv2d(channels, channels, 3, padding=1, bias=False, step_mode="m"),
+            layer.BatchNorm2d(channels, step_mode="m"),
+            lif(),
+        )
+        self.stage2 = nn.Sequential(
+            layer.Conv2d(channels, channels, 3, padding=1, bias=False, step_mode="m"),
+            layer.BatchNorm2d(channels, step_mode="m"),
+            lif(),
+        )
         self.pool = layer.AdaptiveAvgPool2d(1, step_mode="m")
         self.classifier = layer.Linear(channels, num_classes, step_mode="m")
 
@@ -47,9 +55,9 @@ class MySNN(nn.Module):
         x = images.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)  # [T, B, 3, H, W]
         s = self.stem(x)
         y = self.stage2(self.stage1(s))
-        z = s + y                                              # residual: integer-valued (0, 1 or 2)
-        z = self.pool(z).flatten(2)                            # [T, B, channels]
-        return self.classifier(z).mean(0)                      # logits [B, num_classes]
+        z = s + y  # residual: integer-valued (0, 1 or 2)
+        z = self.pool(z).flatten(2)  # [T, B, channels]
+        return self.classifier(z).mean(0)  # logits [B, num_classes]
 
 
 def build(T: int = 4, channels: int = 16, num_classes: int = 10) -> MySNN:

@@ -32,8 +32,21 @@ from gac_analysis.energy.yaml_config import parse_yaml
 from gac_analysis.errors import ConfigError, ReportError
 from gac_analysis.report_model import EnergyReport, mj_per_image
 
-__all__ = ["BUDGET_SCHEMA", "BUDGET_VERSION", "Budget", "Check", "DEFAULT_BUDGET", "LAYER_METRICS", "METRICS",
-           "Violation", "budget_from_dict", "check_budget", "evaluate_budget", "format_value", "load_budget"]
+__all__ = [
+    "BUDGET_SCHEMA",
+    "BUDGET_VERSION",
+    "Budget",
+    "Check",
+    "DEFAULT_BUDGET",
+    "LAYER_METRICS",
+    "METRICS",
+    "Violation",
+    "budget_from_dict",
+    "check_budget",
+    "evaluate_budget",
+    "format_value",
+    "load_budget",
+]
 
 BUDGET_SCHEMA = "gac-analysis/budget"
 BUDGET_VERSION = 1
@@ -91,8 +104,9 @@ class Violation(Check):
 
     def describe(self) -> str:
         v, lim = format_value(self.value, self.limit)
-        return (f"{self.label or self.metric}: {v} {self.unit} > limit {lim} {self.unit}"
-                + (f" ({self.convention})" if self.convention else ""))
+        return f"{self.label or self.metric}: {v} {self.unit} > limit {lim} {self.unit}" + (
+            f" ({self.convention})" if self.convention else ""
+        )
 
 
 def format_value(value: float, limit: float) -> tuple[str, str]:
@@ -105,6 +119,7 @@ def format_value(value: float, limit: float) -> tuple[str, str]:
 
 
 # ---- reading a budget -------------------------------------------------------------------------------
+
 
 def _nearest(name: str, options, n: int = 3) -> list[str]:
     return difflib.get_close_matches(name, list(options), n=n, cutoff=0.4)
@@ -129,14 +144,17 @@ def _unknown(where: str, kind: str, key: Any, valid) -> ConfigError:
 def budget_from_dict(data: Any, source: str = "<dict>") -> Budget:
     """Validate a parsed budget file (see module docstring); :class:`ConfigError` on any problem."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a budget is a YAML mapping with keys {', '.join(_TOP_KEYS)}; got "
-                          f"{type(data).__name__}")
+        raise ConfigError(
+            f"{source}: a budget is a YAML mapping with keys {', '.join(_TOP_KEYS)}; got {type(data).__name__}"
+        )
     for key in data:
         if key not in _TOP_KEYS:
             raise _unknown(source, "key", key, _TOP_KEYS)
     if data.get("schema") != BUDGET_SCHEMA or data.get("version") != BUDGET_VERSION:
-        raise ConfigError(f"{source}: schema {data.get('schema')!r} version {data.get('version')!r}; a budget "
-                          f"file starts with `schema: {BUDGET_SCHEMA}` and `version: {BUDGET_VERSION}`")
+        raise ConfigError(
+            f"{source}: schema {data.get('schema')!r} version {data.get('version')!r}; a budget "
+            f"file starts with `schema: {BUDGET_SCHEMA}` and `version: {BUDGET_VERSION}`"
+        )
     raw = {} if data.get("limits") is None else data["limits"]
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: limits must be a mapping of {', '.join(METRICS)} to numbers")
@@ -148,13 +166,16 @@ def budget_from_dict(data: Any, source: str = "<dict>") -> Budget:
             limits[key] = v
     raw_layers = {} if data.get("layers") is None else data["layers"]
     if not isinstance(raw_layers, dict):
-        raise ConfigError(f"{source}: layers must be a mapping of layer name to {{"
-                          f"{', '.join(f'{m}: number' for m in LAYER_METRICS)}}}")
+        raise ConfigError(
+            f"{source}: layers must be a mapping of layer name to {{"
+            f"{', '.join(f'{m}: number' for m in LAYER_METRICS)}}}"
+        )
     layers: dict[str, dict[str, float]] = {}
     for name, spec in raw_layers.items():
         if not isinstance(spec, dict):
-            raise ConfigError(f"{source}: layers.{name} must be a mapping like {{complete_mj_per_image: 0.05}}, "
-                              f"got {spec!r}")
+            raise ConfigError(
+                f"{source}: layers.{name} must be a mapping like {{complete_mj_per_image: 0.05}}, got {spec!r}"
+            )
         limits_of: dict[str, float] = {}
         for key, value in spec.items():
             if key not in LAYER_METRICS:
@@ -170,8 +191,11 @@ def load_budget(path: str | Path | None = None) -> Budget:
     """Read and validate a budget file (``None``: the bundled generous default)."""
     path = Path(path) if path is not None else DEFAULT_BUDGET
     if not path.is_file():
-        raise ConfigError(f"budget file {path} does not exist" + (" (it is a folder)" if path.is_dir() else "")
-                          + "; pass --config PATH to a YAML budget (see docs/budget.md)")
+        raise ConfigError(
+            f"budget file {path} does not exist"
+            + (" (it is a folder)" if path.is_dir() else "")
+            + "; pass --config PATH to a YAML budget (see docs/budget.md)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -182,9 +206,13 @@ def load_budget(path: str | Path | None = None) -> Budget:
 
 # ---- checking a report ------------------------------------------------------------------------------
 
+
 def _network_value(report: EnergyReport, metric: str) -> float:
-    return {"paper_mj_per_image": report.paper_mj_per_image, "complete_mj_per_image": report.complete_mj_per_image,
-            "mean_firing_rate": report.mean_firing_rate}[metric]
+    return {
+        "paper_mj_per_image": report.paper_mj_per_image,
+        "complete_mj_per_image": report.complete_mj_per_image,
+        "mean_firing_rate": report.mean_firing_rate,
+    }[metric]
 
 
 def evaluate_budget(report: EnergyReport | dict, budget: Budget) -> list[Check]:
@@ -208,17 +236,19 @@ def evaluate_budget(report: EnergyReport | dict, budget: Budget) -> list[Check]:
     for name, limits in budget.layers.items():
         if name not in layers and name not in lif:
             near = _nearest(name, names)
-            raise ConfigError(f"{budget.source}: layers.{name}: no layer or LIF site of that name in the report; "
-                              + (f"nearest: {', '.join(near)}" if near else
-                                 "see the names in layers.csv and lif_sites.csv"))
+            raise ConfigError(
+                f"{budget.source}: layers.{name}: no layer or LIF site of that name in the report; "
+                + (f"nearest: {', '.join(near)}" if near else "see the names in layers.csv and lif_sites.csv")
+            )
         for metric, limit in limits.items():
             label, unit, conv = LAYER_METRICS[metric]
             if metric == "firing_rate":
                 if name not in lif:
                     near = _nearest(name, lif)
-                    raise ConfigError(f"{budget.source}: layers.{name}.firing_rate: {name} is not a LIF site; "
-                                      "firing_rate limits apply to LIF sites"
-                                      + (f" (nearest: {', '.join(near)})" if near else ""))
+                    raise ConfigError(
+                        f"{budget.source}: layers.{name}.firing_rate: {name} is not a LIF site; "
+                        "firing_rate limits apply to LIF sites" + (f" (nearest: {', '.join(near)})" if near else "")
+                    )
                 value = lif[name].firing_rate
             else:
                 pj = (layers.get(name) or lif[name]).complete_pj

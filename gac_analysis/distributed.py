@@ -39,9 +39,22 @@ from gac_analysis.launch import DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolv
 # DEFAULT_TIMEOUT_S, LaunchEnv, launch_env, resolve_launch, shard_indices and usable_cpus live in the
 # torch-free gac_analysis.launch (the CLI reads them without importing torch); count_images and
 # report_from_counter in gac_analysis.accounting. They are re-exported here.
-__all__ = ["DEFAULT_TIMEOUT_S", "DistributedError", "LaunchEnv", "RankFailed", "Session", "configure_threads",
-           "count_images", "init", "launch_env", "reduce_counter", "report_from_counter", "resolve_launch",
-           "shard_indices", "usable_cpus"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DistributedError",
+    "LaunchEnv",
+    "RankFailed",
+    "Session",
+    "configure_threads",
+    "count_images",
+    "init",
+    "launch_env",
+    "reduce_counter",
+    "report_from_counter",
+    "resolve_launch",
+    "shard_indices",
+    "usable_cpus",
+]
 
 #: Exit code of a communication failure (a collective timed out, a process vanished, init failed).
 COMM_EXIT_CODE = 3
@@ -116,8 +129,18 @@ class Session:
     gloo group used to exchange status objects; ``None`` is the default group).
     """
 
-    def __init__(self, *, rank: int, world_size: int, local_rank: int, local_world_size: int, backend: str,
-                 device: torch.device, timeout_s: float, object_group=None):
+    def __init__(
+        self,
+        *,
+        rank: int,
+        world_size: int,
+        local_rank: int,
+        local_world_size: int,
+        backend: str,
+        device: torch.device,
+        timeout_s: float,
+        object_group=None,
+    ):
         self.rank = rank
         self.world_size = world_size
         self.local_rank = local_rank
@@ -159,7 +182,8 @@ class Session:
     def _comm_error(self, e: BaseException, what: str) -> DistributedError:
         return DistributedError(
             f"rank {self.rank} of {self.world_size}: {what} failed ({type(e).__name__}: {_printable(e)}); another "
-            f"process may have died, or the {self.timeout_s:g} s timeout passed (raise it with --dist-timeout)")
+            f"process may have died, or the {self.timeout_s:g} s timeout passed (raise it with --dist-timeout)"
+        )
 
     def agree(self, error: BaseException | None, phase: str) -> None:
         """Exchange every rank's status; if any rank failed, raise :class:`RankFailed` on every rank."""
@@ -170,8 +194,10 @@ class Session:
         elif isinstance(error, GacError):
             status = (_one_line(error), int(getattr(error, "exit_code", 2)))
         else:
-            status = (f"internal error {type(error).__name__}: {_one_line(error)} (traceback on that rank's stderr)",
-                      INTERNAL_EXIT_CODE)
+            status = (
+                f"internal error {type(error).__name__}: {_one_line(error)} (traceback on that rank's stderr)",
+                INTERNAL_EXIT_CODE,
+            )
         gathered: list = [None] * self.world_size
         try:
             dist.all_gather_object(gathered, (self.rank, status), group=self.object_group)
@@ -207,8 +233,14 @@ class Session:
             raise self._comm_error(e, what) from None
 
 
-def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, *, device: str = "cpu",
-         env: LaunchEnv | None = None, init_method: str | None = None) -> Session:
+def init(
+    backend: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    device: str = "cpu",
+    env: LaunchEnv | None = None,
+    init_method: str | None = None,
+) -> Session:
     """Start the process group and return a :class:`Session` (use it as a context manager).
 
     Args:
@@ -234,8 +266,10 @@ def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, *, de
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed: install a build with distributed support")
     if device not in ("cpu", "cuda"):
-        raise ConfigError(f"distributed device '{device}': use cpu, or cuda (each process then uses "
-                          "cuda:LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)")
+        raise ConfigError(
+            f"distributed device '{device}': use cpu, or cuda (each process then uses "
+            "cuda:LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)"
+        )
     backend = backend or ("nccl" if device == "cuda" else "gloo")
     if backend not in ("gloo", "nccl"):
         raise ConfigError(f"unknown distributed backend '{backend}': use gloo or nccl")
@@ -245,9 +279,11 @@ def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, *, de
         if not torch.cuda.is_available():
             raise ConfigError("device 'cuda' requested but CUDA is not available here; use --device cpu")
         if env.local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"local rank {env.local_rank} needs cuda:{env.local_rank}, but only "
-                              f"{torch.cuda.device_count()} GPU(s) are visible: start at most that many processes "
-                              "per node (--nproc_per_node)")
+            raise ConfigError(
+                f"local rank {env.local_rank} needs cuda:{env.local_rank}, but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible: start at most that many processes "
+                "per node (--nproc_per_node)"
+            )
         torch.cuda.set_device(env.local_rank)
         dev = torch.device("cuda", env.local_rank)
     else:
@@ -255,8 +291,13 @@ def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, *, de
     if dist.is_initialized():
         raise ConfigError("a torch.distributed process group is already initialised in this process")
     timeout = timedelta(seconds=float(timeout_s))
-    kwargs = {"backend": backend, "timeout": timeout, "rank": env.rank, "world_size": env.world_size,
-              "init_method": init_method or "env://"}
+    kwargs = {
+        "backend": backend,
+        "timeout": timeout,
+        "rank": env.rank,
+        "world_size": env.world_size,
+        "init_method": init_method or "env://",
+    }
     if backend == "nccl":
         kwargs["device_id"] = dev
     try:
@@ -265,12 +306,21 @@ def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, *, de
     except Exception as e:
         if dist.is_initialized():
             dist.destroy_process_group()
-        raise DistributedError(f"rank {env.rank} of {env.world_size}: cannot start the {backend} process group "
-                               f"({type(e).__name__}: {_printable(e)}); check MASTER_ADDR/MASTER_PORT and that every "
-                               f"process started within the {float(timeout_s):g} s timeout") from None
-    return Session(rank=env.rank, world_size=env.world_size, local_rank=env.local_rank,
-                   local_world_size=env.local_world_size, backend=backend, device=dev, timeout_s=float(timeout_s),
-                   object_group=object_group)
+        raise DistributedError(
+            f"rank {env.rank} of {env.world_size}: cannot start the {backend} process group "
+            f"({type(e).__name__}: {_printable(e)}); check MASTER_ADDR/MASTER_PORT and that every "
+            f"process started within the {float(timeout_s):g} s timeout"
+        ) from None
+    return Session(
+        rank=env.rank,
+        world_size=env.world_size,
+        local_rank=env.local_rank,
+        local_world_size=env.local_world_size,
+        backend=backend,
+        device=dev,
+        timeout_s=float(timeout_s),
+        object_group=object_group,
+    )
 
 
 # ---- counting and reduction -------------------------------------------------------------------
@@ -348,8 +398,10 @@ def _agreed_layout(counter, group, object_group):
     dist.all_gather_object(gathered, (int(counter.T), _site_layout(counter)), group=object_group)
     Ts = sorted({T for T, _ in gathered})
     if len(Ts) != 1:
-        raise DistributedError(f"the ranks count different numbers of time steps {Ts}: every rank must load the "
-                               "same model with the same --T")
+        raise DistributedError(
+            f"the ranks count different numbers of time steps {Ts}: every rank must load the "
+            "same model with the same --T"
+        )
     coverage: list = [None] * dist.get_world_size(group)
     dist.all_gather_object(coverage, counter.coverage_state(), group=object_group)
     counter.merge_coverage(coverage)
@@ -383,15 +435,20 @@ def _flatten(counter, layout, comm: torch.device) -> torch.Tensor:
         for k in int_keys:
             values = site.ints[k]
             if any(abs(v) > INT64_MAX for v in values):
-                raise DistributedError(f"site {name}: counter {k} exceeds int64 and cannot be reduced; analyse "
-                                       "fewer images per run")
+                raise DistributedError(
+                    f"site {name}: counter {k} exceeds int64 and cannot be reduced; analyse fewer images per run"
+                )
             parts.append(torch.tensor(values, dtype=torch.int64))
         for k in tensor_keys:
             parts.append(site.tensors[k].to(comm, torch.int64))
     accuracy = getattr(counter, "accuracy", None)  # labelled / correct images: summed like the counts
     acc_state = accuracy.state() if accuracy is not None else [0, 0, 0, 0]
-    parts.append(torch.tensor([sites[name].calls for name, *_ in layout] + acc_state
-                              + [counter.num_images, counter.batches], dtype=torch.int64))
+    parts.append(
+        torch.tensor(
+            [sites[name].calls for name, *_ in layout] + acc_state + [counter.num_images, counter.batches],
+            dtype=torch.int64,
+        )
+    )
     return torch.cat([p.to(comm) for p in parts])
 
 
@@ -403,11 +460,11 @@ def _unflatten(counter, layout, flat: torch.Tensor) -> None:
     for name, _, int_keys, tensor_keys in layout:
         site = sites[name]
         for k in int_keys:
-            site.ints[k] = host[offset:offset + T + 1].tolist()
+            site.ints[k] = host[offset : offset + T + 1].tolist()
             offset += T + 1
         for k in tensor_keys:
             old = site.tensors[k]
-            site.tensors[k] = flat[offset:offset + T + 1].to(old.device, old.dtype).clone()
+            site.tensors[k] = flat[offset : offset + T + 1].to(old.device, old.dtype).clone()
             offset += T + 1
     tail = host[offset:].tolist()
     for (name, *_), calls in zip(layout, tail):

@@ -40,10 +40,15 @@ from gac_analysis.report_model import COMPARISON_SCHEMA, OBSERVER_SCHEMA, SCHEMA
 RUN_ENTRIES: dict[str, tuple[str, ...]] = {
     "energy": ("report.json", "layers.csv", "lif_sites.csv", "per_step.csv"),
     "report": ("report.md", "figures"),
-    "observe": ("observer.json", "neurons.csv", "sweep.csv", "durations.png", "fraction_vs_T.png",
-                "encoding_*.png"),
-    "compare": ("comparison.csv", "comparison.json", "comparison.md", "firing_rates.png", "energy_by_role.png",
-                "figures"),
+    "observe": ("observer.json", "neurons.csv", "sweep.csv", "durations.png", "fraction_vs_T.png", "encoding_*.png"),
+    "compare": (
+        "comparison.csv",
+        "comparison.json",
+        "comparison.md",
+        "firing_rates.png",
+        "energy_by_role.png",
+        "figures",
+    ),
 }
 #: Files that mark a folder as a previous run of this tool: name -> the ``schema`` value they carry.
 RUN_MARKERS = {"report.json": SCHEMA, "observer.json": OBSERVER_SCHEMA, "comparison.json": COMPARISON_SCHEMA}
@@ -85,6 +90,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 # ---- signals ----------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def sigterm_unwinds():
@@ -134,6 +140,7 @@ def _folder_lock(folder: Path):
 
 # ---- pre-flight ------------------------------------------------------------------------------------
 
+
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute and normalised (``.`` and ``..`` resolved textually, symlinks kept)."""
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
@@ -153,8 +160,9 @@ def _make_parents(folder: Path) -> list[Path]:
             created.append(q)
     except OSError as e:
         _remove_created(created)
-        raise ConfigError(f"cannot create the folder {q} for the output: {e.strerror or e}; choose another "
-                          "--out") from None
+        raise ConfigError(
+            f"cannot create the folder {q} for the output: {e.strerror or e}; choose another --out"
+        ) from None
     return created
 
 
@@ -220,8 +228,10 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
     except OSError as e:
         raise ConfigError(f"cannot read the output folder {out} ({e.strerror or e}); choose another --out") from None
     if entries and not holds_previous_run(out):
-        raise ConfigError(f"--out {out} already holds files this tool did not write (e.g. '{entries[0]}'); nothing "
-                          "of yours is replaced: choose a new or empty folder")
+        raise ConfigError(
+            f"--out {out} already holds files this tool did not write (e.g. '{entries[0]}'); nothing "
+            "of yours is replaced: choose a new or empty folder"
+        )
 
 
 def check_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = ()) -> Path:
@@ -257,8 +267,10 @@ def check_output_file(path: str | os.PathLike, *, is_own: Callable[[Path], bool]
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file path such as {path / 'model.pt'}")
     if path.exists() and (is_own is None or not is_own(path)):
-        raise ConfigError(f"--out {path} already exists and was not written by this tool; nothing of yours is "
-                          "replaced: choose another file name")
+        raise ConfigError(
+            f"--out {path} already exists and was not written by this tool; nothing of yours is "
+            "replaced: choose another file name"
+        )
     created = _make_parents(path.parent)
     try:
         probe_writable(path.parent, "output file's folder")
@@ -268,6 +280,7 @@ def check_output_file(path: str | os.PathLike, *, is_own: Callable[[Path], bool]
 
 
 # ---- the atomic output folder -----------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = ()):
@@ -289,8 +302,9 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
         created = _make_parents(out.parent)
         where = out.parent
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX if where == out else f".{out.name}.", suffix=".partial",
-                                    dir=where))
+        tmp = Path(
+            tempfile.mkdtemp(prefix=TEMP_PREFIX if where == out else f".{out.name}.", suffix=".partial", dir=where)
+        )
     except OSError as e:
         _remove_created(created)
         raise ConfigError(f"output folder {where} is not writable ({e.strerror or e}); choose another --out") from None
@@ -334,7 +348,9 @@ def _commit(tmp: Path, out: Path, kind: str) -> None:
                     os.rename(old / name, out / name)
             with contextlib.suppress(OSError):
                 old.rmdir()
-            raise ConfigError(f"cannot write into the output folder {out} ({e.strerror or e}); it is unchanged")
+            raise ConfigError(
+                f"cannot write into the output folder {out} ({e.strerror or e}); it is unchanged"
+            ) from None
         shutil.rmtree(old, ignore_errors=True)
         with contextlib.suppress(OSError):
             tmp.rmdir()

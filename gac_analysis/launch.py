@@ -58,15 +58,25 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
     world = _env_int(environ, "WORLD_SIZE")
     rank = _env_int(environ, "RANK")
     if world < 1 or not 0 <= rank < world:
-        raise ConfigError(f"inconsistent launch environment RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < "
-                          "WORLD_SIZE; check the launcher")
+        raise ConfigError(
+            f"inconsistent launch environment RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < "
+            "WORLD_SIZE; check the launcher"
+        )
     local_rank = _env_int(environ, "LOCAL_RANK", rank)
     local_world = _env_int(environ, "LOCAL_WORLD_SIZE", world)
     if local_world < 1 or not 0 <= local_rank < local_world:
-        raise ConfigError(f"inconsistent launch environment LOCAL_RANK={local_rank}, LOCAL_WORLD_SIZE={local_world}"
-                          ": check the launcher")
-    return LaunchEnv(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
-                     master_addr=environ.get("MASTER_ADDR"), master_port=environ.get("MASTER_PORT"))
+        raise ConfigError(
+            f"inconsistent launch environment LOCAL_RANK={local_rank}, LOCAL_WORLD_SIZE={local_world}"
+            ": check the launcher"
+        )
+    return LaunchEnv(
+        rank=rank,
+        world_size=world,
+        local_rank=local_rank,
+        local_world_size=local_world,
+        master_addr=environ.get("MASTER_ADDR"),
+        master_port=environ.get("MASTER_PORT"),
+    )
 
 
 def resolve_launch(flag: bool | None, environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
@@ -80,19 +90,25 @@ def resolve_launch(flag: bool | None, environ: Mapping[str, str] | None = None) 
         return env
     if flag:
         if env is None:
-            raise ConfigError("--distributed needs a launcher: run under torchrun (it sets WORLD_SIZE, RANK, "
-                              "LOCAL_RANK, MASTER_ADDR, MASTER_PORT), e.g. torchrun --nproc_per_node=2 "
-                              "--no-python gac-analyze energy ...")
+            raise ConfigError(
+                "--distributed needs a launcher: run under torchrun (it sets WORLD_SIZE, RANK, "
+                "LOCAL_RANK, MASTER_ADDR, MASTER_PORT), e.g. torchrun --nproc_per_node=2 "
+                "--no-python gac-analyze energy ..."
+            )
         environ = os.environ if environ is None else environ
         missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not environ.get(k)]
         if missing:
-            raise ConfigError(f"--distributed: environment variable {', '.join(missing)} is not set: launch with "
-                              "torchrun, or set MASTER_ADDR and MASTER_PORT")
+            raise ConfigError(
+                f"--distributed: environment variable {', '.join(missing)} is not set: launch with "
+                "torchrun, or set MASTER_ADDR and MASTER_PORT"
+            )
         return env
     if env is not None and env.world_size > 1:
-        raise ConfigError(f"--no-distributed, but this process is rank {env.rank} of {env.world_size} of a "
-                          "torchrun launch: every process would analyse all images and write the same output; "
-                          "drop --no-distributed, or run without torchrun")
+        raise ConfigError(
+            f"--no-distributed, but this process is rank {env.rank} of {env.world_size} of a "
+            "torchrun launch: every process would analyse all images and write the same output; "
+            "drop --no-distributed, or run without torchrun"
+        )
     return None
 
 
@@ -126,8 +142,10 @@ def shard_indices(n: int, rank: int, world: int, *, block: int = 1) -> list[int]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"shard_indices: {what} must be an integer, got {value!r}")
     if n < 0 or world < 1 or block < 1 or not 0 <= rank < world:
-        raise ValueError(f"shard_indices: need n >= 0, world >= 1, block >= 1 and 0 <= rank < world; got n={n}, "
-                         f"rank={rank}, world={world}, block={block}")
+        raise ValueError(
+            f"shard_indices: need n >= 0, world >= 1, block >= 1 and 0 <= rank < world; got n={n}, "
+            f"rank={rank}, world={world}, block={block}"
+        )
     out: list[int] = []
     for start in range(rank * block, n, world * block):
         out.extend(range(start, min(start + block, n)))

@@ -17,17 +17,24 @@ def software_versions() -> dict:
         sj = version("spikingjelly")
     except Exception:  # pragma: no cover - metadata missing
         sj = "unknown"
-    return {"package": f"gac-analysis {__version__}", "python": platform.python_version(),
-            "torch": torch.__version__, "spikingjelly": sj}
+    return {
+        "package": f"gac-analysis {__version__}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "spikingjelly": sj,
+    }
 
 
 def model_provenance(model) -> dict:
     """Architecture facts of a model and, when it was loaded from a file, the checkpoint's identity."""
     info = getattr(model, "checkpoint_info", None)
     out = {
-        "arch": getattr(model, "arch", type(model).__name__), "T": getattr(model, "T", None),
-        "coding": getattr(model, "coding", None), "num_classes": getattr(model, "num_classes", None),
-        "width": getattr(model, "width", None), "lif_variant": getattr(model, "lif_variant", None),
+        "arch": getattr(model, "arch", type(model).__name__),
+        "T": getattr(model, "T", None),
+        "coding": getattr(model, "coding", None),
+        "num_classes": getattr(model, "num_classes", None),
+        "width": getattr(model, "width", None),
+        "lif_variant": getattr(model, "lif_variant", None),
         "firing_rule": "u > V_th (strict, as the reference code)",
         "parameters": sum(p.numel() for p in model.parameters()),
     }

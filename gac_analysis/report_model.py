@@ -29,9 +29,26 @@ from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ReportError
 
 __all__ = [
-    "Accuracy", "Coverage", "EnergyReport", "INPUT_KINDS", "LayerRow", "LifSiteRow", "MemorySplit",
-    "COMPARISON_SCHEMA", "COMPARISON_SCHEMA_VERSION", "OBSERVER_SCHEMA", "OBSERVER_SCHEMA_VERSION", "ObserverSummary", "PJ_PER_MJ", "SCHEMA", "SCHEMA_VERSION",
-    "UnsupportedOp", "dotted_get", "load_energy_report", "load_observer_report", "mj_per_image",
+    "Accuracy",
+    "Coverage",
+    "EnergyReport",
+    "INPUT_KINDS",
+    "LayerRow",
+    "LifSiteRow",
+    "MemorySplit",
+    "COMPARISON_SCHEMA",
+    "COMPARISON_SCHEMA_VERSION",
+    "OBSERVER_SCHEMA",
+    "OBSERVER_SCHEMA_VERSION",
+    "ObserverSummary",
+    "PJ_PER_MJ",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "UnsupportedOp",
+    "dotted_get",
+    "load_energy_report",
+    "load_observer_report",
+    "mj_per_image",
     "report_json_path",
 ]
 
@@ -62,6 +79,7 @@ def dotted_get(d: Any, dotted: str, default: Any = None) -> Any:
 
 # ---- value checks (one line each, naming the key) ----------------------------------------------------
 
+
 def _plain(v: Any) -> Any:
     """numpy / pandas scalars -> plain Python (the writer hands over DataFrame records)."""
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, tuple, dict, str)) else v
@@ -85,8 +103,11 @@ class _Reader:
         if v is None and optional:
             return None
         if not _is_number(v) or not math.isfinite(v):
-            raise self.fail(f"{key} is missing or not a number" if v is None or not _is_number(v)
-                            else f"{key} is {v}, not a finite number")
+            raise self.fail(
+                f"{key} is missing or not a number"
+                if v is None or not _is_number(v)
+                else f"{key} is {v}, not a finite number"
+            )
         if nonnegative and v < 0:
             raise self.fail(f"{key} is {v:g}, a negative energy")
         return v
@@ -147,8 +168,11 @@ def _split_known(cls, data: dict) -> tuple[dict, dict]:
 def _as_dict(obj, optional: tuple[str, ...] = ()) -> dict:
     """A dataclass row as JSON: its fields in declaration order (the ``optional`` ones only where set), then
     the keys it did not know."""
-    out = {f.name: getattr(obj, f.name) for f in fields(obj)
-           if f.name != "extra" and not (f.name in optional and getattr(obj, f.name) is None)}
+    out = {
+        f.name: getattr(obj, f.name)
+        for f in fields(obj)
+        if f.name != "extra" and not (f.name in optional and getattr(obj, f.name) is None)
+    }
     out.update(obj.extra)
     return out
 
@@ -157,8 +181,21 @@ def _as_dict(obj, optional: tuple[str, ...] = ()) -> dict:
 
 #: Count columns of a layer row (integers, totals over images and time steps). The last four are written by
 #: the any-network counting (integer-valued inputs, activation functions, the ACs under the other integer rule).
-LAYER_COUNTS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                "input_nnz", "integer_ops", "integer_value_ops", "activations", "acs_alt")
+LAYER_COUNTS = (
+    "dense_macs",
+    "acs",
+    "effective_macs",
+    "bias_adds",
+    "muls",
+    "adds",
+    "compares",
+    "sigmoids",
+    "input_nnz",
+    "integer_ops",
+    "integer_value_ops",
+    "activations",
+    "acs_alt",
+)
 #: The complete energy of a layer by op class (pJ totals over the images); they add up to ``complete_pj``.
 CLASS_ENERGIES = ("mac_pj", "ac_pj", "bias_pj", "bn_pj", "elementwise_pj", "pooling_pj")
 
@@ -262,8 +299,7 @@ class LifSiteRow:
         if not isinstance(rates, (list, tuple)):
             raise read.fail(f"{where}.per_step_rate is not a list of numbers")
         row.per_step_rate = [read.number(r, f"{where}.per_step_rate[{t}]") for t, r in enumerate(rates)]
-        row.complete_pj = read.number(known.get("complete_pj"), f"{where}.complete_pj", optional=True,
-                                      nonnegative=True)
+        row.complete_pj = read.number(known.get("complete_pj"), f"{where}.complete_pj", optional=True, nonnegative=True)
         row.neuron = read.text(known.get("neuron"), f"{where}.neuron", optional=True)
         return row
 
@@ -289,14 +325,23 @@ class Accuracy:
         if correct > labelled:
             raise read.fail(f"accuracy.correct ({correct}) exceeds accuracy.labelled ({labelled})")
         per = read.mapping(data.get("energy_per_correct_mj"), "accuracy.energy_per_correct_mj", optional=True)
-        return cls(labelled=labelled, correct=correct, top1=read.number(data.get("top1"), "accuracy.top1"),
-                   energy_per_correct_mj={str(k): read.number(v, f"accuracy.energy_per_correct_mj.{k}",
-                                                              optional=True, nonnegative=True)
-                                          for k, v in per.items()})
+        return cls(
+            labelled=labelled,
+            correct=correct,
+            top1=read.number(data.get("top1"), "accuracy.top1"),
+            energy_per_correct_mj={
+                str(k): read.number(v, f"accuracy.energy_per_correct_mj.{k}", optional=True, nonnegative=True)
+                for k, v in per.items()
+            },
+        )
 
     def to_dict(self) -> dict:
-        return {"labelled": self.labelled, "correct": self.correct, "top1": self.top1,
-                "energy_per_correct_mj": dict(self.energy_per_correct_mj)}
+        return {
+            "labelled": self.labelled,
+            "correct": self.correct,
+            "top1": self.top1,
+            "energy_per_correct_mj": dict(self.energy_per_correct_mj),
+        }
 
 
 @dataclass
@@ -311,12 +356,19 @@ class Coverage:
     @classmethod
     def from_dict(cls, data: Any, read: _Reader) -> Coverage:
         data = read.mapping(data, "coverage")
-        return cls(**{k: read.integer(data.get(k), f"coverage.{k}", minimum=0)
-                      for k in ("counted_calls", "free_calls", "unsupported_calls")})
+        return cls(
+            **{
+                k: read.integer(data.get(k), f"coverage.{k}", minimum=0)
+                for k in ("counted_calls", "free_calls", "unsupported_calls")
+            }
+        )
 
     def to_dict(self) -> dict:
-        return {"counted_calls": self.counted_calls, "free_calls": self.free_calls,
-                "unsupported_calls": self.unsupported_calls}
+        return {
+            "counted_calls": self.counted_calls,
+            "free_calls": self.free_calls,
+            "unsupported_calls": self.unsupported_calls,
+        }
 
 
 @dataclass
@@ -331,9 +383,12 @@ class UnsupportedOp:
     @classmethod
     def from_dict(cls, data: Any, where: str, read: _Reader) -> UnsupportedOp:
         data = read.mapping(data, where)
-        return cls(op=read.text(data.get("op"), f"{where}.op"), module=read.text(data.get("module"), f"{where}.module"),
-                   calls=read.integer(data.get("calls"), f"{where}.calls", minimum=0),
-                   elements=read.integer(data.get("elements"), f"{where}.elements", minimum=0))
+        return cls(
+            op=read.text(data.get("op"), f"{where}.op"),
+            module=read.text(data.get("module"), f"{where}.module"),
+            calls=read.integer(data.get("calls"), f"{where}.calls", minimum=0),
+            elements=read.integer(data.get("elements"), f"{where}.elements", minimum=0),
+        )
 
     def to_dict(self) -> dict:
         return {"op": self.op, "module": self.module, "calls": self.calls, "elements": self.elements}
@@ -352,8 +407,13 @@ class MemorySplit:
 # ---- the energy report ----------------------------------------------------------------------------
 
 #: Numbers every consumer of a report needs (dotted keys), checked on load.
-REQUIRED_NUMBERS = ("mean_firing_rate", "energy.paper.per_image_mj", "energy.paper.total_pj",
-                    "energy.complete.per_image_mj", "energy.complete.total_pj")
+REQUIRED_NUMBERS = (
+    "mean_firing_rate",
+    "energy.paper.per_image_mj",
+    "energy.paper.total_pj",
+    "energy.complete.per_image_mj",
+    "energy.complete.total_pj",
+)
 #: Energies that cannot be negative (checked on load).
 NONNEGATIVE_ENERGIES = REQUIRED_NUMBERS[1:]
 
@@ -407,9 +467,14 @@ class EnergyReport:
         rows = dotted_get(self.energy, "memory.layers")
         if not isinstance(rows, list):
             return None
-        per_layer = [(str(r["name"]), float(r["compute_pj"]), float(r["memory_pj"])) for r in rows
-                     if isinstance(r, dict) and isinstance(r.get("name"), str)
-                     and _is_number(r.get("compute_pj")) and _is_number(r.get("memory_pj"))]
+        per_layer = [
+            (str(r["name"]), float(r["compute_pj"]), float(r["memory_pj"]))
+            for r in rows
+            if isinstance(r, dict)
+            and isinstance(r.get("name"), str)
+            and _is_number(r.get("compute_pj"))
+            and _is_number(r.get("memory_pj"))
+        ]
         if not per_layer:
             return None
         return MemorySplit(per_layer, sum(r[1] for r in per_layer), sum(r[2] for r in per_layer))
@@ -424,8 +489,10 @@ class EnergyReport:
             raise ReportError(f"{source} holds a JSON {type(data).__name__}, not an energy report object")
         schema, version = data.get("schema"), data.get("schema_version")
         if schema != SCHEMA or version != SCHEMA_VERSION:
-            raise ReportError(f"{source} is schema {schema!r} version {version!r}; this version reads "
-                              f"{SCHEMA!r} version {SCHEMA_VERSION}: {_RERUN}")
+            raise ReportError(
+                f"{source} is schema {schema!r} version {version!r}; this version reads "
+                f"{SCHEMA!r} version {SCHEMA_VERSION}: {_RERUN}"
+            )
         num_images = read.integer(data.get("num_images"), "num_images")
         if num_images < 1:
             raise read.fail(f"num_images is {num_images}: the report covers no images and prices nothing")
@@ -436,32 +503,61 @@ class EnergyReport:
         if not layers:
             raise read.fail("layers is empty: the report priced no layer")
         lif = read.rows(data.get("lif_sites"), "lif_sites")
-        known = {"schema", "schema_version", "num_images", "T", "mean_firing_rate", "layers", "lif_sites",
-                 "energy", "units", "totals", "checks", "provenance", "accuracy", "coverage", "unsupported"}
+        known = {
+            "schema",
+            "schema_version",
+            "num_images",
+            "T",
+            "mean_firing_rate",
+            "layers",
+            "lif_sites",
+            "energy",
+            "units",
+            "totals",
+            "checks",
+            "provenance",
+            "accuracy",
+            "coverage",
+            "unsupported",
+        }
         unsupported = data.get("unsupported")
         if unsupported is not None and not isinstance(unsupported, list):
             raise read.fail("unsupported is not a list")
         return cls(
-            num_images=num_images, T=T, mean_firing_rate=float(data["mean_firing_rate"]),
+            num_images=num_images,
+            T=T,
+            mean_firing_rate=float(data["mean_firing_rate"]),
             layers=[LayerRow.from_dict(r, f"layers[{i}]", read) for i, r in enumerate(layers)],
             lif_sites=[LifSiteRow.from_dict(r, f"lif_sites[{i}]", read) for i, r in enumerate(lif)],
-            energy=data["energy"], units=read.mapping(data.get("units"), "units", optional=True),
+            energy=data["energy"],
+            units=read.mapping(data.get("units"), "units", optional=True),
             totals=read.mapping(data.get("totals"), "totals", optional=True),
             checks=read.mapping(data.get("checks"), "checks", optional=True),
             provenance=read.mapping(data.get("provenance"), "provenance", optional=True),
             accuracy=None if data.get("accuracy") is None else Accuracy.from_dict(data["accuracy"], read),
             coverage=Coverage.from_dict(data["coverage"], read) if data.get("coverage") else None,
-            unsupported=None if unsupported is None else
-            [UnsupportedOp.from_dict(u, f"unsupported[{i}]", read) for i, u in enumerate(unsupported)],
-            extra={k: v for k, v in data.items() if k not in known}, source=source)
+            unsupported=None
+            if unsupported is None
+            else [UnsupportedOp.from_dict(u, f"unsupported[{i}]", read) for i, u in enumerate(unsupported)],
+            extra={k: v for k, v in data.items() if k not in known},
+            source=source,
+        )
 
     def to_dict(self) -> dict:
         """The JSON object of ``report.json`` (key order fixed; optional keys only when set)."""
         out = {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "num_images": self.num_images, "T": self.T,
-            "units": self.units, "mean_firing_rate": self.mean_firing_rate, "totals": self.totals,
-            "lif_sites": [r.to_dict() for r in self.lif_sites], "layers": [r.to_dict() for r in self.layers],
-            "energy": self.energy, "checks": self.checks, "provenance": self.provenance,
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "num_images": self.num_images,
+            "T": self.T,
+            "units": self.units,
+            "mean_firing_rate": self.mean_firing_rate,
+            "totals": self.totals,
+            "lif_sites": [r.to_dict() for r in self.lif_sites],
+            "layers": [r.to_dict() for r in self.layers],
+            "energy": self.energy,
+            "checks": self.checks,
+            "provenance": self.provenance,
             "accuracy": self.accuracy.to_dict() if self.accuracy is not None else None,
         }
         if self.coverage is not None:
@@ -518,6 +614,7 @@ def load_energy_report(path: str | Path) -> EnergyReport:
 
 # ---- the observer report --------------------------------------------------------------------------
 
+
 @dataclass
 class ObserverSummary:
     """The headline of ``observer.json`` (Proposition 1: T_g >= T_d). Durations in time steps; fractions of
@@ -544,21 +641,30 @@ class ObserverSummary:
             raise ReportError(f"{source} holds a JSON {type(data).__name__}, not an observer report object")
         schema, version = data.get("schema"), data.get("schema_version")
         if schema != OBSERVER_SCHEMA or version != OBSERVER_SCHEMA_VERSION:
-            raise ReportError(f"{source} is schema {schema!r} version {version!r}; this version reads "
-                              f"{OBSERVER_SCHEMA!r} version {OBSERVER_SCHEMA_VERSION}: re-run `gac-analyze observe`")
+            raise ReportError(
+                f"{source} is schema {schema!r} version {version!r}; this version reads "
+                f"{OBSERVER_SCHEMA!r} version {OBSERVER_SCHEMA_VERSION}: re-run `gac-analyze observe`"
+            )
 
         def rate(key: str) -> float | None:  # NaN (nothing observed) reads as None
             v = data.get(key)
             return None if isinstance(v, float) and math.isnan(v) else read.number(v, key, optional=True)
 
-        return cls(verdict=read.text(data.get("verdict"), "verdict"), holds=read.flag(data.get("holds"), "holds"),
-                   T=read.integer(data.get("T"), "T", minimum=1),
-                   num_images=read.integer(data.get("num_images"), "num_images", minimum=0),
-                   num_neurons=read.integer(data.get("num_neurons"), "num_neurons", minimum=0),
-                   mean_T_d=rate("mean_T_d"), mean_T_g=rate("mean_T_g"),
-                   num_violations=read.integer(data.get("num_violations"), "num_violations", minimum=0),
-                   fraction_gt=rate("fraction_gt"), fraction_eq=rate("fraction_eq"),
-                   fraction_lt=rate("fraction_lt"), data=data, source=source)
+        return cls(
+            verdict=read.text(data.get("verdict"), "verdict"),
+            holds=read.flag(data.get("holds"), "holds"),
+            T=read.integer(data.get("T"), "T", minimum=1),
+            num_images=read.integer(data.get("num_images"), "num_images", minimum=0),
+            num_neurons=read.integer(data.get("num_neurons"), "num_neurons", minimum=0),
+            mean_T_d=rate("mean_T_d"),
+            mean_T_g=rate("mean_T_g"),
+            num_violations=read.integer(data.get("num_violations"), "num_violations", minimum=0),
+            fraction_gt=rate("fraction_gt"),
+            fraction_eq=rate("fraction_eq"),
+            fraction_lt=rate("fraction_lt"),
+            data=data,
+            source=source,
+        )
 
 
 def load_observer_report(path: str | Path) -> ObserverSummary:

@@ -14,11 +14,19 @@ from pathlib import Path
 import torch
 
 DATA = Path(__file__).parent / "data"
-LAYOUT_NAMES = ["cifar_msresnet18_c10_gac_T6", "cifar_msresnet18_c100_gac_T6", "cifar_msresnet18_c10_direct_T6",
-                "imagenet_msresnet18_gac_T4", "imagenet_msresnet34_gac_T4"]
+LAYOUT_NAMES = [
+    "cifar_msresnet18_c10_gac_T6",
+    "cifar_msresnet18_c100_gac_T6",
+    "cifar_msresnet18_c10_direct_T6",
+    "imagenet_msresnet18_gac_T4",
+    "imagenet_msresnet34_gac_T4",
+]
 LAYOUT_SEEDS = dict(zip(LAYOUT_NAMES, [1, 2, 3, 11, 12]))
-LAYOUT_ARCH = {"cifar": "msresnet18-cifar", "imagenet_msresnet18": "msresnet18-imagenet",
-               "imagenet_msresnet34": "msresnet34-imagenet"}
+LAYOUT_ARCH = {
+    "cifar": "msresnet18-cifar",
+    "imagenet_msresnet18": "msresnet18-imagenet",
+    "imagenet_msresnet34": "msresnet34-imagenet",
+}
 
 
 @lru_cache(maxsize=None)

@@ -65,10 +65,14 @@ def test_dense_macs_equal_fvcore_per_module(golden_report, golden_input):
     def keep_first_input(name):
         def hook(mod, args, out):
             inputs.setdefault(name, args[0].clone())
+
         return hook
 
-    hooks = [m.register_forward_hook(keep_first_input(n))
-             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear))]
+    hooks = [
+        m.register_forward_hook(keep_first_input(n))
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear))
+    ]
     with torch.no_grad():
         model(golden_input)
     for h in hooks:
@@ -127,9 +131,9 @@ def test_toy_network_reproduces_paper_formula_by_hand():
         s1 = net.lif1(over_time(net.conv, s0))
     fr0 = s0.sum().item() / s0.numel()
     fr1 = s1.sum().item() / s1.numel()
-    stem_macs = 6 * 6 * 2 * 27            # output 2x6x6, each 3*3*3 MACs, counted once
-    conv_dense = 3 * 3 * 3 * 2 * 9        # output 3x3x3 (stride 2), each 2*3*3 MACs, per step
-    fc_dense = 3 * 4                      # per step
+    stem_macs = 6 * 6 * 2 * 27  # output 2x6x6, each 3*3*3 MACs, counted once
+    conv_dense = 3 * 3 * 3 * 2 * 9  # output 3x3x3 (stride 2), each 2*3*3 MACs, per step
+    fc_dense = 3 * 4  # per step
     expected = 4.6 * stem_macs + 0.9 * (fr0 * T * conv_dense + fr1 * T * fc_dense)
     assert 0 < fr0 < 1 and fr1 > 0
     assert report.energy["paper"]["total_pj"] == pytest.approx(expected, rel=1e-12)
@@ -195,9 +199,11 @@ def test_report_json_schema(golden_report):
     for conv in ("paper", "complete"):
         assert set(d["energy"][conv]) >= {"total_pj", "per_image_mj", "breakdown"}
     assert d["energy"]["difference"]["total_pj"] == pytest.approx(
-        d["energy"]["complete"]["total_pj"] - d["energy"]["paper"]["total_pj"])
+        d["energy"]["complete"]["total_pj"] - d["energy"]["paper"]["total_pj"]
+    )
     assert sum(d["energy"]["difference"]["components_pj"].values()) == pytest.approx(
-        d["energy"]["difference"]["total_pj"], rel=1e-9)
+        d["energy"]["difference"]["total_pj"], rel=1e-9
+    )
     prov = d["provenance"]
     assert prov["model"]["checkpoint"]["sha256"] and prov["torch"] and prov["spikingjelly"] == "2.0.0"
     assert prov["energy_table"] == "45nm-fp32" and prov["T"] == 6 and prov["num_images"] == 2
@@ -208,7 +214,9 @@ def test_batches_accumulate_like_one_batch(golden_ckpt, golden_input):
     one = profile(model, golden_input)
     two = profile(model, [golden_input[:1], (golden_input[1:], torch.tensor([0]))])
     assert two.num_images == 2
-    assert one.layers[["dense_macs", "acs", "effective_macs"]].equals(two.layers[["dense_macs", "acs", "effective_macs"]])
+    assert one.layers[["dense_macs", "acs", "effective_macs"]].equals(
+        two.layers[["dense_macs", "acs", "effective_macs"]]
+    )
     assert list(one.lif_sites["spikes"]) == list(two.lif_sites["spikes"])
 
 
@@ -235,7 +243,7 @@ def test_module_called_twice_gives_two_sites_and_subclass_is_counted():
 
 def test_input_kind_mismatch_is_flagged():
     net = ToyNet(T=2)
-    net.conv.gac_input = "real"   # declared wrong: the conv receives spikes
+    net.conv.gac_input = "real"  # declared wrong: the conv receives spikes
     torch.manual_seed(0)
     with torch.no_grad():
         net.stem.weight.mul_(5)

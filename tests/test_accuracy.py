@@ -18,14 +18,15 @@ runner = CliRunner()
 
 def test_prediction_is_the_argmax_of_the_time_average():
     # T=2, 3 images, 3 classes; image 0's per-step arg-maxes (0, then 1) differ from its time-averaged one
-    out = torch.tensor([[[5.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-                        [[0.0, 6.0, 0.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]])
+    out = torch.tensor(
+        [[[5.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [[0.0, 6.0, 0.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]]
+    )
     # time averages: image 0 (2.5, 3, 0) -> 1; image 1 (0, 1, 0) -> 1; image 2 (1, 0, 0.5) -> 0
     acc = Accuracy(T=2)
-    acc.update(out, torch.tensor([1, 1, 0]))      # right, right, right
+    acc.update(out, torch.tensor([1, 1, 0]))  # right, right, right
     acc.update(out[0], torch.tensor([0, -1, 2]))  # [B, classes] form (0, 1, 2): right, label unknown, right
     assert acc.compute() == {"labelled": 5, "correct": 5, "top1": 1.0}
-    acc.update(out, torch.tensor([0, 0, 2]))      # wrong, wrong, wrong
+    acc.update(out, torch.tensor([0, 0, 2]))  # wrong, wrong, wrong
     assert acc.compute() == {"labelled": 8, "correct": 5, "top1": 5 / 8}
     acc.reset()
     assert acc.compute() is None and acc.state() == [0, 0, 0, 0]
@@ -35,16 +36,16 @@ def test_no_labels_unreadable_outputs_and_foreign_labels_give_no_number():
     acc = Accuracy(T=2)
     acc.update(torch.zeros(2, 3, 10), None)
     acc.update(torch.zeros(2, 3, 10), torch.full((3,), -1))
-    assert acc.compute() is None and acc.unavailable is None          # no labels: "no labels"
-    acc.update(torch.zeros(3, 10, 2, 2), torch.tensor([0, 1, 2]))     # not [T, B, C] nor [B, C]
+    assert acc.compute() is None and acc.unavailable is None  # no labels: "no labels"
+    acc.update(torch.zeros(3, 10, 2, 2), torch.tensor([0, 1, 2]))  # not [T, B, C] nor [B, C]
     assert acc.compute() is None and "neither [T, B, classes] nor [B, classes]" in acc.unavailable
     acc = Accuracy(T=2)
-    acc.update(torch.zeros(2, 3, 10), torch.tensor([0, 12, 3]))       # label 12 of a 10-class model
+    acc.update(torch.zeros(2, 3, 10), torch.tensor([0, 12, 3]))  # label 12 of a 10-class model
     assert acc.compute() is None and "1 labels lie outside the model's classes" in acc.unavailable
 
 
 def test_energy_per_correct_prediction_by_hand():
-    energy = {"paper": {"total_pj": 8e9}, "complete": {"total_pj": 12e9}}   # 8 images: 1 / 1.5 mJ per image
+    energy = {"paper": {"total_pj": 8e9}, "complete": {"total_pj": 12e9}}  # 8 images: 1 / 1.5 mJ per image
     got = accuracy_summary({"labelled": 6, "correct": 4, "top1": 4 / 6}, energy, num_images=8)
     # 6 labelled images cost 6 and 9 mJ; 4 right answers: 1.5 and 2.25 mJ per correct prediction
     assert got["energy_per_correct_mj"] == pytest.approx({"paper": 1.5, "complete": 2.25}, rel=1e-12)
@@ -79,7 +80,8 @@ def test_profile_accuracy_equals_an_independent_evaluation(toy):
     e = report.energy
     if expected_correct:
         assert acc["energy_per_correct_mj"]["complete"] == pytest.approx(
-            e["complete"]["total_pj"] / 12 * 10 / expected_correct / 1e9, rel=1e-12)
+            e["complete"]["total_pj"] / 12 * 10 / expected_correct / 1e9, rel=1e-12
+        )
     # the counts do not depend on the labels
     plain = profile(model, [images[:5], images[5:]])
     assert plain.to_dict()["accuracy"] is None
@@ -104,14 +106,31 @@ def test_energy_cli_reports_accuracy_and_no_labels(tmp_path):
     images, labels = digits_split("test")
     with torch.no_grad():
         expected = int((model(images[:6]).mean(0).argmax(1) == labels[:6]).sum())
-    res = runner.invoke(app, ["energy", str(ckpt), "--data", "digits", "--num-images", "6", "--batch-size", "4",
-                              "--out", str(tmp_path / "d")], env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app,
+        [
+            "energy",
+            str(ckpt),
+            "--data",
+            "digits",
+            "--num-images",
+            "6",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert res.exit_code == 0, res.output
     acc = json.loads((tmp_path / "d" / "report.json").read_text())["accuracy"]
     assert (acc["labelled"], acc["correct"]) == (6, expected)
     assert f"{expected} of 6 labelled images" in res.output
-    res = runner.invoke(app, ["energy", str(ckpt), "--data", "random", "--num-images", "2",
-                              "--out", str(tmp_path / "r")], env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app,
+        ["energy", str(ckpt), "--data", "random", "--num-images", "2", "--out", str(tmp_path / "r")],
+        env={"COLUMNS": "200"},
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r" / "report.json").read_text())["accuracy"] is None
     assert "no labels in the data" in res.output

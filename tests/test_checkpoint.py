@@ -88,10 +88,13 @@ def test_plain_native_state_dict_loads(tmp_path):
 
 # ---- errors: one line, naming what and where --------------------------------------------------
 
+
 def test_alias_disagreement_is_named(tmp_path):
     sd = dict(reference_state_dict("cifar_msresnet18_c10_gac_T6", 1))
     sd["conv1_s.layer.module.weight"] = sd["conv1.weight"] + 1
-    with pytest.raises(CheckpointError, match=r"aliased keys disagree.*'conv1.weight' and 'conv1_s.layer.module.weight'"):
+    with pytest.raises(
+        CheckpointError, match=r"aliased keys disagree.*'conv1.weight' and 'conv1_s.layer.module.weight'"
+    ):
         load_model(_save(sd, tmp_path))
 
 
@@ -141,13 +144,19 @@ def test_shape_mismatch_names_key(tmp_path):
     sd = dict(reference_state_dict("cifar_msresnet18_c10_gac_T6", 1))
     w = torch.zeros(128, 64, 5, 5)
     sd["layer1.0.conv1.weight"] = sd["layer1.0.conv1_s.layer.module.weight"] = w
-    with pytest.raises(CheckpointError, match=r"shape mismatch .* 'layers.0.0.conv1.weight': expected \[128, 64, 3, 3\], got \[128, 64, 5, 5\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch .* 'layers.0.0.conv1.weight': expected \[128, 64, 3, 3\], got \[128, 64, 5, 5\]",
+    ):
         load_model(_save(sd, tmp_path))
 
 
 def test_missing_tensor_is_named(tmp_path):
-    sd = {k: v for k, v in reference_state_dict("imagenet_msresnet18_gac_T4", 11).items()
-          if not k.startswith("conv3_x.1.bn2")}
+    sd = {
+        k: v
+        for k, v in reference_state_dict("imagenet_msresnet18_gac_T4", 11).items()
+        if not k.startswith("conv3_x.1.bn2")
+    }
     with pytest.raises(CheckpointError, match=r"lacks 'layers.1.1.bn2.weight'"):
         load_model(_save(sd, tmp_path))
 

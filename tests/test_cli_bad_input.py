@@ -59,6 +59,7 @@ def _first(value):
         t = t.clone()
         t.view(-1)[0] = value
         return t
+
     return f
 
 
@@ -110,31 +111,98 @@ E = ["energy", "{files}/gac.pt", "--data", "random", "--num-images", "1", "--bat
 # (id, setup, command line, exit code, message fragment, must exist, must not exist)
 ROWS = [
     # 1. output folders
-    ("foreign-folder", "user", [*E, "--out", "{tmp}/X"], 2, "did not write",
-     ["X/model.pt", "X/notes.md"], ["X/report.json"]),
-    ("checkpoint-folder", "ckpt_in_X", ["energy", "{tmp}/X/model.pt", "--data", "random", "--num-images", "1",
-                                        "--out", "{tmp}/X"], 2, "did not write", ["X/model.pt"], ["X/report.json"]),
-    ("previous-run-kept-extras", "previous_run", [*E, "--out", "{tmp}/X"], 0, None,
-     ["X/report.json", "X/notes.md", "X/observer.json"], ["X/stale.csv.partial"]),
+    (
+        "foreign-folder",
+        "user",
+        [*E, "--out", "{tmp}/X"],
+        2,
+        "did not write",
+        ["X/model.pt", "X/notes.md"],
+        ["X/report.json"],
+    ),
+    (
+        "checkpoint-folder",
+        "ckpt_in_X",
+        ["energy", "{tmp}/X/model.pt", "--data", "random", "--num-images", "1", "--out", "{tmp}/X"],
+        2,
+        "did not write",
+        ["X/model.pt"],
+        ["X/report.json"],
+    ),
+    (
+        "previous-run-kept-extras",
+        "previous_run",
+        [*E, "--out", "{tmp}/X"],
+        0,
+        None,
+        ["X/report.json", "X/notes.md", "X/observer.json"],
+        ["X/stale.csv.partial"],
+    ),
     ("dot", "cwd_user", [*E, "--out", "."], 2, "did not write", ["cwd/mine.txt"], ["cwd/report.json"]),
     ("dotdot", "cwd_user", [*E, "--out", ".."], 2, "did not write", ["cwd/mine.txt"], ["report.json"]),
     ("dot-empty", "cwd_empty", [*E, "--out", "."], 0, None, ["cwd/report.json"], []),
     ("proc", None, [*E, "--out", "/proc/x"], 2, "/proc", [], []),
     ("sys", None, [*E, "--out", "/sys/x"], 2, "/sys", [], []),
     ("out-is-file", "user", [*E, "--out", "{tmp}/X/notes.md"], 2, "not a folder", ["X/notes.md"], []),
-    ("out-in-data", "images", [*E[:2], "--data", "folder:{tmp}/imgs", "--out", "{tmp}/imgs/run"], 2,
-     "input", ["imgs/a.png"], ["imgs/run"]),
-    ("failed-run-no-parents", "bad_image", [*E[:2], "--data", "folder:{tmp}/imgs", "--out", "{tmp}/new/deep/out"],
-     2, "cannot read image file", [], ["new"]),
-    ("observe-foreign", "user", ["observe", "{files}/gac.pt", "--data", "random", "--num-images", "1",
-                                 "--no-figures", "--out", "{tmp}/X"], 2, "did not write", ["X/notes.md"],
-     ["X/observer.json"]),
+    (
+        "out-in-data",
+        "images",
+        [*E[:2], "--data", "folder:{tmp}/imgs", "--out", "{tmp}/imgs/run"],
+        2,
+        "input",
+        ["imgs/a.png"],
+        ["imgs/run"],
+    ),
+    (
+        "failed-run-no-parents",
+        "bad_image",
+        [*E[:2], "--data", "folder:{tmp}/imgs", "--out", "{tmp}/new/deep/out"],
+        2,
+        "cannot read image file",
+        [],
+        ["new"],
+    ),
+    (
+        "observe-foreign",
+        "user",
+        ["observe", "{files}/gac.pt", "--data", "random", "--num-images", "1", "--no-figures", "--out", "{tmp}/X"],
+        2,
+        "did not write",
+        ["X/notes.md"],
+        ["X/observer.json"],
+    ),
     ("train-proc", None, ["train", "--out", "/proc/x.pt", "--no-progress"], 2, "/proc", [], []),
-    ("train-foreign-file", "user", ["train", "--width", "2", "--T", "2", "--epochs", "1", "--max-steps", "1",
-                                    "--out", "{tmp}/X/notes.md", "--no-progress"], 2, "not written by this tool",
-     ["X/notes.md"], []),
-    ("train-failed-no-parents", None, ["train", "--data", "cifar10:{tmp}/none", "--out", "{tmp}/a/b/m.pt"], 2,
-     "", [], ["a"]),
+    (
+        "train-foreign-file",
+        "user",
+        [
+            "train",
+            "--width",
+            "2",
+            "--T",
+            "2",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--out",
+            "{tmp}/X/notes.md",
+            "--no-progress",
+        ],
+        2,
+        "not written by this tool",
+        ["X/notes.md"],
+        [],
+    ),
+    (
+        "train-failed-no-parents",
+        None,
+        ["train", "--data", "cifar10:{tmp}/none", "--out", "{tmp}/a/b/m.pt"],
+        2,
+        "",
+        [],
+        ["a"],
+    ),
     # 2. tracebacks that are one line
     ("info-T0-direct", None, ["info", "{files}/direct.pt", "--T", "0"], 2, "--T", [], []),
     ("header-arch", None, ["info", "{files}/arch.pt"], 2, "unknown arch 'resnet9000'", [], []),
@@ -143,10 +211,10 @@ ROWS = [
     ("state_dict-list", None, ["info", "{files}/sdlist.pt"], 2, "state_dict is a list", [], []),
     ("int-keys", None, ["info", "{files}/intkeys.pt"], 2, "key 1 is a int", [], []),
     ("non-tensor", None, ["info", "{files}/nontensor.pt"], 2, "holds a str, not a tensor", [], []),
-    ("seed-65-bits", None, [*E, "--seed", str(2 ** 64), "--out", "{tmp}/o"], 2, "--seed", [], ["o"]),
+    ("seed-65-bits", None, [*E, "--seed", str(2**64), "--out", "{tmp}/o"], 2, "--seed", [], ["o"]),
     ("seed-negative", None, [*E, "--seed", "-1", "--out", "{tmp}/o"], 2, "--seed", [], ["o"]),
-    ("observe-seed", None, ["observe", "--seed", str(2 ** 70), "--out", "{tmp}/o"], 2, "--seed", [], ["o"]),
-    ("train-seed", None, ["train", "--seed", str(2 ** 64), "--out", "{tmp}/m.pt"], 2, "--seed", [], ["m.pt"]),
+    ("observe-seed", None, ["observe", "--seed", str(2**70), "--out", "{tmp}/o"], 2, "--seed", [], ["o"]),
+    ("train-seed", None, ["train", "--seed", str(2**64), "--out", "{tmp}/m.pt"], 2, "--seed", [], ["m.pt"]),
     ("lr-inf", None, ["train", "--lr", "inf", "--out", "{tmp}/m.pt"], 2, "--lr", [], ["m.pt"]),
     ("lr-nan", None, ["train", "--lr", "nan", "--out", "{tmp}/m.pt"], 2, "--lr", [], ["m.pt"]),
     ("lr-zero", None, ["train", "--lr", "0", "--out", "{tmp}/m.pt"], 2, "--lr", [], ["m.pt"]),
@@ -159,14 +227,42 @@ ROWS = [
     ("pickled-code-plain", None, ["info", "{files}/evil.pkl"], 2, PICKLED, [], []),
     ("plain-pickle", None, ["info", "{files}/plain.pkl"], 2, "not a PyTorch checkpoint", [], []),
     # 4. no garbage results
-    ("nan-weight", None, [*E[:1], "{files}/nan.pt", *E[2:], "--out", "{tmp}/o"], 2,
-     "'layers.0.0.conv1.weight' holds 1 NaN", [], ["o"]),
-    ("inf-bn-mean", None, [*E[:1], "{files}/inf_mean.pt", *E[2:], "--out", "{tmp}/o"], 2,
-     "'stem.bn.running_mean' holds 1 inf", [], ["o"]),
-    ("negative-running-var", None, [*E[:1], "{files}/negvar.pt", *E[2:], "--out", "{tmp}/o"], 2,
-     "'layers.0.0.bn1.running_var' holds 8 negative values", [], ["o"]),
-    ("observe-negative-var", None, ["observe", "{files}/negvar.pt", "--num-images", "1", "--out", "{tmp}/o"], 2,
-     "negative values", [], ["o"]),
+    (
+        "nan-weight",
+        None,
+        [*E[:1], "{files}/nan.pt", *E[2:], "--out", "{tmp}/o"],
+        2,
+        "'layers.0.0.conv1.weight' holds 1 NaN",
+        [],
+        ["o"],
+    ),
+    (
+        "inf-bn-mean",
+        None,
+        [*E[:1], "{files}/inf_mean.pt", *E[2:], "--out", "{tmp}/o"],
+        2,
+        "'stem.bn.running_mean' holds 1 inf",
+        [],
+        ["o"],
+    ),
+    (
+        "negative-running-var",
+        None,
+        [*E[:1], "{files}/negvar.pt", *E[2:], "--out", "{tmp}/o"],
+        2,
+        "'layers.0.0.bn1.running_var' holds 8 negative values",
+        [],
+        ["o"],
+    ),
+    (
+        "observe-negative-var",
+        None,
+        ["observe", "{files}/negvar.pt", "--num-images", "1", "--out", "{tmp}/o"],
+        2,
+        "negative values",
+        [],
+        ["o"],
+    ),
 ]
 
 
@@ -192,8 +288,7 @@ def _setup(kind, tmp: Path, files: Path, monkeypatch):
             (tmp / "imgs" / "b.png").write_bytes(b"not a png")
 
 
-@pytest.mark.parametrize("setup, args, code, message, present, absent",
-                         [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize("setup, args, code, message, present, absent", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_bad_input_table(setup, args, code, message, present, absent, files, tmp_path, capsys, monkeypatch):
     _setup(setup, tmp_path, files, monkeypatch)
     args = [a.replace("{tmp}", str(tmp_path)).replace("{files}", str(files)) for a in args]
@@ -252,14 +347,16 @@ def test_unwritable_folder_refused_before_work(files, tmp_path, capsys, monkeypa
             probe_ok = False
         if probe_ok:
             pytest.skip("running as root: permission bits do not stop writes (/proc and /sys rows cover this)")
-        code, stdout, stderr = cli([*[a.replace("{files}", str(files)) for a in E], "--out", str(ro / "o")],
-                                   capsys, monkeypatch)
+        code, stdout, stderr = cli(
+            [*[a.replace("{files}", str(files)) for a in E], "--out", str(ro / "o")], capsys, monkeypatch
+        )
         assert code == 2 and "not writable" in error_line(stdout, stderr)
     finally:
         ro.chmod(0o755)
 
 
 # ---- 4. activations: the first module, in execution order, whose output is not finite ------------------
+
 
 def test_nonfinite_activation_names_first_module():
     from gac_analysis.accounting import count_images
@@ -299,6 +396,7 @@ def test_observe_never_holds_on_nonfinite_encoder_output():
 
 # ---- 5. images: every PIL mode converted deliberately ----------------------------------------------------
 
+
 def _img(mode):
     if mode == "I;16":
         return Image.fromarray(np.array([[0, 257, 32768, 65535]], dtype=np.uint16)), [0, 1, 128, 255]
@@ -311,8 +409,12 @@ def _img(mode):
     if mode == "L":
         return Image.fromarray(np.array([[0, 10, 200, 255]], dtype=np.uint8)), [0, 10, 200, 255]
     if mode == "LA":
-        return Image.fromarray(np.array([[[0, 9], [10, 0], [200, 255], [255, 3]]], dtype=np.uint8), "LA"), \
-            [0, 10, 200, 255]
+        return Image.fromarray(np.array([[[0, 9], [10, 0], [200, 255], [255, 3]]], dtype=np.uint8), "LA"), [
+            0,
+            10,
+            200,
+            255,
+        ]
     if mode == "RGBA":
         a = np.array([[[0, 0, 0, 0], [10, 10, 10, 7], [200, 200, 200, 255], [255, 255, 255, 1]]], dtype=np.uint8)
         return Image.fromarray(a, "RGBA"), [0, 10, 200, 255]
@@ -365,12 +467,30 @@ def test_out_of_range_float_image_is_one_line(tmp_path):
 
 # ---- 1. signals and concurrent writers (subprocesses) ---------------------------------------------------
 
+
 def test_sigterm_mid_run_leaves_no_partial(files, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", "from gac_analysis.cli.main import run; run()", "energy",
-                             str(files / "gac.pt"), "--data", "random", "--num-images", "100000", "--batch-size",
-                             "1", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from gac_analysis.cli.main import run; run()",
+            "energy",
+            str(files / "gac.pt"),
+            "--data",
+            "random",
+            "--num-images",
+            "100000",
+            "--batch-size",
+            "1",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(".run.*.partial")) and time.monotonic() < deadline and proc.poll() is None:
@@ -411,8 +531,15 @@ STRESS = textwrap.dedent("""
 def test_two_processes_writing_the_same_out(tmp_path):
     out = tmp_path / "shared" / "run"
     n = 60
-    procs = [subprocess.Popen([sys.executable, "-c", STRESS, str(out), tag, str(n)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STRESS, str(out), tag, str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
     results = [p.communicate(timeout=240) for p in procs]
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr
@@ -427,6 +554,7 @@ def test_two_processes_writing_the_same_out(tmp_path):
 
 
 # ---- 8. newcomer friction -----------------------------------------------------------------------------
+
 
 def test_help_shows_defaults_and_out_behaviour(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # one help line per option

@@ -87,6 +87,7 @@ def test_unspoiled_copy_passes(run_dir, tmp_path):
 
 # ---- YAML files with a key written twice (energy tables, budgets) -----------------------------------
 
+
 def _table_text() -> str:
     from gac_analysis.energy.tables import _resolve
 
@@ -103,13 +104,21 @@ YAML_CASES = [
     # (case, command builder, file text, the key named)
     ("table: a cost twice", "energy", lambda: _table_text().replace("  mac:", "  mac: 0.1\n  mac:", 1), "'mac'"),
     ("table: a top-level key twice", "energy", lambda: _table_text() + "\nprecision: fp16\n", "'precision'"),
-    ("budget: a limit twice", "budget",
-     lambda: _budget_text().replace("  mean_firing_rate: 0.3", "  mean_firing_rate: 0.3\n  mean_firing_rate: 9"),
-     "'mean_firing_rate'"),
+    (
+        "budget: a limit twice",
+        "budget",
+        lambda: _budget_text().replace("  mean_firing_rate: 0.3", "  mean_firing_rate: 0.3\n  mean_firing_rate: 9"),
+        "'mean_firing_rate'",
+    ),
     ("budget: limits twice", "budget", lambda: _budget_text() + "\nlimits: {}\n", "'limits'"),
-    ("budget: a layer twice", "budget",
-     lambda: _budget_text().replace("layers: {}", "layers:\n  stem.conv: {complete_mj_per_image: 1}\n"
-                                    "  stem.conv: {complete_mj_per_image: 2}"), "'stem.conv'"),
+    (
+        "budget: a layer twice",
+        "budget",
+        lambda: _budget_text().replace(
+            "layers: {}", "layers:\n  stem.conv: {complete_mj_per_image: 1}\n  stem.conv: {complete_mj_per_image: 2}"
+        ),
+        "'stem.conv'",
+    ),
 ]
 
 

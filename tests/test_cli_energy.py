@@ -22,8 +22,10 @@ def _error_line(result) -> str:
 @pytest.fixture(scope="module")
 def run_dir(golden_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("energy") / "run"
-    result = runner.invoke(app, ["energy", str(golden_ckpt), "--data", "random", "--num-images", "3",
-                                 "--batch-size", "2", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        ["energy", str(golden_ckpt), "--data", "random", "--num-images", "3", "--batch-size", "2", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -40,27 +42,32 @@ def test_energy_writes_outputs_and_summary(run_dir, golden_ckpt):
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".partial")]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "mnist"], "unknown data source 'mnist'"),
-    (["--data", "cifar10:/definitely/not/here"], "not/here"),
-    (["--data", "folder:EMPTY"], "no images"),
-    (["--energy-table", "45nm-fp64"], "45nm-fp64"),
-    (["--energy-table", "BADTABLE"], "negative"),
-    (["--num-images", "0"], "--num-images"),  # a declared range (min=1): the usage error names the option
-    (["--device", "cuda:7"], "CUDA is not available"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "mnist"], "unknown data source 'mnist'"),
+        (["--data", "cifar10:/definitely/not/here"], "not/here"),
+        (["--data", "folder:EMPTY"], "no images"),
+        (["--energy-table", "45nm-fp64"], "45nm-fp64"),
+        (["--energy-table", "BADTABLE"], "negative"),
+        (["--num-images", "0"], "--num-images"),  # a declared range (min=1): the usage error names the option
+        (["--device", "cuda:7"], "CUDA is not available"),
+    ],
+)
 def test_energy_errors_one_line_no_output(golden_ckpt, tmp_path, args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = tmp_path / "bad.yaml"
-    table = yaml.safe_load(open(__import__("gac_analysis.energy.tables", fromlist=["x"]).bundled_tables_dir()
-                                / "45nm-fp32.yaml"))
+    table = yaml.safe_load(
+        open(__import__("gac_analysis.energy.tables", fromlist=["x"]).bundled_tables_dir() / "45nm-fp32.yaml")
+    )
     table["costs"]["ac"] = -0.9
     bad.write_text(yaml.safe_dump(table))
     args = [a.replace("EMPTY", str(empty)).replace("BADTABLE", str(bad)) for a in args]
     if args[0] == "--device":
         pytest.importorskip("torch")
         import torch
+
         if torch.cuda.is_available():
             pytest.skip("CUDA present")
     out = tmp_path / "out"

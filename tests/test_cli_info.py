@@ -5,8 +5,7 @@ from typer.testing import CliRunner
 
 from gac_analysis import __version__
 from gac_analysis.cli.main import app
-from reference_fixtures import reference_state_dict
-from reference_fixtures import one_error_line
+from reference_fixtures import one_error_line, reference_state_dict
 
 runner = CliRunner()
 
@@ -53,11 +52,18 @@ def test_console_entry_point_usage_errors_are_one_line():
     import sys
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-c", "from gac_analysis.cli.main import run; run()", *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", "from gac_analysis.cli.main import run; run()", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
-    for args, message in [(["nosuch"], "No such command"), (["info"], "Missing argument"),
-                          (["energy", "--num-images", "abc"], "--num-images")]:
+    for args, message in [
+        (["nosuch"], "No such command"),
+        (["info"], "Missing argument"),
+        (["energy", "--num-images", "abc"], "--num-images"),
+    ]:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stderr)
         lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]

@@ -11,8 +11,12 @@ from gac_analysis.cli.main import app, run
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "from gac_analysis.cli.main import run; run()", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from gac_analysis.cli.main import run; run()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_command_is_registered():
@@ -35,10 +39,13 @@ def test_no_arguments_shows_the_help():
     assert r.returncode == 0 and "Usage" in r.stdout and "energy" in r.stdout
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["budget", "a.json", "--config"], 2, "Option '--config' requires an argument"),
-    (["observe", "--num-images", "x"], 2, "--num-images"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["budget", "a.json", "--config"], 2, "Option '--config' requires an argument"),
+        (["observe", "--num-images", "x"], 2, "--num-images"),
+    ],
+)
 def test_usage_errors_keep_clicks_exit_code(args, code, message, capsys):
     with pytest.raises(SystemExit) as e:
         run(args)

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
 from gac_analysis.compare import build_comparison, read_runs
-
 from reference_fixtures import one_error_line
 
 runner = CliRunner()
@@ -32,12 +31,21 @@ def _lif(name, role, rate, complete):
 
 def _report(coding, layers, lif, paper_pj, complete_pj, rate, accuracy, data=DATA, table=TABLE):
     return {
-        "schema": "gac-analysis/energy-report", "schema_version": 2, "num_images": 2, "T": 4,
-        "mean_firing_rate": rate, "accuracy": accuracy, "layers": layers, "lif_sites": lif,
-        "energy": {"paper": {"total_pj": paper_pj, "per_image_mj": paper_pj / 2e9},
-                   "complete": {"total_pj": complete_pj, "per_image_mj": complete_pj / 2e9},
-                   "table": dict(table), "options": {"reuse_static": True, "fold_bn": False},
-                   "memory": {"per_image_pj": {"snn_total": 5e9}}},
+        "schema": "gac-analysis/energy-report",
+        "schema_version": 2,
+        "num_images": 2,
+        "T": 4,
+        "mean_firing_rate": rate,
+        "accuracy": accuracy,
+        "layers": layers,
+        "lif_sites": lif,
+        "energy": {
+            "paper": {"total_pj": paper_pj, "per_image_mj": paper_pj / 2e9},
+            "complete": {"total_pj": complete_pj, "per_image_mj": complete_pj / 2e9},
+            "table": dict(table),
+            "options": {"reuse_static": True, "fold_bn": False},
+            "memory": {"per_image_pj": {"snn_total": 5e9}},
+        },
         "provenance": {"model": {"arch": "toy", "coding": coding, "parameters": 10}, "data": dict(data)},
     }
 
@@ -46,17 +54,40 @@ def _report(coding, layers, lif, paper_pj, complete_pj, rate, accuracy, data=DAT
 #   gac:    stem (encoder) paper 2e9 / complete 3e9; attention 0 / 1e9; conv (backbone) 4e9 / 2e9;
 #           LIF encoder.lif rate 0.5, 0.5e9 pJ; LIF l1.lif rate 0.2, 1e9 pJ.  paper 6e9, complete 7.5e9.
 #   direct: stem paper 2e9 / complete 2e9; conv 6e9 / 3e9; LIF l1.lif rate 0.3, 1e9 pJ. paper 8e9, complete 6e9.
-GAC = _report("gac", [_layer("stem", "encoder", 2e9, 3e9), _layer("sca", "attention", 0.0, 1e9),
-                      _layer("conv", "backbone", 4e9, 2e9)],
-              [_lif("encoder.lif", "encoder", 0.5, 0.5e9), _lif("l1.lif", "backbone", 0.2, 1e9)],
-              6e9, 7.5e9, 0.25, {"labelled": 2, "correct": 1, "top1": 0.5,
-                                 "energy_per_correct_mj": {"paper": 6.0, "complete": 7.5}})
-DIRECT = _report("direct", [_layer("stem", "encoder", 2e9, 2e9), _layer("conv", "backbone", 6e9, 3e9)],
-                 [_lif("l1.lif", "backbone", 0.3, 1e9)], 8e9, 6e9, 0.3,
-                 {"labelled": 2, "correct": 2, "top1": 1.0, "energy_per_correct_mj": {"paper": 4.0, "complete": 3.0}})
-OBSERVER = {"schema": "gac-analysis/observer", "schema_version": 1, "verdict": "Proposition 1 holds", "holds": True,
-            "T": 4, "num_images": 2, "num_neurons": 8, "mean_T_d": 1.5, "mean_T_g": 2.0, "num_violations": 0,
-            "fraction_gt": 0.25, "fraction_eq": 0.75, "fraction_lt": 0.0, "provenance": {"gac_weights": "model"}}
+GAC = _report(
+    "gac",
+    [_layer("stem", "encoder", 2e9, 3e9), _layer("sca", "attention", 0.0, 1e9), _layer("conv", "backbone", 4e9, 2e9)],
+    [_lif("encoder.lif", "encoder", 0.5, 0.5e9), _lif("l1.lif", "backbone", 0.2, 1e9)],
+    6e9,
+    7.5e9,
+    0.25,
+    {"labelled": 2, "correct": 1, "top1": 0.5, "energy_per_correct_mj": {"paper": 6.0, "complete": 7.5}},
+)
+DIRECT = _report(
+    "direct",
+    [_layer("stem", "encoder", 2e9, 2e9), _layer("conv", "backbone", 6e9, 3e9)],
+    [_lif("l1.lif", "backbone", 0.3, 1e9)],
+    8e9,
+    6e9,
+    0.3,
+    {"labelled": 2, "correct": 2, "top1": 1.0, "energy_per_correct_mj": {"paper": 4.0, "complete": 3.0}},
+)
+OBSERVER = {
+    "schema": "gac-analysis/observer",
+    "schema_version": 1,
+    "verdict": "Proposition 1 holds",
+    "holds": True,
+    "T": 4,
+    "num_images": 2,
+    "num_neurons": 8,
+    "mean_T_d": 1.5,
+    "mean_T_g": 2.0,
+    "num_violations": 0,
+    "fraction_gt": 0.25,
+    "fraction_eq": 0.75,
+    "fraction_lt": 0.0,
+    "provenance": {"gac_weights": "model"},
+}
 
 
 def _write(folder: Path, report: dict, observer: dict | None = None) -> Path:
@@ -92,11 +123,17 @@ def test_toy_pair_table_values_by_hand(pair):
     assert comp.roles["complete"]["ratio_to_first"]["direct"]["total"] == pytest.approx(0.8)
     assert comp.roles["complete"]["ratio_to_first"]["direct"]["encoder"] == pytest.approx(1.0 / 1.75)
     # per-LIF-site rates matched by name; direct coding has no encoder LIF
-    assert comp.sites == [{"site": "encoder.lif", "role": "encoder", "rates": {"gac": 0.5, "direct": None}},
-                          {"site": "l1.lif", "role": "backbone", "rates": {"gac": 0.2, "direct": 0.3}}]
+    assert comp.sites == [
+        {"site": "encoder.lif", "role": "encoder", "rates": {"gac": 0.5, "direct": None}},
+        {"site": "l1.lif", "role": "backbone", "rates": {"gac": 0.2, "direct": 0.3}},
+    ]
     # observer: present for gac (in its observe/ sub-folder), absent for direct
-    assert (g["prop1"], g["t_g_gt_t_d_share"], g["mean_T_g"], g["observer_gac_weights"]) == ("holds", 0.25, 2.0,
-                                                                                             "model")
+    assert (g["prop1"], g["t_g_gt_t_d_share"], g["mean_T_g"], g["observer_gac_weights"]) == (
+        "holds",
+        0.25,
+        2.0,
+        "model",
+    )
     assert d["prop1"] == "not observed" and d["t_g_gt_t_d_share"] is None
 
 
@@ -147,14 +184,17 @@ def test_differences_are_printed_in_the_header(tmp_path):
     assert "GAC vs direct coding" in md and "NOT the same" in md
 
 
-@pytest.mark.parametrize("case, message", [
-    ("one", "compare needs at least two runs, got 1"),
-    ("missing", "does not exist"),
-    ("schema", "is schema 'gac-analysis/observer' version 1; this version reads 'gac-analysis/energy-report'"),
-    ("names", "--names gives 3 names for 2 runs"),
-    ("dupnames", "names must be non-empty and distinct"),
-    ("observer", "observer.json"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("one", "compare needs at least two runs, got 1"),
+        ("missing", "does not exist"),
+        ("schema", "is schema 'gac-analysis/observer' version 1; this version reads 'gac-analysis/energy-report'"),
+        ("names", "--names gives 3 names for 2 runs"),
+        ("dupnames", "names must be non-empty and distinct"),
+        ("observer", "observer.json"),
+    ],
+)
 def test_bad_inputs_one_line_exit_2_nothing_written(pair, tmp_path, case, message):
     args = [str(p) for p in pair]
     if case == "one":
@@ -212,7 +252,7 @@ def test_report_md_carries_the_gac_vs_direct_section(pair):
     md = (pair[0] / "report.md").read_text()
     assert "## GAC vs direct coding on the same task" in md and "[compare/comparison.md](compare/comparison.md)" in md
     assert "Proposition 1 (T_g >= T_d)** on gac (its own GAC encoder, 2 images): holds; T_g > T_d on 25.00%" in md
-    res = runner.invoke(app, ["report", str(pair[1]), "--no-figures"])   # no compare/ beside it: no section
+    res = runner.invoke(app, ["report", str(pair[1]), "--no-figures"])  # no compare/ beside it: no section
     assert "GAC vs direct" not in (pair[1] / "report.md").read_text()
 
 
@@ -224,11 +264,14 @@ def test_observe_a_direct_model_with_a_seeded_gac(tmp_path):
     torch.manual_seed(0)
     ckpt = tmp_path / "direct.pt"
     save_checkpoint(build_model("msresnet18-cifar", num_classes=10, T=2, width=4, coding="direct"), ckpt)
-    res = runner.invoke(app, ["observe", str(ckpt), "--data", "digits", "--num-images", "2", "--out",
-                              str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["observe", str(ckpt), "--data", "digits", "--num-images", "2", "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and "no GAC weights" in one_error_line(res)
-    res = runner.invoke(app, ["observe", str(ckpt), "--data", "digits", "--num-images", "2", "--seeded-gac",
-                              "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app,
+        ["observe", str(ckpt), "--data", "digits", "--num-images", "2", "--seeded-gac", "--out", str(tmp_path / "o")],
+    )
     assert res.exit_code == 0, res.output
     obs = json.loads((tmp_path / "o" / "observer.json").read_text())
     assert obs["seeded_gac"] is True and obs["holds"] is True and obs["num_neurons"] == 2 * 4 * 32 * 32

@@ -38,15 +38,15 @@ OUTPUTS = ("report.json", "layers.csv", "lif_sites.csv", "per_step.csv")
 def test_shards_cover_every_image_once(n, world, block):
     shards = [gd.shard_indices(n, r, world, block=block) for r in range(world)]
     flat = [i for s in shards for i in s]
-    assert sorted(flat) == list(range(n))          # union is range(n), nothing duplicated or padded
-    assert len(flat) == len(set(flat))              # disjoint
+    assert sorted(flat) == list(range(n))  # union is range(n), nothing duplicated or padded
+    assert len(flat) == len(set(flat))  # disjoint
     sizes = [len(s) for s in shards]
     assert max(sizes) - min(sizes) <= block
     for s in shards:
         assert s == sorted(s)
         # each run of `block` consecutive positions of a shard is one single-process batch of size `block`
         for k in range(0, len(s), block):
-            chunk = s[k:k + block]
+            chunk = s[k : k + block]
             assert chunk[0] % block == 0 and chunk == list(range(chunk[0], min(chunk[0] + block, n)))
 
 
@@ -67,8 +67,14 @@ def test_shard_indices_rejects_bad_arguments(args):
 
 # ---- launch environment ------------------------------------------------------------------------------
 
-TORCHRUN_ENV = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
-                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+TORCHRUN_ENV = {
+    "WORLD_SIZE": "2",
+    "RANK": "1",
+    "LOCAL_RANK": "1",
+    "LOCAL_WORLD_SIZE": "2",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29500",
+}
 
 
 def test_launch_env_detection():
@@ -78,8 +84,12 @@ def test_launch_env_detection():
     assert gd.resolve_launch(None, TORCHRUN_ENV) == env
     assert gd.resolve_launch(None, {}) is None
     assert gd.resolve_launch(False, {}) is None
-    assert gd.resolve_launch(False, {**TORCHRUN_ENV, "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
-                                     "LOCAL_WORLD_SIZE": "1"}) is None
+    assert (
+        gd.resolve_launch(
+            False, {**TORCHRUN_ENV, "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+        )
+        is None
+    )
     with pytest.raises(ConfigError, match="torchrun"):
         gd.resolve_launch(True, {})
     with pytest.raises(ConfigError, match="MASTER_PORT"):
@@ -95,7 +105,7 @@ def test_launch_env_detection():
 def test_configure_threads_respects_omp_num_threads():
     before = torch.get_num_threads()
     try:
-        assert gd.configure_threads(2, {"OMP_NUM_THREADS": "1"}) == before   # left alone
+        assert gd.configure_threads(2, {"OMP_NUM_THREADS": "1"}) == before  # left alone
         assert gd.configure_threads(10_000, {}) == 1
     finally:
         torch.set_num_threads(before)
@@ -124,8 +134,14 @@ def world_of_one(tmp_path):
 
 
 def _snapshot(counter):
-    return ([(name, s.calls, copy.deepcopy(s.ints), {k: v.clone() for k, v in s.tensors.items()})
-             for name, s in counter.sites.items()], counter.num_images, counter.batches)
+    return (
+        [
+            (name, s.calls, copy.deepcopy(s.ints), {k: v.clone() for k, v in s.tensors.items()})
+            for name, s in counter.sites.items()
+        ],
+        counter.num_images,
+        counter.batches,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +226,11 @@ def _free_port() -> int:
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", COLUMNS="120", NO_COLOR="1", PYTHONUNBUFFERED="1")
     return env
 
@@ -219,11 +238,23 @@ def _env() -> dict:
 def _torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     if not TORCHRUN.exists() or not GAC.exists():
         pytest.skip("torchrun / gac-analyze not installed beside this python")
-    cmd = [str(TORCHRUN), f"--nproc_per_node={nproc}", "--nnodes=1", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "--no-python", str(GAC), "energy", *args, "--dist-timeout", "60"]
+    cmd = [
+        str(TORCHRUN),
+        f"--nproc_per_node={nproc}",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "--no-python",
+        str(GAC),
+        "energy",
+        *args,
+        "--dist-timeout",
+        "60",
+    ]
     # a session of its own, so that a run past the timeout is ended with all its worker processes
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -259,7 +290,7 @@ def _assert_same_outputs(single: Path, dist: Path, world: int) -> None:
     a, b = _report(single), _report(dist)
     assert a["provenance"].pop("distributed") == {"world_size": 1, "backend": None}
     assert b["provenance"].pop("distributed") == {"world_size": world, "backend": "gloo"}
-    assert a == b                                           # counts equal, rates equal to the last bit
+    assert a == b  # counts equal, rates equal to the last bit
     for name in OUTPUTS[1:]:
         assert (single / name).read_bytes() == (dist / name).read_bytes(), name
 
@@ -293,13 +324,14 @@ def test_torchrun_failing_rank_fails_the_run_and_writes_nothing(small_ckpt, tmp_
     (folder / "img2.png").write_bytes(b"not an image")  # in batch 1 of 2 -> rank 1's shard only
     out_parent = tmp_path / "runs"
     out_parent.mkdir()
-    run = _torchrun(str(small_ckpt), "--data", f"folder:{folder}", "--batch-size", "2",
-                    "--out", str(out_parent / "energy"))
+    run = _torchrun(
+        str(small_ckpt), "--data", f"folder:{folder}", "--batch-size", "2", "--out", str(out_parent / "energy")
+    )
     text = run.stdout + run.stderr
     assert run.returncode != 0, text
     assert "rank 1 of 2 failed during the analysis" in text and "img2.png" in text, text
     assert "rank 0 of 2 failed" not in text, text
-    assert list(out_parent.iterdir()) == []                   # no output folder, no temporary folder
+    assert list(out_parent.iterdir()) == []  # no output folder, no temporary folder
 
 
 def test_energy_no_distributed_inside_torchrun_env_is_refused(small_ckpt, tmp_path, monkeypatch):

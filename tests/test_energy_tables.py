@@ -207,8 +207,15 @@ def test_missing_cost_key_is_named(tmp_path, key):
 
 @pytest.mark.parametrize(
     "value, phrase",
-    [("cheap", "not numeric"), (None, "not numeric"), ([1, 2], "not numeric"), (True, "not numeric"),
-     (-0.5, "negative"), (float("inf"), "not finite"), (float("nan"), "not finite")],
+    [
+        ("cheap", "not numeric"),
+        (None, "not numeric"),
+        ([1, 2], "not numeric"),
+        (True, "not numeric"),
+        (-0.5, "negative"),
+        (float("inf"), "not finite"),
+        (float("nan"), "not finite"),
+    ],
 )
 def test_bad_cost_value_names_key_and_value(tmp_path, value, phrase):
     doc = _valid_doc()
@@ -250,8 +257,10 @@ def test_missing_word_bits(tmp_path):
         (lambda d: d["memory"].pop("dram_pj_per_64bit"), "memory.dram_pj_per_64bit"),
         (lambda d: d["memory"].update(dram_pj_per_64bit=-1), "memory.dram_pj_per_64bit"),
         (lambda d: d["memory"].update(access_bits=0), "memory.access_bits"),
-        (lambda d: d["memory"]["sram_points_pj_per_64bit"].update({"1MB": "lots"}),
-         "memory.sram_points_pj_per_64bit.1MB"),
+        (
+            lambda d: d["memory"]["sram_points_pj_per_64bit"].update({"1MB": "lots"}),
+            "memory.sram_points_pj_per_64bit.1MB",
+        ),
         (lambda d: d.pop("precision"), "precision"),
         (lambda d: d.update(units="nJ"), "units"),
         (lambda d: d.update(cost={"mac": 1.0}), "cost"),
@@ -305,8 +314,19 @@ def test_to_dict_of_custom_table_round_trips_through_yaml(tmp_path):
 
 
 def test_energy_package_imports_no_torch():
-    allowed_roots = {"__future__", "dataclasses", "math", "numbers", "os", "pathlib", "typing",
-                     "numpy", "pandas", "yaml", "gac_analysis"}
+    allowed_roots = {
+        "__future__",
+        "dataclasses",
+        "math",
+        "numbers",
+        "os",
+        "pathlib",
+        "typing",
+        "numpy",
+        "pandas",
+        "yaml",
+        "gac_analysis",
+    }
     for source in sorted(Path(tables_mod.__file__).parent.glob("*.py")):
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):

@@ -105,8 +105,9 @@ def test_memory_figure_when_the_report_has_energy_memory(run_dir, tmp_path):
     names = [r["name"] for r in json.loads((run_dir / "report.json").read_text())["layers"]]
 
     def add_memory(report):
-        report["energy"]["memory"] = {"layers": [{"name": n, "compute_pj": 15.0, "memory_pj": 30.0}
-                                                 for n in names[:12]]}
+        report["energy"]["memory"] = {
+            "layers": [{"name": n, "compute_pj": 15.0, "memory_pj": 30.0} for n in names[:12]]
+        }
 
     folder = _copy(run_dir, tmp_path, edit=add_memory)
     run = load_run(folder)
@@ -128,8 +129,7 @@ def test_run_without_lif_sites_still_draws(run_dir, tmp_path):
 
 
 def test_many_layers_are_summed_per_block():
-    df = pd.DataFrame({"name": [f"stage.{b}.op{i}" for b in range(40) for i in range(5)],
-                       "complete_pj": 1.0})
+    df = pd.DataFrame({"name": [f"stage.{b}.op{i}" for b in range(40) for i in range(5)], "complete_pj": 1.0})
     out, how = _aggregate_rows(df, ["complete_pj"])
     assert len(out) == 40 <= MAX_ROWS and "block" in how
     assert out["complete_pj"].sum() == len(df) and out["label"].iloc[0] == "stage.0.* (5)"
@@ -176,8 +176,11 @@ def test_firing_rate_figures_do_not_name_the_energy_table(run_dir, tmp_path):
     titles = {}
     saved = ef._save
     try:
-        for name, fn in (("rate", ef.plot_firing_rates), ("heatmap", ef.plot_firing_rate_heatmap),
-                         ("energy", ef.plot_energy_per_layer)):
+        for name, fn in (
+            ("rate", ef.plot_firing_rates),
+            ("heatmap", ef.plot_firing_rate_heatmap),
+            ("energy", ef.plot_energy_per_layer),
+        ):
             ef._save = lambda fig, path, name=name: titles.setdefault(name, fig._suptitle.get_text()) and path
             fn(run, tmp_path / f"{name}.png")
     finally:
@@ -191,9 +194,16 @@ def test_fraction_vs_T_draws_checkpoint_and_seeded_TA_as_separate_series(tmp_pat
     """A sweep with TA from the checkpoint at T=4 and seeded TA elsewhere: two lines, never one joined line."""
     import gac_analysis.viz.observer_figures as of
 
-    sweep = pd.DataFrame({"T": [2, 4, 6, 8], "ta_source": ["seeded", "checkpoint", "seeded", "seeded"],
-                          "sca_source": "checkpoint", "fraction_gt": [0.5, 0.2, 0.6, 0.7],
-                          "fraction_lt": 0.0, "violations": 0})
+    sweep = pd.DataFrame(
+        {
+            "T": [2, 4, 6, 8],
+            "ta_source": ["seeded", "checkpoint", "seeded", "seeded"],
+            "sca_source": "checkpoint",
+            "fraction_gt": [0.5, 0.2, 0.6, 0.7],
+            "fraction_lt": 0.0,
+            "violations": 0,
+        }
+    )
     captured = {}
     monkeypatch.setattr(of, "_save", lambda fig, path: captured.setdefault("ax", fig.axes[0]) and path)
     of.plot_fraction_vs_T(sweep, tmp_path / "f.png")
@@ -213,11 +223,13 @@ def test_importing_the_package_changes_nothing_global():
     import sys
 
     # torch and SpikingJelly add warning filters of their own when imported: import them first
-    code = ("import warnings, matplotlib, torch, spikingjelly.activation_based.neuron, seaborn; "
-            "before = (matplotlib.get_backend(), list(warnings.filters)); "
-            "import gac_analysis.models, gac_analysis.viz.observer_figures, gac_analysis.viz.energy_figures; "
-            "import matplotlib.pyplot as plt; "
-            "print(before == (matplotlib.get_backend(), list(warnings.filters)), plt.get_fignums())")
+    code = (
+        "import warnings, matplotlib, torch, spikingjelly.activation_based.neuron, seaborn; "
+        "before = (matplotlib.get_backend(), list(warnings.filters)); "
+        "import gac_analysis.models, gac_analysis.viz.observer_figures, gac_analysis.viz.energy_figures; "
+        "import matplotlib.pyplot as plt; "
+        "print(before == (matplotlib.get_backend(), list(warnings.filters)), plt.get_fignums())"
+    )
     env = {"MPLBACKEND": "svg", "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip().splitlines()[-1] == "True []", out.stdout + out.stderr

@@ -31,13 +31,13 @@ class SpikeAttention(nn.Module):
         self.pool = nn.MaxPool1d(3, stride=2, padding=1)
         self.avg = nn.AvgPool1d(2, stride=2, ceil_mode=True)
 
-    def forward(self, images):                         # images [B, 3, 2, 5]: N = 5 tokens of 6 values
+    def forward(self, images):  # images [B, 3, 2, 5]: N = 5 tokens of 6 values
         x = images.flatten(1, 2).transpose(1, 2)
         x = self.proj(x.unsqueeze(0).repeat(self.T, 1, 1, 1))
         q, k, v = self.lif_q(x), self.lif_k(x * 1.5), self.lif_v(x - 0.2)
         attn = (q @ k.transpose(-2, -1)) * 0.125
         y = attn @ v + x
-        y = y * q                                       # spike mask
+        y = y * q  # spike mask
         z = torch.softmax(y, dim=-1) + self.act(self.norm(y))
         pooled = self.pool(z.flatten(0, 1)) + 0.0
         return self.avg(pooled).sum(-1).unflatten(0, (self.T, -1)).sum(-1) + z.sum(2).mean(-1)
@@ -65,17 +65,17 @@ def test_functional_ops_counted_exactly():
     functional.reset_net(model)
     assert q.sum() > 0 and k.sum() > 0 and v.sum() > 0
     mm1 = rows.loc["<model>:matmul"]
-    assert mm1["acs"] == int((q.double() @ k.transpose(-2, -1).double()).sum())      # pairs of two ones
+    assert mm1["acs"] == int((q.double() @ k.transpose(-2, -1).double()).sum())  # pairs of two ones
     assert mm1["acs_alt"] == int(q.sum()) * N
     assert mm1["dense_macs"] == T * B * N * D * N and mm1["effective_macs"] == 0
-    mm2 = rows.loc["<model>:matmul#2"]                   # real attn x spike v: nnz(v) x M
+    mm2 = rows.loc["<model>:matmul#2"]  # real attn x spike v: nnz(v) x M
     assert (attn != 0).any() and not ((attn == 0) | (attn == 1)).all()
     assert mm2["acs"] == int(v.sum()) * N and mm2["effective_macs"] == 0
-    assert rows.loc["<model>:mul", "muls"] == T * B * N * D               # x * 1.5
-    assert rows.loc["<model>:add", "adds"] == T * B * N * D               # x - 0.2
-    assert rows.loc["<model>:mul#2", "muls"] == T * B * N * N             # * 0.125
-    assert rows.loc["<model>:add#2", "adds"] == T * B * N * D             # + x
-    assert rows.loc["<model>:mul#3", "muls"] == T * B * N * D             # * q
+    assert rows.loc["<model>:mul", "muls"] == T * B * N * D  # x * 1.5
+    assert rows.loc["<model>:add", "adds"] == T * B * N * D  # x - 0.2
+    assert rows.loc["<model>:mul#2", "muls"] == T * B * N * N  # * 0.125
+    assert rows.loc["<model>:add#2", "adds"] == T * B * N * D  # + x
+    assert rows.loc["<model>:mul#3", "muls"] == T * B * N * D  # * q
     sm = rows.loc["<model>:softmax"]
     assert (sm["activations"], sm["muls"], sm["adds"]) == (T * B * N * D, T * B * N * D, T * B * N * (D - 1))
     ln = rows.loc["norm"]
@@ -121,7 +121,7 @@ def test_unsupported_ops_are_listed_and_warned_once():
     assert rows[("erfinv", "<model>")]["elements"] == x.numel()
     assert report.coverage["unsupported_calls"] == 2
     assert report.to_dict()["unsupported"] == report.unsupported
-    assert report.to_dict()["coverage"]["counted_calls"] >= 3   # two sums, one clamp, one add
+    assert report.to_dict()["coverage"]["counted_calls"] >= 3  # two sums, one clamp, one add
 
 
 def test_strict_makes_unsupported_ops_an_error():
@@ -195,8 +195,10 @@ def test_importing_gac_analysis_leaves_loggers_alone():
     import subprocess
     import sys
 
-    code = ("import logging; import gac_analysis.models.neurons, gac_analysis.accounting; "
-            "print(logging.getLogger('torch._inductor').level, logging.getLogger('spikingjelly').level)")
+    code = (
+        "import logging; import gac_analysis.models.neurons, gac_analysis.accounting; "
+        "print(logging.getLogger('torch._inductor').level, logging.getLogger('spikingjelly').level)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "0"]
     from gac_analysis.models.neurons import LIF
@@ -214,8 +216,8 @@ class EinsumAndHardswish(nn.Module):
         super().__init__()
         self.act = nn.Hardswish()
 
-    def forward(self, images):                       # [B, 3, 4, 4]
-        a = (images > 0.5).float().flatten(2)         # spikes [B, 3, 16]
+    def forward(self, images):  # [B, 3, 4, 4]
+        a = (images > 0.5).float().flatten(2)  # spikes [B, 3, 16]
         b = (images < 0.3).float().flatten(2).transpose(1, 2)
         return torch.einsum("bik,bkj->bij", a, b) + self.act(a @ b)
 

@@ -14,13 +14,14 @@ def golden(golden_ckpt, golden_input):
 
 
 def test_traffic_comes_from_exact_counts(golden):
-    traffic = {lt.name: (lt, static) for lt, static in layer_traffic(golden.layers, golden.lif_sites, T=6,
-                                                                        num_images=2)}
+    traffic = {
+        lt.name: (lt, static) for lt, static in layer_traffic(golden.layers, golden.lif_sites, T=6, num_images=2)
+    }
     lt, static = traffic["layers.0.1.conv1"]
     row = golden.layers.set_index("name").loc["layers.0.1.conv1"]
     spikes = golden.lif_sites.set_index("name")["spikes"]
-    assert lt.theta_in == row["input_nnz"] / 2 == spikes["layers.0.1.lif1"] / 2   # its input events are lif1's spikes
-    assert lt.theta_out == spikes["layers.0.1.lif2"] / 2                           # its neurons are lif2's
+    assert lt.theta_in == row["input_nnz"] / 2 == spikes["layers.0.1.lif1"] / 2  # its input events are lif1's spikes
+    assert lt.theta_out == spikes["layers.0.1.lif2"] / 2  # its neurons are lif2's
     assert (lt.c_in, lt.c_out, lt.kernel, lt.stride, lt.out_shape) == (128, 128, (3, 3), (1, 1), (128, 32, 32))
     assert lt.spiking and not static
     stem, static = traffic["stem.conv"]
@@ -40,8 +41,11 @@ def test_memory_view_in_every_report(golden):
     # per-layer rows are totals over the images and add up to the per-image totals
     assert sum(r["memory_pj"] for r in mem["layers"]) / 2 == pytest.approx(per["snn_memory"])
     # a spiking layer's row is the estimator's value for its traffic
-    lt = next(lt for lt, _ in layer_traffic(golden.layers, golden.lif_sites, T=6, num_images=2)
-              if lt.name == "layers.1.1.conv2")
+    lt = next(
+        lt
+        for lt, _ in layer_traffic(golden.layers, golden.lif_sites, T=6, num_images=2)
+        if lt.name == "layers.1.1.conv2"
+    )
     est = estimate_layer(lt, "45nm-fp32")
     row = next(r for r in mem["layers"] if r["name"] == "layers.1.1.conv2")
     assert row["memory_pj"] == pytest.approx(2 * est.memory_pj)

@@ -140,7 +140,9 @@ def _check_conv(conv, x):
 
     y = conv(x.float())
     spatial = tuple(x.shape[2:])
-    assert conv_output_spatial(spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation) == tuple(y.shape[2:])
+    assert conv_output_spatial(spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation) == tuple(
+        y.shape[2:]
+    )
     dense = conv_dense_macs_per_row(x.shape, conv)
     assert dense == y[0].numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
     assert bool((got <= dense).all())
@@ -328,8 +330,11 @@ def test_conv_dense_macs_match_fvcore(module, shape):
     "module,twin,shape",
     [
         (nn.Conv2d(3, 5, 4, padding="same", dilation=2), nn.Conv2d(3, 5, 4, padding=3, dilation=2), (2, 3, 9, 11)),
-        (nn.Conv3d(2, 4, (3, 2, 1), stride=(1, 2, 1), padding="valid"),
-         nn.Conv3d(2, 4, (3, 2, 1), stride=(1, 2, 1), padding=0), (2, 2, 5, 6, 4)),
+        (
+            nn.Conv3d(2, 4, (3, 2, 1), stride=(1, 2, 1), padding="valid"),
+            nn.Conv3d(2, 4, (3, 2, 1), stride=(1, 2, 1), padding=0),
+            (2, 2, 5, 6, 4),
+        ),
     ],
 )
 @fvcore_warnings
@@ -419,12 +424,24 @@ def test_fanout_empty_output_and_validation():
 
 
 def test_is_binary():
-    for x in [torch.tensor([0.0, 1.0, 1.0]), torch.tensor([True, False]), torch.tensor([0, 1]),
-              torch.zeros(3, 3), torch.ones(2), torch.empty(0), torch.tensor([0.0, 1.0], dtype=torch.float16)]:
+    for x in [
+        torch.tensor([0.0, 1.0, 1.0]),
+        torch.tensor([True, False]),
+        torch.tensor([0, 1]),
+        torch.zeros(3, 3),
+        torch.ones(2),
+        torch.empty(0),
+        torch.tensor([0.0, 1.0], dtype=torch.float16),
+    ]:
         r = is_binary(x)
         assert r.dtype == torch.bool and r.shape == () and bool(r), x
-    for x in [torch.tensor([0.0, 0.5]), torch.tensor([-1.0, 1.0]), torch.tensor([0, 2]),
-              torch.tensor([float("nan"), 1.0]), torch.tensor([1.0 + 1e-6])]:
+    for x in [
+        torch.tensor([0.0, 0.5]),
+        torch.tensor([-1.0, 1.0]),
+        torch.tensor([0, 2]),
+        torch.tensor([float("nan"), 1.0]),
+        torch.tensor([1.0 + 1e-6]),
+    ]:
         r = is_binary(x)
         assert r.shape == () and not bool(r), x
 

@@ -36,8 +36,20 @@ def approx(value):
 
 def toy_conv(**kw) -> LayerTraffic:
     """(a): T=2, 2 -> 3 channels, 3x3 kernel, stride 1, output 3x4x4, input 2x4x4."""
-    args = dict(name="conv1", kind="conv", T=2, c_in=2, c_out=3, kernel=(3, 3), stride=(1, 1),
-                out_shape=(3, 4, 4), in_numel=2 * 4 * 4, theta_in=10, theta_out=5, has_bias=False)
+    args = dict(
+        name="conv1",
+        kind="conv",
+        T=2,
+        c_in=2,
+        c_out=3,
+        kernel=(3, 3),
+        stride=(1, 1),
+        out_shape=(3, 4, 4),
+        in_numel=2 * 4 * 4,
+        theta_in=10,
+        theta_out=5,
+        has_bias=False,
+    )
     args.update(kw)
     return LayerTraffic(**args)
 
@@ -58,18 +70,30 @@ def test_a_toy_conv_layer_by_hand():
     # mul_ops (leak) = T*|out| = 96;  mac_addr = 2*10 = 20;  acc_addr = 10*3*3 = 90
     # reads: inputs 10; weights 10*3*3*3 = 270; bias 0 (no bias);
     #        potentials 270 + 96 = 366 (and 366 writes); output writes 5
-    assert_counts(r, acc_ops=371, mul_ops=96, mac_ops=0, mac_addr=20, acc_addr=90,
-                  input_reads=10, weight_reads=270, bias_reads=0, potential_reads=366,
-                  potential_writes=366, output_writes=5, memory_accesses=10 + 270 + 366 + 366 + 5)
+    assert_counts(
+        r,
+        acc_ops=371,
+        mul_ops=96,
+        mac_ops=0,
+        mac_addr=20,
+        acc_addr=90,
+        input_reads=10,
+        weight_reads=270,
+        bias_reads=0,
+        potential_reads=366,
+        potential_writes=366,
+        output_writes=5,
+        memory_accesses=10 + 270 + 366 + 366 + 5,
+    )
     # E_ram: input memory 32 elements * 32 bits = 1024 bits -> 1.09e-5*1024 + 13.2 = 13.2111616
     #        weight memory 3*2*3*3 = 54 el * 32 = 1728 bits  -> 0.0188352 + 13.2 = 13.2188352
     #        potential/output memory 48 el * 32 = 1536 bits -> 0.0167424 + 13.2 = 13.2167424
-    assert r.input_read_pj == approx(10 * 13.2111616)        # 132.111616
-    assert r.weight_read_pj == approx(270 * 13.2188352)      # 3569.085504
+    assert r.input_read_pj == approx(10 * 13.2111616)  # 132.111616
+    assert r.weight_read_pj == approx(270 * 13.2188352)  # 3569.085504
     assert r.bias_read_pj == 0
-    assert r.potential_read_pj == approx(366 * 13.2167424)   # 4837.3277184
+    assert r.potential_read_pj == approx(366 * 13.2167424)  # 4837.3277184
     assert r.potential_write_pj == approx(366 * 13.2167424)  # 4837.3277184
-    assert r.output_write_pj == approx(5 * 13.2167424)       # 66.083712
+    assert r.output_write_pj == approx(5 * 13.2167424)  # 66.083712
     # arithmetic = 96*(3.1+0.1) + 371*0.1 = 307.2 + 37.1 = 344.3
     # addressing = 20*3.2 + 90*0.1 = 64 + 9 = 73
     # memory = 132.111616 + 3569.085504 + 2*4837.3277184 + 66.083712 = 13441.9362688
@@ -123,17 +147,39 @@ def test_a_word_bits_change_the_memory_energy():
 
 
 def test_b_stride_two_conv_by_hand():
-    lt = LayerTraffic(name="down", kind="conv", T=1, c_in=1, c_out=2, kernel=(3, 3), stride=(2, 2),
-                      out_shape=(2, 2, 2), in_numel=16, theta_in=4, theta_out=3, has_bias=True)
+    lt = LayerTraffic(
+        name="down",
+        kind="conv",
+        T=1,
+        c_in=1,
+        c_out=2,
+        kernel=(3, 3),
+        stride=(2, 2),
+        out_shape=(2, 2, 2),
+        in_numel=16,
+        theta_in=4,
+        theta_out=3,
+        has_bias=True,
+    )
     r = estimate_layer(lt, INT32)
     # |out| = 8; ceil(3/2) = 2
     # acc_ops = 4*2*2*2 + 1*8 + 3 = 32 + 8 + 3 = 43   (stride 1 would give 4*3*3*2 + 11 = 83)
     # mul_ops = 8; mac_addr = 8; acc_addr = 4*9 = 36
     # reads: inputs 4; weights 4*2*9 = 72; bias T*|out| = 8; potentials 72 + 8 = 80 (+80 writes);
     # output writes 3
-    assert_counts(r, acc_ops=43, mul_ops=8, mac_addr=8, acc_addr=36, input_reads=4,
-                  weight_reads=72, bias_reads=8, potential_reads=80, potential_writes=80,
-                  output_writes=3)
+    assert_counts(
+        r,
+        acc_ops=43,
+        mul_ops=8,
+        mac_addr=8,
+        acc_addr=36,
+        input_reads=4,
+        weight_reads=72,
+        bias_reads=8,
+        potential_reads=80,
+        potential_writes=80,
+        output_writes=3,
+    )
     # E_ram: input 16*32 = 512 bits -> 13.2055808; weights 18*32 = 576 bits -> 13.2062784;
     #        bias 2*32 = 64 bits -> 13.2006976; potentials/outputs 8*32 = 256 bits -> 13.2027904
     # memory = 4*13.2055808 + 72*13.2062784 + 8*13.2006976 + 160*13.2027904 + 3*13.2027904
@@ -149,8 +195,20 @@ def test_b_stride_two_conv_by_hand():
 
 
 def test_b_rectangular_kernel_and_stride():
-    lt = LayerTraffic(name="rect", kind="conv", T=3, c_in=4, c_out=5, kernel=(5, 2), stride=(2, 3),
-                      out_shape=(5, 3, 2), in_numel=4 * 6 * 6, theta_in=7, theta_out=0, has_bias=False)
+    lt = LayerTraffic(
+        name="rect",
+        kind="conv",
+        T=3,
+        c_in=4,
+        c_out=5,
+        kernel=(5, 2),
+        stride=(2, 3),
+        out_shape=(5, 3, 2),
+        in_numel=4 * 6 * 6,
+        theta_in=7,
+        theta_out=0,
+        has_bias=False,
+    )
     r = estimate_layer(lt, INT32)
     # ceil(5/2) = 3, ceil(2/3) = 1; |out| = 30
     # acc_ops = 7*3*1*5 + 3*30 + 0 = 105 + 90 = 195; acc_addr = 7*5*2 = 70; weights 7*5*10 = 350
@@ -161,8 +219,20 @@ def test_b_rectangular_kernel_and_stride():
 
 
 def fc(**kw) -> LayerTraffic:
-    args = dict(name="fc", kind="linear", T=4, c_in=10, c_out=5, kernel=(1, 1), stride=(1, 1),
-                out_shape=(5,), in_numel=10, theta_in=6, theta_out=2, has_bias=False)
+    args = dict(
+        name="fc",
+        kind="linear",
+        T=4,
+        c_in=10,
+        c_out=5,
+        kernel=(1, 1),
+        stride=(1, 1),
+        out_shape=(5,),
+        in_numel=10,
+        theta_in=6,
+        theta_out=2,
+        has_bias=False,
+    )
     args.update(kw)
     return LayerTraffic(**args)
 
@@ -178,8 +248,18 @@ def test_c_linear_layer_uses_the_corrected_form():
     assert r.acc_ops != paper_uncorrected
     # mul_ops = T*N_out = 20; mac_addr = 2*6 = 12; acc_addr = theta_in = 6 (one row per event)
     # reads: inputs 6; weights 6*5 = 30; potentials 30 + 20 = 50 (+50 writes); outputs 2
-    assert_counts(r, mul_ops=20, mac_addr=12, acc_addr=6, input_reads=6, weight_reads=30,
-                  bias_reads=0, potential_reads=50, potential_writes=50, output_writes=2)
+    assert_counts(
+        r,
+        mul_ops=20,
+        mac_addr=12,
+        acc_addr=6,
+        input_reads=6,
+        weight_reads=30,
+        bias_reads=0,
+        potential_reads=50,
+        potential_writes=50,
+        output_writes=2,
+    )
     # E_ram: input 10*32 = 320 bits -> 13.203488; weights 50*32 = 1600 bits -> 13.21744;
     #        potentials/outputs 5*32 = 160 bits -> 13.201744
     # memory = 6*13.203488 + 30*13.21744 + 100*13.201744 + 2*13.201744
@@ -210,9 +290,20 @@ def test_d_ann_equivalent_of_the_toy_conv():
     r = estimate_layer(ann, INT32)
     # dense MACs, once (no T) = |out|*c_in*Hk*Wk = 48*2*3*3 = 864
     # reads: inputs 864, weights 864; output writes |out| = 48; no bias, no potentials
-    assert_counts(r, mac_ops=864, mul_ops=0, acc_ops=0, mac_addr=0, acc_addr=0,
-                  input_reads=864, weight_reads=864, bias_reads=0, potential_reads=0,
-                  potential_writes=0, output_writes=48)
+    assert_counts(
+        r,
+        mac_ops=864,
+        mul_ops=0,
+        acc_ops=0,
+        mac_addr=0,
+        acc_addr=0,
+        input_reads=864,
+        weight_reads=864,
+        bias_reads=0,
+        potential_reads=0,
+        potential_writes=0,
+        output_writes=48,
+    )
     # arithmetic = 864*3.2 = 2764.8
     # memory = 864*13.2111616 + 864*13.2188352 + 48*13.2167424
     #        = 11414.4436224 + 11421.0736128 + 634.4036352 = 23469.9208704
@@ -333,8 +424,15 @@ def layers(draw):
     for d in out_shape:
         out *= d
     return LayerTraffic(
-        name="L", kind=kind, T=T, c_in=c_in, c_out=c_out, kernel=kernel, stride=stride,
-        out_shape=out_shape, in_numel=in_numel,
+        name="L",
+        kind=kind,
+        T=T,
+        c_in=c_in,
+        c_out=c_out,
+        kernel=kernel,
+        stride=stride,
+        out_shape=out_shape,
+        in_numel=in_numel,
         theta_in=draw(st.floats(0, T * in_numel)),
         theta_out=draw(st.floats(0, T * out)),
         has_bias=draw(st.booleans()),
@@ -400,9 +498,20 @@ def test_sram_fit_extrapolated_far_beyond_1mb_exceeds_dram():
     # Documented limitation: the linear fit passes the DRAM cost at
     # (1300 - 13.2) / 1.09e-5 = 118 055 045.9 bits (~14 MB); a 4096x4096 fp32 weight memory
     # (536 870 912 bits) is priced 1.09e-5*536870912 + 13.2 = 5865.89 pJ per SRAM access.
-    big = LayerTraffic(name="huge", kind="linear", T=1, c_in=4096, c_out=4096, kernel=(1, 1),
-                       stride=(1, 1), out_shape=(4096,), in_numel=4096, theta_in=1, theta_out=0,
-                       has_bias=False)
+    big = LayerTraffic(
+        name="huge",
+        kind="linear",
+        T=1,
+        c_in=4096,
+        c_out=4096,
+        kernel=(1, 1),
+        stride=(1, 1),
+        out_shape=(4096,),
+        in_numel=4096,
+        theta_in=1,
+        theta_out=0,
+        has_bias=False,
+    )
     r = estimate_layer(big, TABLES["45nm-fp32"])
     assert r.weight_read_pj == approx(4096 * (1.09e-5 * 536870912 + 13.2))
     assert r.weight_read_pj > estimate_layer(big, TABLES["45nm-fp32"], placement="dram").weight_read_pj

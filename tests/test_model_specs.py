@@ -14,8 +14,15 @@ from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
 from gac_analysis.errors import CheckpointError
-from gac_analysis.models.specs import (EMBEDDED, DirectEncodingOverTime, ModelSpecError, build_from_spec,
-                                       parse_model_kwargs, parse_model_spec, zoo_names)
+from gac_analysis.models.specs import (
+    EMBEDDED,
+    DirectEncodingOverTime,
+    ModelSpecError,
+    build_from_spec,
+    parse_model_kwargs,
+    parse_model_spec,
+    zoo_names,
+)
 from tests.zoo_fixtures import install_torchvision_stand_in
 
 runner = CliRunner()
@@ -40,28 +47,35 @@ def state_equal(a, b) -> bool:
 
 # ---- parsing ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, kind, target, factory", [
-    ("default", "embedded", "default", None),
-    ("default-direct", "embedded", "default-direct", None),
-    ("spikingjelly:ms_resnet18", "spikingjelly", "ms_resnet18", None),
-    ("spikingjelly:parametric_lif_net.CIFAR10Net", "spikingjelly", "parametric_lif_net.CIFAR10Net", None),
-    ("mypkg.nets:build", "module", "mypkg.nets", "build"),
-    ("examples/my_snn.py:build", "file", "examples/my_snn.py", "build"),
-    ("/abs/dir/net.py:Net", "file", "/abs/dir/net.py", "Net"),
-])
+
+@pytest.mark.parametrize(
+    "text, kind, target, factory",
+    [
+        ("default", "embedded", "default", None),
+        ("default-direct", "embedded", "default-direct", None),
+        ("spikingjelly:ms_resnet18", "spikingjelly", "ms_resnet18", None),
+        ("spikingjelly:parametric_lif_net.CIFAR10Net", "spikingjelly", "parametric_lif_net.CIFAR10Net", None),
+        ("mypkg.nets:build", "module", "mypkg.nets", "build"),
+        ("examples/my_snn.py:build", "file", "examples/my_snn.py", "build"),
+        ("/abs/dir/net.py:Net", "file", "/abs/dir/net.py", "Net"),
+    ],
+)
 def test_parse_valid_specs(text, kind, target, factory):
     spec = parse_model_spec(text)
     assert (spec.kind, spec.target, spec.factory) == (kind, target, factory)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "--model is empty"),
-    ("resnet", "unknown model spec"),
-    ("mypkg.nets:", "is not a Python name"),
-    ("mypkg.nets:1x", "is not a Python name"),
-    ("my-pkg:build", "neither a module name"),
-    ("spikingjelly:a.b.c", "is not a zoo builder name"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "--model is empty"),
+        ("resnet", "unknown model spec"),
+        ("mypkg.nets:", "is not a Python name"),
+        ("mypkg.nets:1x", "is not a Python name"),
+        ("my-pkg:build", "neither a module name"),
+        ("spikingjelly:a.b.c", "is not a zoo builder name"),
+    ],
+)
 def test_parse_invalid_specs(text, message):
     with pytest.raises(ModelSpecError, match=message):
         parse_model_spec(text)
@@ -78,10 +92,20 @@ def test_parse_kwargs():
 
 # ---- the zoo ------------------------------------------------------------------------------------------------
 
+
 def test_zoo_names_are_the_builders_here():
     names = zoo_names()
-    for name in ("ms_resnet18", "ms_resnet34", "att_ms_resnet18", "spikformer_cifar10", "spikformer_ti", "sdt_8_384",
-                 "qkformer_10_384", "maxformer_cifar", "CIFAR10Net"):
+    for name in (
+        "ms_resnet18",
+        "ms_resnet34",
+        "att_ms_resnet18",
+        "spikformer_cifar10",
+        "spikformer_ti",
+        "sdt_8_384",
+        "qkformer_10_384",
+        "maxformer_cifar",
+        "CIFAR10Net",
+    ):
         assert name in names
     assert "MSResNet" not in names and "Spikformer" not in names  # classes of the transformer zoo are not builders
 
@@ -126,6 +150,7 @@ def test_zoo_names_and_defaults():
 def test_torchvision_families_say_so_in_one_line():
     try:
         import torchvision  # noqa: F401
+
         pytest.skip("torchvision imports here")
     except Exception:  # noqa: BLE001
         pass
@@ -160,7 +185,7 @@ def test_direct_encoding_over_time_matches_a_hand_loop():
 
 # ---- a user's factory ---------------------------------------------------------------------------------------
 
-USER_MODULE = '''
+USER_MODULE = """
 import torch
 from torch import nn
 from spikingjelly.activation_based import neuron
@@ -184,7 +209,7 @@ def not_a_model(**kw):
     return {"weights": 1}
 
 NOT_CALLABLE = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -213,17 +238,20 @@ def test_user_module_and_file(user_pkg):
     assert str(user_pkg / "userpkg") not in sys.path and str(EXAMPLE.parent) not in sys.path
 
 
-@pytest.mark.parametrize("spec, kwargs, message", [
-    ("userpkg.nope:build", {}, "cannot import userpkg.nope (no module named 'userpkg.nope')"),
-    ("nopkg_xyz.nets:build", {}, "no module named 'nopkg_xyz'"),
-    ("userpkg.bad:build", {}, "importing userpkg.bad raised RuntimeError: bad import line"),
-    ("userpkg.nets:missing", {}, "userpkg.nets has no 'missing'; it defines"),
-    ("userpkg.nets:NOT_CALLABLE", {}, "has a non-callable 'NOT_CALLABLE'"),
-    ("userpkg.nets:broken", {}, "raised ValueError: no such width"),
-    ("userpkg.nets:build", {"depth": 3}, "raised TypeError"),
-    ("userpkg.nets:not_a_model", {}, "returned a dict, not a torch.nn.Module"),
-    ("no/such/file.py:build", {}, "file not found"),
-])
+@pytest.mark.parametrize(
+    "spec, kwargs, message",
+    [
+        ("userpkg.nope:build", {}, "cannot import userpkg.nope (no module named 'userpkg.nope')"),
+        ("nopkg_xyz.nets:build", {}, "no module named 'nopkg_xyz'"),
+        ("userpkg.bad:build", {}, "importing userpkg.bad raised RuntimeError: bad import line"),
+        ("userpkg.nets:missing", {}, "userpkg.nets has no 'missing'; it defines"),
+        ("userpkg.nets:NOT_CALLABLE", {}, "has a non-callable 'NOT_CALLABLE'"),
+        ("userpkg.nets:broken", {}, "raised ValueError: no such width"),
+        ("userpkg.nets:build", {"depth": 3}, "raised TypeError"),
+        ("userpkg.nets:not_a_model", {}, "returned a dict, not a torch.nn.Module"),
+        ("no/such/file.py:build", {}, "file not found"),
+    ],
+)
 def test_user_factory_errors_are_one_line(user_pkg, spec, kwargs, message):
     with pytest.raises(ModelSpecError) as e:
         build_from_spec(spec, kwargs=kwargs)
@@ -231,6 +259,7 @@ def test_user_factory_errors_are_one_line(user_pkg, spec, kwargs, message):
 
 
 # ---- state_dicts ----------------------------------------------------------------------------------------------
+
 
 def test_state_dict_loads_strictly(tmp_path, user_pkg):
     src = build_from_spec("userpkg.nets:build", seed=7)
@@ -243,8 +272,11 @@ def test_state_dict_loads_strictly(tmp_path, user_pkg):
         assert state_equal(m, src)
         assert m.gac_model_spec["checkpoint"]["path"] == str(path)
         assert len(m.gac_model_spec["checkpoint"]["sha256"]) == 64
-    with pytest.raises(CheckpointError, match=r"2 of another shape \(first 'conv.weight': file \[4, 3, 3, 3\], "
-                                              r"model \[6, 3, 3, 3\]\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"2 of another shape \(first 'conv.weight': file \[4, 3, 3, 3\], "
+        r"model \[6, 3, 3, 3\]\)",
+    ):
         build_from_spec("userpkg.nets:build", kwargs={"width": 6}, checkpoint=plain)
     torch.save({"conv.weight": src.conv.weight, "extra": torch.zeros(1)}, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="1 missing \\(first 'conv.bias'\\), 1 unexpected \\(first 'extra'\\)"):
@@ -257,6 +289,7 @@ def test_state_dict_loads_strictly(tmp_path, user_pkg):
 
 
 # ---- embedded models ------------------------------------------------------------------------------------------
+
 
 def test_default_is_the_embedded_checkpoint():
     m = build_from_spec("default")
@@ -280,15 +313,19 @@ def test_default_direct():
 
 # ---- the CLI ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "spikingjelly:nonexistent_net"], "no such builder in SpikingJelly's zoo"),
-    (["--model", "nopkg_xyz.nets:build"], "cannot import nopkg_xyz.nets"),
-    (["--model", f"{EXAMPLE}:build", "--model-kwargs", '{"depth": 3}'], "raised TypeError"),
-    (["--model", f"{EXAMPLE}:MySNN_nope"], "has no 'MySNN_nope'"),
-    (["--model", f"{EXAMPLE}:build", "--model-kwargs", "{T: 4}"], "--model-kwargs is not valid JSON"),
-    (["--model-kwargs", '{"T": 4}'], "--model-kwargs needs --model"),
-    (["--model", "default", "--model-kwargs", '{"T": 4}'], "takes no --model-kwargs"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "spikingjelly:nonexistent_net"], "no such builder in SpikingJelly's zoo"),
+        (["--model", "nopkg_xyz.nets:build"], "cannot import nopkg_xyz.nets"),
+        (["--model", f"{EXAMPLE}:build", "--model-kwargs", '{"depth": 3}'], "raised TypeError"),
+        (["--model", f"{EXAMPLE}:MySNN_nope"], "has no 'MySNN_nope'"),
+        (["--model", f"{EXAMPLE}:build", "--model-kwargs", "{T: 4}"], "--model-kwargs is not valid JSON"),
+        (["--model-kwargs", '{"T": 4}'], "--model-kwargs needs --model"),
+        (["--model", "default", "--model-kwargs", '{"T": 4}'], "takes no --model-kwargs"),
+    ],
+)
 @pytest.mark.parametrize("command", ["energy", "observe", "info"])
 def test_cli_bad_specs_exit_2_one_line(tmp_path, command, args, message):
     out = ["--out", str(tmp_path / "o")] if command != "info" else []
@@ -317,8 +354,9 @@ def test_cli_info_on_specs(tmp_path):
         assert expected in result.output
     weights = tmp_path / "w.pt"
     torch.save(build_from_spec(f"{EXAMPLE}:build", kwargs={"channels": 8}).state_dict(), weights)
-    result = runner.invoke(app, ["info", str(weights), "--model", f"{EXAMPLE}:build", "--model-kwargs",
-                                 '{"channels": 8}'])
+    result = runner.invoke(
+        app, ["info", str(weights), "--model", f"{EXAMPLE}:build", "--model-kwargs", '{"channels": 8}']
+    )
     assert result.exit_code == 0, result.output
     assert "MySNN" in result.output and str(weights) in result.output.replace("\n", "")
     result = runner.invoke(app, ["info", "--model", "spikingjelly:CIFAR10Net", "--num-classes", "10"])
@@ -355,8 +393,24 @@ def test_cli_energy_on_every_zoo_model(tmp_path, monkeypatch, name, kwargs):
     if name.startswith(("sew_", "spiking_")):
         install_torchvision_stand_in(monkeypatch)
     out = tmp_path / "run"
-    result = runner.invoke(app, ["energy", "--model", f"spikingjelly:{name}", "--model-kwargs", kwargs, "--T", "2",
-                                 "--data", "random", "--num-images", "2", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "energy",
+            "--model",
+            f"spikingjelly:{name}",
+            "--model-kwargs",
+            kwargs,
+            "--T",
+            "2",
+            "--data",
+            "random",
+            "--num-images",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "0 unsupported" in result.output
     report = json.loads((out / "report.json").read_text())
@@ -372,9 +426,22 @@ def test_cli_energy_on_the_example_file(tmp_path, monkeypatch):
     """The command of examples/my_snn.py and docs/profile_your_snn.md (run from the repository root)."""
     monkeypatch.chdir(ROOT)
     out = tmp_path / "my_snn"
-    result = runner.invoke(app, ["energy", "--model", "examples/my_snn.py:build", "--model-kwargs",
-                                 '{"T": 4, "channels": 16}', "--data", "digits", "--num-images", "8",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "energy",
+            "--model",
+            "examples/my_snn.py:build",
+            "--model-kwargs",
+            '{"T": 4, "channels": 16}',
+            "--data",
+            "digits",
+            "--num-images",
+            "8",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["coverage"]["unsupported_calls"] == 0

@@ -11,8 +11,11 @@ from reference_fixtures import LAYOUT_NAMES, arch_of, golden, layouts
 
 def _lif_calls(model):
     calls = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: calls.append((list(o.shape), int(o.sum()), o.numel())))
-             for m in model.modules() if isinstance(m, LIF)]
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o: calls.append((list(o.shape), int(o.sum()), o.numel())))
+        for m in model.modules()
+        if isinstance(m, LIF)
+    ]
     return calls, hooks
 
 
@@ -36,8 +39,9 @@ def test_golden_logits_and_every_lif_call(golden_ckpt, golden_input):
 @pytest.mark.parametrize("name", LAYOUT_NAMES)
 def test_parameter_counts_match_reference(name):
     entry = layouts()[name]
-    model = build_model(arch_of(name), num_classes=entry["num_classes"], T=entry["T"],
-                        coding="gac" if entry["using_gac"] else "direct")
+    model = build_model(
+        arch_of(name), num_classes=entry["num_classes"], T=entry["T"], coding="gac" if entry["using_gac"] else "direct"
+    )
     assert count_parameters(model) == entry["params"]
 
 

@@ -36,11 +36,24 @@ def fresh(arch, T, seed=0, width=8):
 
 # ---- sequence measures -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("values, expected", [
-    ((1, 1, 1, 1), 1), ((0, 0, 0, 0), 1), ((0, 1, 0, 1), 2), ((0, 0, 1, 0, 0, 1), 3), ((1, 0, 0, 0), 4),
-    ((0, 0, 0, 1), 4), ((0, 1, 0), 2), ((0.3, 0.5, 0.3, 0.5, 0.3), 2), ((0.3, 0.5, 0.3, 0.6), 4), ((1,), 1),
-    ((0.5, 0.5 + 1e-7, 0.5), 1), ((0.5, 0.5 + 1e-5, 0.5), 2),
-])
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ((1, 1, 1, 1), 1),
+        ((0, 0, 0, 0), 1),
+        ((0, 1, 0, 1), 2),
+        ((0, 0, 1, 0, 0, 1), 3),
+        ((1, 0, 0, 0), 4),
+        ((0, 0, 0, 1), 4),
+        ((0, 1, 0), 2),
+        ((0.3, 0.5, 0.3, 0.5, 0.3), 2),
+        ((0.3, 0.5, 0.3, 0.6), 4),
+        ((1,), 1),
+        ((0.5, 0.5 + 1e-7, 0.5), 1),
+        ((0.5, 0.5 + 1e-5, 0.5), 2),
+    ],
+)
 def test_dynamic_duration_hand_written(values, expected):
     assert dynamic_duration(seq(*values), 1e-6).item() == expected
 
@@ -54,8 +67,9 @@ def test_exact_zero_rule_keeps_tiny_values_apart_from_silence():
 
 
 def test_secondary_measures_hand_written():
-    o = torch.tensor([[0, 1, 1, 0.3], [1, 1, 0.3, 0.3 + 1e-7], [0, 1, 0.6, 0.3], [1, 1, 0.0, 0.9]],
-                     dtype=torch.float64)  # [T=4, N=4], one neuron per column
+    o = torch.tensor(
+        [[0, 1, 1, 0.3], [1, 1, 0.3, 0.3 + 1e-7], [0, 1, 0.6, 0.3], [1, 1, 0.0, 0.9]], dtype=torch.float64
+    )  # [T=4, N=4], one neuron per column
     assert distinct_values(o, 1e-6).tolist() == [2, 1, 4, 2]
     assert last_change(o, 1e-6).tolist() == [4, 0, 4, 4]
     assert last_change(seq(0, 1, 0, 0), 0.0).item() == 3
@@ -96,8 +110,10 @@ def _primitive(block):
 
 
 @settings(max_examples=150, deadline=None)
-@given(block=st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=1, max_size=6),
-       T=st.integers(min_value=1, max_value=16))
+@given(
+    block=st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=1, max_size=6),
+    T=st.integers(min_value=1, max_value=16),
+)
 def test_periodic_sequences_hypothesis(block, T):
     values = (block * (T // len(block) + 1))[:T]
     measured = dynamic_duration(seq(*values), 1e-6).item()
@@ -109,15 +125,16 @@ def test_periodic_sequences_hypothesis(block, T):
 
 # ---- the closed form ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", ["cifar", "imagenet"])
 def test_closed_form_special_cases(variant):
     c = LIF_VARIANTS[variant]
     b, V = c.decay, c.v_threshold
     I = torch.tensor([V + 0.1, V * (1 - b), 0.0, -1.0, V * (1 - b) * 1.2, 2 * V])
     cf = direct_closed_form(I, 8, b, V)
-    assert cf.duration[0] == 1 and cf.first_spike[0] == 1          # I > V: every step
-    assert cf.duration[1] == 1 and cf.first_spike[1] == 0          # I / (1 - b) == V: never fires
-    assert cf.duration[2] == 1 and cf.duration[3] == 1             # silent
+    assert cf.duration[0] == 1 and cf.first_spike[0] == 1  # I > V: every step
+    assert cf.duration[1] == 1 and cf.first_spike[1] == 0  # I / (1 - b) == V: never fires
+    assert cf.duration[2] == 1 and cf.duration[3] == 1  # silent
     k = int(cf.first_spike[4])
     assert k > 1 and cf.duration[4] == (k if k <= 8 else 1)
     assert direct_closed_form(I[4:5], k - 1, b, V).duration.item() == 1  # window too short to see a spike
@@ -126,9 +143,10 @@ def test_closed_form_special_cases(variant):
 
 @pytest.mark.parametrize("variant", ["cifar", "imagenet"])
 @settings(max_examples=40, deadline=None)
-@given(values=st.lists(st.floats(min_value=-2.0, max_value=3.0, allow_nan=False, width=32), min_size=1,
-                       max_size=64),
-       T=st.integers(min_value=1, max_value=10))
+@given(
+    values=st.lists(st.floats(min_value=-2.0, max_value=3.0, allow_nan=False, width=32), min_size=1, max_size=64),
+    T=st.integers(min_value=1, max_value=10),
+)
 def test_closed_form_equals_simulated_lif_hypothesis(variant, values, T):
     c = LIF_VARIANTS[variant]
     I = torch.tensor(values, dtype=torch.float32)
@@ -151,6 +169,7 @@ def test_closed_form_equals_simulated_lif_dense(variant):
 
 
 # ---- observe() on real and random inputs ---------------------------------------------------------------
+
 
 def _check_closed_form(report: ObserverReport):
     cf = report.closed_form
@@ -186,14 +205,20 @@ def test_closed_form_on_every_neuron_random_and_real(small_models, photos, famil
         _check_closed_form(report)
         assert report.holds, (family, name, report.verdict)
         assert report.provenance["lif_variant"] == family
-        print(f"{family} {name}: {report.num_neurons} neurons, near-threshold {report.closed_form['near_threshold']}, "
-              f"T_g>T_d {report.fraction_gt:.3f}")
+        print(
+            f"{family} {name}: {report.num_neurons} neurons, near-threshold {report.closed_form['near_threshold']}, "
+            f"T_g>T_d {report.fraction_gt:.3f}"
+        )
 
 
 def test_fresh_imagenet_model_holds_and_gac_lasts_longer(small_models):
     report = observe(small_models["imagenet"], torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
-    print("fresh ImageNet-layout T=4:", report.verdict, f"gt={report.fraction_gt:.4f} eq={report.fraction_eq:.4f}",
-          report.closed_form["near_threshold"])
+    print(
+        "fresh ImageNet-layout T=4:",
+        report.verdict,
+        f"gt={report.fraction_gt:.4f} eq={report.fraction_eq:.4f}",
+        report.closed_form["near_threshold"],
+    )
     assert report.holds and report.count_lt == 0 and report.support_mismatch == 0
     assert report.fraction_gt > 0.05
     assert report.neurons.shape[0] == report.num_neurons == 2 * 8 * 32 * 32
@@ -205,9 +230,11 @@ def test_golden_checkpoint(golden_ckpt, golden_input):
     r32 = observe(model, golden_input, precision="float32")
     r64 = observe(model, golden_input, precision="float64")
     for r in (r32, r64):
-        print(f"golden {r.precision}: {r.verdict}; gt={r.fraction_gt:.4f} eq={r.fraction_eq:.4f} "
-              f"lt={r.fraction_lt:.6f} closed-form {r.closed_form['agree']}/{r.closed_form['checked']} "
-              f"near={r.closed_form['near_threshold']} support-mismatch={r.support_mismatch}")
+        print(
+            f"golden {r.precision}: {r.verdict}; gt={r.fraction_gt:.4f} eq={r.fraction_eq:.4f} "
+            f"lt={r.fraction_lt:.6f} closed-form {r.closed_form['agree']}/{r.closed_form['checked']} "
+            f"near={r.closed_form['near_threshold']} support-mismatch={r.support_mismatch}"
+        )
         _check_closed_form(r)
         assert r.fraction_gt > 0.3
         assert r.provenance["checkpoint"]["sha256"] == model.checkpoint_info.sha256
@@ -252,8 +279,10 @@ def test_broken_encoder_is_caught(small_models, monkeypatch):
     got = {(v["image"], v["channel"], v["y"], v["x"]) for v in report.violations}
     assert got == set(map(tuple, expected[["image", "channel", "y", "x"]].itertuples(index=False)))
     v = report.violations[0]
-    assert report.verdict == (f"Proposition 1 FAILS: {len(expected)} violations, first at image {v['image']} "
-                              f"channel 3 ({v['y']}, {v['x']}) T_d={v['T_d']} T_g={v['T_g']}")
+    assert report.verdict == (
+        f"Proposition 1 FAILS: {len(expected)} violations, first at image {v['image']} "
+        f"channel 3 ({v['y']}, {v['x']}) T_d={v['T_d']} T_g={v['T_g']}"
+    )
     assert v["T_g"] == 1 and v["cause"] == "gate exactly 0 at a spike"
     data = json.loads(report.to_json())
     assert data["holds"] is False and data["num_violations"] == len(expected)
@@ -264,12 +293,32 @@ def test_report_json_schema_and_determinism(small_models):
     model = small_models["cifar"]
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
     a = observe(model, x, batch_size=2, seed=4).to_json()
-    b = observe(model, [x[:1], (x[1:], torch.zeros(2))], batch_size=2, seed=4,
-                data_description={"source": "tensor", "num_images": 3}).to_json()
+    b = observe(
+        model,
+        [x[:1], (x[1:], torch.zeros(2))],
+        batch_size=2,
+        seed=4,
+        data_description={"source": "tensor", "num_images": 3},
+    ).to_json()
     assert a == b
     data = json.loads(a)
-    for key in ("T", "num_images", "num_neurons", "atol", "mean_T_d", "mean_T_g", "histogram", "fraction_gt",
-                "fraction_eq", "fraction_lt", "closed_form", "violations", "verdict", "definitions", "provenance"):
+    for key in (
+        "T",
+        "num_images",
+        "num_neurons",
+        "atol",
+        "mean_T_d",
+        "mean_T_g",
+        "histogram",
+        "fraction_gt",
+        "fraction_eq",
+        "fraction_lt",
+        "closed_form",
+        "violations",
+        "verdict",
+        "definitions",
+        "provenance",
+    ):
         assert key in data
     assert data["num_images"] == 3 and data["num_neurons"] == 3 * 8 * 16 * 16
     assert sum(data["histogram"]["T_d"]) == sum(data["histogram"]["T_g"]) == data["num_neurons"]
@@ -305,6 +354,7 @@ def test_bad_inputs_are_gac_errors(small_models):
 
 
 # ---- the T sweep ------------------------------------------------------------------------------------------
+
 
 def test_sweep_on_golden_checkpoint(golden_ckpt, golden_input):
     x = golden_input[:1, :, :16, :16]  # a crop: the sweep only needs some neurons

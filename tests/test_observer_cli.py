@@ -28,8 +28,21 @@ def small_ckpt(tmp_path_factory):
 
 def test_golden_float64_holds_writes_files_and_figures(golden_ckpt, tmp_path):
     out = tmp_path / "obs"
-    result = runner.invoke(app, ["observe", str(golden_ckpt), "--data", "random", "--num-images", "2",
-                                 "--precision", "float64", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "observe",
+            str(golden_ckpt),
+            "--data",
+            "random",
+            "--num-images",
+            "2",
+            "--precision",
+            "float64",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Proposition 1 holds" in result.output
     data = json.loads((out / "observer.json").read_text())
@@ -38,8 +51,12 @@ def test_golden_float64_holds_writes_files_and_figures(golden_ckpt, tmp_path):
     neurons = pd.read_csv(out / "neurons.csv")
     assert len(neurons) == data["num_neurons"]
     assert {"image", "channel", "y", "x", "T_d", "T_g", "T_d_closed", "near_threshold"} <= set(neurons.columns)
-    expected = {"durations.png": DURATIONS_SIZE, "fraction_vs_T.png": FRACTION_SIZE,
-                "encoding_photo0.png": ENCODING_SIZE, "encoding_photo1.png": ENCODING_SIZE}
+    expected = {
+        "durations.png": DURATIONS_SIZE,
+        "fraction_vs_T.png": FRACTION_SIZE,
+        "encoding_photo0.png": ENCODING_SIZE,
+        "encoding_photo1.png": ENCODING_SIZE,
+    }
     for name, size in expected.items():
         path = out / name
         assert path.stat().st_size > 10_000, name
@@ -53,8 +70,10 @@ def test_golden_float32_exit_code_follows_the_verdict_and_is_deterministic(golde
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        result = runner.invoke(app, ["observe", str(golden_ckpt), "--data", "random", "--num-images", "1",
-                                     "--no-figures", "--out", str(out)])
+        result = runner.invoke(
+            app,
+            ["observe", str(golden_ckpt), "--data", "random", "--num-images", "1", "--no-figures", "--out", str(out)],
+        )
         data = json.loads((out / "observer.json").read_text())
         assert result.exit_code == (0 if data["holds"] else 1), result.output
         runs.append((out / "observer.json").read_text())
@@ -68,8 +87,9 @@ def test_golden_float32_exit_code_follows_the_verdict_and_is_deterministic(golde
 
 def test_broken_encoder_exit_1_and_sweep(small_ckpt, tmp_path, monkeypatch):
     out = tmp_path / "ok"
-    result = runner.invoke(app, ["observe", str(small_ckpt), "--num-images", "2", "--T", "2,4", "--no-figures",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["observe", str(small_ckpt), "--num-images", "2", "--T", "2,4", "--no-figures", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     sweep = pd.read_csv(out / "sweep.csv")
     assert sweep["T"].tolist() == [2, 4] and sweep["ta_source"].tolist() == ["seeded", "checkpoint"]
@@ -91,12 +111,15 @@ def test_broken_encoder_exit_1_and_sweep(small_ckpt, tmp_path, monkeypatch):
     assert data["holds"] is False and data["violations"][0]["channel"] == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--T", "abc"], "--T must be a comma-separated list"),
-    (["--T", "1,2"], "--T must be a comma-separated list"),
-    (["--num-images", "0"], "--num-images"),
-    (["--data", "nosuch"], "unknown data source"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--T", "abc"], "--T must be a comma-separated list"),
+        (["--T", "1,2"], "--T must be a comma-separated list"),
+        (["--num-images", "0"], "--num-images"),
+        (["--data", "nosuch"], "unknown data source"),
+    ],
+)
 def test_bad_input_one_line_exit_2_no_output(golden_ckpt, tmp_path, args, message):
     out = tmp_path / "obs"
     result = runner.invoke(app, ["observe", str(golden_ckpt), "--out", str(out), *args])

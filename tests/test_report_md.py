@@ -47,10 +47,24 @@ def test_report_md_with_figures(run_dir):
         assert (run_dir / link).is_file()
     report = json.loads((run_dir / "report.json").read_text())
     e = report["energy"]
-    for expected in ("paper convention", "complete convention", "mJ/image", "ACs/image", "MACs/image",
-                     "spikes / neuron / time step", "complete - paper", SHA, "msresnet18-cifar", "45nm-fp32",
-                     "Horowitz", "Largest consumers", "Provenance", f"{e['paper']['per_image_mj']:.6g}",
-                     f"{e['complete']['per_image_mj']:.6g}", "torch"):
+    for expected in (
+        "paper convention",
+        "complete convention",
+        "mJ/image",
+        "ACs/image",
+        "MACs/image",
+        "spikes / neuron / time step",
+        "complete - paper",
+        SHA,
+        "msresnet18-cifar",
+        "45nm-fp32",
+        "Horowitz",
+        "Largest consumers",
+        "Provenance",
+        f"{e['paper']['per_image_mj']:.6g}",
+        f"{e['complete']['per_image_mj']:.6g}",
+        "torch",
+    ):
         assert expected in md, expected
     for component in e["difference"]["components_pj"]:
         assert component in md
@@ -60,10 +74,25 @@ def test_report_md_with_figures(run_dir):
 
 def test_observer_verdict_shown(copy):
     verdict = "Proposition 1 holds (T_g >= T_d on every one of 4096 neurons)"
-    (copy / "observer.json").write_text(json.dumps({
-        "schema": "gac-analysis/observer", "schema_version": 1, "verdict": verdict, "holds": True, "T": 4,
-        "num_images": 4, "num_neurons": 4096, "mean_T_d": 1.0, "mean_T_g": 1.5, "num_violations": 0,
-        "fraction_gt": 0.25, "fraction_eq": 0.75, "fraction_lt": 0.0}))
+    (copy / "observer.json").write_text(
+        json.dumps(
+            {
+                "schema": "gac-analysis/observer",
+                "schema_version": 1,
+                "verdict": verdict,
+                "holds": True,
+                "T": 4,
+                "num_images": 4,
+                "num_neurons": 4096,
+                "mean_T_d": 1.0,
+                "mean_T_g": 1.5,
+                "num_violations": 0,
+                "fraction_gt": 0.25,
+                "fraction_eq": 0.75,
+                "fraction_lt": 0.0,
+            }
+        )
+    )
     result = runner.invoke(app, ["report", str(copy), "--no-figures"])
     assert result.exit_code == 0, result.output
     md = (copy / "report.md").read_text()
@@ -73,10 +102,25 @@ def test_observer_verdict_shown(copy):
 
 def test_observer_minimal_and_unreadable(copy):
     # the smallest observer.json this version reads: no means where no neuron was observed (NaN)
-    (copy / "observer.json").write_text(json.dumps({
-        "schema": "gac-analysis/observer", "schema_version": 1, "verdict": "Proposition 1 FAILS: 3 violations",
-        "holds": False, "T": 4, "num_images": 1, "num_neurons": 30, "mean_T_d": float("nan"), "mean_T_g": None,
-        "num_violations": 3, "fraction_gt": 0.1, "fraction_eq": 0.8, "fraction_lt": 0.1}))
+    (copy / "observer.json").write_text(
+        json.dumps(
+            {
+                "schema": "gac-analysis/observer",
+                "schema_version": 1,
+                "verdict": "Proposition 1 FAILS: 3 violations",
+                "holds": False,
+                "T": 4,
+                "num_images": 1,
+                "num_neurons": 30,
+                "mean_T_d": float("nan"),
+                "mean_T_g": None,
+                "num_violations": 3,
+                "fraction_gt": 0.1,
+                "fraction_eq": 0.8,
+                "fraction_lt": 0.1,
+            }
+        )
+    )
     assert runner.invoke(app, ["report", str(copy), "--no-figures"]).exit_code == 0
     md = (copy / "report.md").read_text()
     assert "Proposition 1 FAILS: 3 violations" in md and "fraction T_g < T_d" in md
@@ -97,12 +141,16 @@ def test_report_errors(copy, tmp_path):
     shutil.copytree(copy, bad)
     (bad / "report.json").write_text('{"schema": "gac-analysis/energy-report", ')
     report = json.loads((copy / "report.json").read_text())
-    cases = {"missing folder": (tmp_path / "nowhere", "does not exist"),
-             "no report.json": (tmp_path / "empty", "has no report.json"),
-             "bad JSON": (bad, "not valid JSON")}
-    for name, edit, message in (("version", {"schema_version": 1}, "version 1"),
-                                ("schema", {"schema": "gac-analysis/observer"}, "gac-analysis/observer"),
-                                ("no energy", {"energy": {}}, "energy.paper.per_image_mj")):
+    cases = {
+        "missing folder": (tmp_path / "nowhere", "does not exist"),
+        "no report.json": (tmp_path / "empty", "has no report.json"),
+        "bad JSON": (bad, "not valid JSON"),
+    }
+    for name, edit, message in (
+        ("version", {"schema_version": 1}, "version 1"),
+        ("schema", {"schema": "gac-analysis/observer"}, "gac-analysis/observer"),
+        ("no energy", {"energy": {}}, "energy.paper.per_image_mj"),
+    ):
         folder = tmp_path / name.replace(" ", "_")
         shutil.copytree(copy, folder)
         (folder / "report.json").write_text(json.dumps({**report, **edit}))

@@ -59,8 +59,12 @@ def test_class_energies_add_up_to_complete(written):
 
 def test_optional_keys_of_other_helpers_are_accepted(written):
     data = json.loads(written.read_text())
-    data["accuracy"] = {"labelled": 10, "correct": 7, "top1": 0.7,
-                        "energy_per_correct_mj": {"paper": 0.01, "complete": 0.02}}
+    data["accuracy"] = {
+        "labelled": 10,
+        "correct": 7,
+        "top1": 0.7,
+        "energy_per_correct_mj": {"paper": 0.01, "complete": 0.02},
+    }
     data["coverage"] = {"counted_calls": 50, "free_calls": 3, "unsupported_calls": 1}
     data["unsupported"] = [{"op": "GELU", "module": "blk.act", "calls": 1, "elements": 64}]
     data["layers"][0]["input"] = "integer"
@@ -78,20 +82,23 @@ def _bad(data: dict, **edit) -> dict:
     return {**data, **edit}
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(schema_version=1), "version 1; this version reads 'gac-analysis/energy-report' version 2"),
-    (lambda d: d.update(num_images=0), "num_images is 0: the report covers no images"),
-    (lambda d: d.update(num_images="2"), "num_images is missing or not an integer"),
-    (lambda d: d.update(layers=[]), "layers is empty"),
-    (lambda d: d.update(layers={"a": 1}), "layers is missing or is not a list of named rows"),
-    (lambda d: d["energy"]["complete"].update(total_pj=-5.0), "energy.complete.total_pj is -5, a negative energy"),
-    (lambda d: d["layers"][1].update(complete_pj=-1.0), "layers[1].complete_pj is -1, a negative energy"),
-    (lambda d: d["layers"][0].update(in_shape="3x32x32"), "layers[0].in_shape is '3x32x32', not a list of ints"),
-    (lambda d: d["lif_sites"][0].update(shape="8x32x32"), "lif_sites[0].shape is '8x32x32', not a list of ints"),
-    (lambda d: d["layers"][0].update(input="ternary"), "layers[0].input is 'ternary'; expected one of"),
-    (lambda d: d.update(mean_firing_rate=float("nan")), "mean_firing_rate is nan, not a finite number"),
-    (lambda d: d.update(accuracy={"labelled": 2, "correct": 3, "top1": 1.5}), "accuracy.correct (3) exceeds"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(schema_version=1), "version 1; this version reads 'gac-analysis/energy-report' version 2"),
+        (lambda d: d.update(num_images=0), "num_images is 0: the report covers no images"),
+        (lambda d: d.update(num_images="2"), "num_images is missing or not an integer"),
+        (lambda d: d.update(layers=[]), "layers is empty"),
+        (lambda d: d.update(layers={"a": 1}), "layers is missing or is not a list of named rows"),
+        (lambda d: d["energy"]["complete"].update(total_pj=-5.0), "energy.complete.total_pj is -5, a negative energy"),
+        (lambda d: d["layers"][1].update(complete_pj=-1.0), "layers[1].complete_pj is -1, a negative energy"),
+        (lambda d: d["layers"][0].update(in_shape="3x32x32"), "layers[0].in_shape is '3x32x32', not a list of ints"),
+        (lambda d: d["lif_sites"][0].update(shape="8x32x32"), "lif_sites[0].shape is '8x32x32', not a list of ints"),
+        (lambda d: d["layers"][0].update(input="ternary"), "layers[0].input is 'ternary'; expected one of"),
+        (lambda d: d.update(mean_firing_rate=float("nan")), "mean_firing_rate is nan, not a finite number"),
+        (lambda d: d.update(accuracy={"labelled": 2, "correct": 3, "top1": 1.5}), "accuracy.correct (3) exceeds"),
+    ],
+)
 def test_malformed_report_is_one_line(written, tmp_path, edit, message):
     data = json.loads(written.read_text())
     edit(data)
@@ -121,11 +128,13 @@ def test_observer_report_loads(tmp_path):
 
 @pytest.mark.parametrize("module", ["gac_analysis.budget", "gac_analysis.cli.budget", "gac_analysis.report_model"])
 def test_budget_gate_imports_neither_torch_nor_matplotlib(module, written):
-    code = (f"import sys, {module}\n"
-            "from gac_analysis.budget import evaluate_budget, load_budget\n"
-            "from gac_analysis.report_model import load_energy_report\n"
-            f"evaluate_budget(load_energy_report({str(written)!r}), load_budget(None))\n"
-            "heavy = sorted(m for m in ('torch', 'matplotlib', 'seaborn') if m in sys.modules)\n"
-            "print(','.join(heavy) or 'light')\n")
+    code = (
+        f"import sys, {module}\n"
+        "from gac_analysis.budget import evaluate_budget, load_budget\n"
+        "from gac_analysis.report_model import load_energy_report\n"
+        f"evaluate_budget(load_energy_report({str(written)!r}), load_budget(None))\n"
+        "heavy = sorted(m for m in ('torch', 'matplotlib', 'seaborn') if m in sys.modules)\n"
+        "print(','.join(heavy) or 'light')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "light", out.stdout + out.stderr

@@ -50,11 +50,13 @@ def test_loss_falls_on_a_fixed_batch(digits_train):
 
 def test_same_seed_same_losses(digits_train):
     x, y = digits_train[0][:160], digits_train[1][:160]
-    runs = [train(_tiny(seed=5), (x, y), epochs=1, batch_size=32, seed=5, augment="digits", progress=False)
-            for _ in range(2)]
+    runs = [
+        train(_tiny(seed=5), (x, y), epochs=1, batch_size=32, seed=5, augment="digits", progress=False)
+        for _ in range(2)
+    ]
     assert runs[0].steps == 5 and runs[0].step_losses == runs[1].step_losses
     other = train(_tiny(seed=5), (x, y), epochs=1, batch_size=32, seed=6, augment="digits", progress=False)
-    assert other.step_losses != runs[0].step_losses   # the seed drives shuffling and augmentation
+    assert other.step_losses != runs[0].step_losses  # the seed drives shuffling and augmentation
 
 
 def test_augmentations_are_seeded_shifts_and_flips():
@@ -65,7 +67,7 @@ def test_augmentations_are_seeded_shifts_and_flips():
     # every output is the input translated by at most 2 px, filled with -1 outside
     for i in range(2):
         padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2), value=-1.0)
-        assert any(torch.equal(a[i], padded[:, dy:dy + 6, dx:dx + 6]) for dy in range(5) for dx in range(5))
+        assert any(torch.equal(a[i], padded[:, dy : dy + 6, dx : dx + 6]) for dy in range(5) for dx in range(5))
     f = random_hflip(x, torch.Generator().manual_seed(0))
     for i in range(2):
         assert torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1))
@@ -73,8 +75,24 @@ def test_augmentations_are_seeded_shifts_and_flips():
 
 def test_cli_checkpoint_round_trips_and_reproduces(tmp_path):
     out = tmp_path / "m.pt"
-    args = ["train", "--width", "4", "--T", "2", "--epochs", "1", "--seed", "3", "--max-steps", "2",
-            "--batch-size", "32", "--out", str(out), "--no-progress"]
+    args = [
+        "train",
+        "--width",
+        "4",
+        "--T",
+        "2",
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "held-out accuracy" in result.output and out.exists()
@@ -86,8 +104,9 @@ def test_cli_checkpoint_round_trips_and_reproduces(tmp_path):
 
     x = digits_split("test")[0][:8]
     raw = torch.load(out, weights_only=True)
-    fresh = build_model(raw["arch"], num_classes=raw["num_classes"], T=raw["T"], coding=raw["coding"],
-                        width=raw["width"])
+    fresh = build_model(
+        raw["arch"], num_classes=raw["num_classes"], T=raw["T"], coding=raw["coding"], width=raw["width"]
+    )
     fresh.load_state_dict(raw["state_dict"])
     with torch.no_grad():
         y = model(x)
@@ -110,16 +129,37 @@ def _fake_cifar10(root):
     rng = np.random.default_rng(0)
     for name, n in [("test_batch", 6)] + [(f"data_batch_{k}", 4) for k in range(1, 6)]:
         with open(d / name, "wb") as f:
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"labels": rng.integers(0, 10, n).tolist()}, f)
+            pickle.dump(
+                {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist()},
+                f,
+            )
     return d
 
 
 def test_cli_trains_on_cifar_layout(tmp_path):
     folder = _fake_cifar10(tmp_path)
     out = tmp_path / "c.pt"
-    result = runner.invoke(app, ["train", "--data", f"cifar10:{folder}", "--width", "4", "--T", "2", "--coding",
-                                 "direct", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            f"cifar10:{folder}",
+            "--width",
+            "4",
+            "--T",
+            "2",
+            "--coding",
+            "direct",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     meta = load_model(out).checkpoint_info.metadata
     assert meta["steps"] == 3 and meta["num_train"] == 20 and meta["num_heldout"] == 6
@@ -138,12 +178,15 @@ def test_shipped_default_checkpoint():
     assert evaluate(model, images, labels, batch_size=180) >= 0.95
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "foo"], "unknown training data 'foo'"),
-    (["--T", "1"], "GAC coding needs --T >= 2"),
-    (["--arch", "resnet9"], "unknown --arch"),
-    (["--data", "cifar10:"], "unknown training data"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "foo"], "unknown training data 'foo'"),
+        (["--T", "1"], "GAC coding needs --T >= 2"),
+        (["--arch", "resnet9"], "unknown --arch"),
+        (["--data", "cifar10:"], "unknown training data"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     out = tmp_path / "x.pt"
     result = runner.invoke(app, ["train", *args, "--out", str(out), "--no-progress"])
@@ -155,11 +198,25 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
 def test_recipe_reports_the_values_train_used(digits_train):
     """Checkpoint metadata comes from what train() used, not from literals beside it."""
     x, y = digits_train[0][:8], digits_train[1][:8]
-    result = train(_tiny(), (x, y), epochs=1, batch_size=8, lr=0.05, momentum=0.5, weight_decay=1e-4,
-                   augment="cifar", progress=False)
-    assert result.recipe == {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-4,
-                             "schedule": "cosine over all optimiser steps", "loss": "cross-entropy on logits.mean(0)",
-                             "augmentation": "random crop (pad 4) + horizontal flip"}
+    result = train(
+        _tiny(),
+        (x, y),
+        epochs=1,
+        batch_size=8,
+        lr=0.05,
+        momentum=0.5,
+        weight_decay=1e-4,
+        augment="cifar",
+        progress=False,
+    )
+    assert result.recipe == {
+        "lr": 0.05,
+        "momentum": 0.5,
+        "weight_decay": 1e-4,
+        "schedule": "cosine over all optimiser steps",
+        "loss": "cross-entropy on logits.mean(0)",
+        "augmentation": "random crop (pad 4) + horizontal flip",
+    }
     assert train(_tiny(), (x, y), epochs=1, batch_size=8, augment=None, progress=False).recipe["augmentation"] == "none"
 
 
@@ -175,8 +232,25 @@ def test_cli_checkpoint_metadata_is_the_trainers_recipe(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "train", spy)
     out = tmp_path / "d.pt"
-    result = runner.invoke(app, ["train", "--width", "4", "--T", "2", "--epochs", "1", "--max-steps", "1",
-                                 "--batch-size", "8", "--out", str(out), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--width",
+            "4",
+            "--T",
+            "2",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     meta = load_model(out).checkpoint_info.metadata
     assert {k: meta[k] for k in seen["result"].recipe} == seen["result"].recipe

@@ -18,9 +18,9 @@ from collections import defaultdict
 
 import pytest
 import torch
-import zoo_fixtures as zf
 from torch import nn
 
+import zoo_fixtures as zf
 from gac_analysis.accounting import Counter, CounterConfig, count_images, profile
 
 SYNAPTIC_AND_PRODUCTS = ("conv1d", "conv2d", "conv3d", "linear", "matmul")
@@ -64,8 +64,10 @@ def test_zoo_model_counts_equal_synop_counter_and_flop_counter(name):
     assert set(report.lif_sites["neuron"]) <= {"LIFNode", "ParametricLIFNode"}
     steps = report.per_step[report.per_step["step"] >= 0].groupby("name")["acs"].sum()
     totals = report.layers.set_index("name")["acs"]
-    assert (steps.reindex(totals.index, fill_value=0) + report.per_step[report.per_step["step"] < 0]
-            .groupby("name")["acs"].sum().reindex(totals.index, fill_value=0)).equals(totals)
+    assert (
+        steps.reindex(totals.index, fill_value=0)
+        + report.per_step[report.per_step["step"] < 0].groupby("name")["acs"].sum().reindex(totals.index, fill_value=0)
+    ).equals(totals)
 
 
 def test_transformer_spike_products_are_pairs_of_ones():
@@ -88,7 +90,7 @@ def test_transformer_spike_products_are_pairs_of_ones():
     report = profile(model, images)
     first = report.layers[report.layers["op"] == "matmul"].iloc[0]
     assert first["acs"] == int((q.double() @ kt.double()).sum())
-    assert first["acs_alt"] == int((q != 0).sum()) * kt.shape[-1]          # nnz(left) x N, not priced
+    assert first["acs_alt"] == int((q != 0).sum()) * kt.shape[-1]  # nnz(left) x N, not priced
     assert first["effective_macs"] == 0 and first["input"] == "binary"
 
 
@@ -99,8 +101,9 @@ def test_torchvision_families_through_a_stand_in(family, monkeypatch):
     import importlib
 
     zf.install_torchvision_stand_in(monkeypatch)
-    module = {"sew_resnet18": "sew_resnet", "spiking_resnet18": "spiking_resnet",
-              "spiking_vgg11_bn": "spiking_vgg"}[family]
+    module = {"sew_resnet18": "sew_resnet", "spiking_resnet18": "spiking_resnet", "spiking_vgg11_bn": "spiking_vgg"}[
+        family
+    ]
     factory = getattr(importlib.import_module(f"spikingjelly.activation_based.model.{module}"), family)
     extra = {"cnf": "ADD"} if family.startswith("sew") else {}
     reports = {}
@@ -140,6 +143,7 @@ def test_integer_inputs_value_weighted_count_equals_brute_force(monkeypatch):
     def keep(name):
         def hook(module, args, output):
             inputs.setdefault(name, args[0].clone())
+
         return hook
 
     hooks = [m.register_forward_hook(keep(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -170,10 +174,8 @@ def test_integer_inputs_value_weighted_count_equals_brute_force(monkeypatch):
     k_ac = profile(model, images, integer_pricing="k_ac")
     table = report.energy["table"]
     assert k_ac.energy["options"]["integer_pricing"] == "k_ac"
-    assert report.energy["complete"]["integer_inputs_pj"] == pytest.approx(
-        rows["integer_ops"].sum() * table["mac"])
-    assert k_ac.energy["complete"]["integer_inputs_pj"] == pytest.approx(
-        rows["integer_value_ops"].sum() * table["ac"])
+    assert report.energy["complete"]["integer_inputs_pj"] == pytest.approx(rows["integer_ops"].sum() * table["mac"])
+    assert k_ac.energy["complete"]["integer_inputs_pj"] == pytest.approx(rows["integer_value_ops"].sum() * table["ac"])
     assert rows["integer_value_ops"].sum() > rows["integer_ops"].sum()
     assert k_ac.energy["complete"]["breakdown"]["mac_pj"] < report.energy["complete"]["breakdown"]["mac_pj"]
 
@@ -183,12 +185,13 @@ def test_zoo_model_is_left_as_found():
     model.train()
     zf.functional.reset_net(model)
     nodes = [m for m in model.modules() if isinstance(m, zf.neuron.BaseNode)]
-    nodes[0].v = torch.full((3,), 0.25)   # a user's state from an earlier run
+    nodes[0].v = torch.full((3,), 0.25)  # a user's state from an earlier run
     modes = [m.step_mode for m in nodes]
     count_images(model, images)
     assert model.training and [m.step_mode for m in nodes] == modes
-    assert torch.equal(nodes[0].v, torch.full((3,), 0.25)) and all(m.v == 0.0 for m in nodes[1:] if
-                                                                    not isinstance(m.v, torch.Tensor))
+    assert torch.equal(nodes[0].v, torch.full((3,), 0.25)) and all(
+        m.v == 0.0 for m in nodes[1:] if not isinstance(m.v, torch.Tensor)
+    )
 
 
 def test_batches_reset_neuron_state():

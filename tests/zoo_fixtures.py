@@ -26,6 +26,7 @@ def _zoo(module: str, factory: str, **kwargs):
     def build():
         mod = importlib.import_module(f"spikingjelly.activation_based.model.{module}")
         return getattr(mod, factory)(**kwargs)
+
     return build
 
 
@@ -59,9 +60,18 @@ ZOO = {
     "qkformer_10_384": (_zoo("qkformer", "qkformer_10_384", T=T, num_classes=10), 32),
     "maxformer_cifar": (_zoo("maxformer", "maxformer_cifar", T=T, num_classes=10), 32),
     "parametric_lif_cifar10net_s": (
-        lambda: OverTime(importlib.import_module("spikingjelly.activation_based.model.parametric_lif_net")
-                         .CIFAR10Net(channels=8, spiking_neuron=neuron.ParametricLIFNode,
-                                     surrogate_function=surrogate.ATan(), detach_reset=True), T, "s"), 32),
+        lambda: OverTime(
+            importlib.import_module("spikingjelly.activation_based.model.parametric_lif_net").CIFAR10Net(
+                channels=8,
+                spiking_neuron=neuron.ParametricLIFNode,
+                surrogate_function=surrogate.ATan(),
+                detach_reset=True,
+            ),
+            T,
+            "s",
+        ),
+        32,
+    ),
 }
 
 
@@ -88,6 +98,7 @@ def install_torchvision_stand_in(monkeypatch) -> None:
     """``sew_resnet``/``spiking_resnet``/``spiking_vgg`` import ``load_state_dict_from_url`` from
     torchvision, which does not import on this CPU-only torch: a stand-in module provides the one name
     (it refuses to download: the tests build untrained models)."""
+
     def load_state_dict_from_url(*args, **kwargs):
         raise RuntimeError("the torchvision stand-in downloads nothing")
 

@@ -17,9 +17,23 @@ from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
 from gac_analysis.data.batches import iter_image_batches  # one home, re-exported
 
-__all__ = ["Counter", "CounterConfig", "HANDLES", "Report", "SCHEMA", "SCHEMA_VERSION", "TimeStepsError",
-           "UnsupportedOpsError", "UnsupportedOpsWarning", "build_report", "profile", "register_handle",
-           "iter_image_batches", "count_images", "report_from_counter"]
+__all__ = [
+    "Counter",
+    "CounterConfig",
+    "HANDLES",
+    "Report",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TimeStepsError",
+    "UnsupportedOpsError",
+    "UnsupportedOpsWarning",
+    "build_report",
+    "profile",
+    "register_handle",
+    "iter_image_batches",
+    "count_images",
+    "report_from_counter",
+]
 
 
 class UnsupportedOpsWarning(UserWarning):
@@ -52,15 +66,27 @@ def _report_unsupported(counter: Counter, strict: bool) -> None:
     where = sorted({r["module"] for r in rows})
     listed = ", ".join(ops)
     if strict:
-        raise UnsupportedOpsError(f"no counting rule for {len(ops)} operation(s): {listed} (in {', '.join(where[:5])}"
-                                  f"{' ...' if len(where) > 5 else ''}); add a rule (docs/counting_rules.md) or run "
-                                  "without --strict to list them under 'unsupported'")
-    warnings.warn(f"gac-analysis: no counting rule for {listed}: listed under 'unsupported' in the report, "
-                  "not counted", UnsupportedOpsWarning, stacklevel=3)
+        raise UnsupportedOpsError(
+            f"no counting rule for {len(ops)} operation(s): {listed} (in {', '.join(where[:5])}"
+            f"{' ...' if len(where) > 5 else ''}); add a rule (docs/counting_rules.md) or run "
+            "without --strict to list them under 'unsupported'"
+        )
+    warnings.warn(
+        f"gac-analysis: no counting rule for {listed}: listed under 'unsupported' in the report, not counted",
+        UnsupportedOpsWarning,
+        stacklevel=3,
+    )
 
 
-def count_images(model: torch.nn.Module, images, progress=None, *, T: int | None = None, strict: bool = False,
-                 handles: tuple | None = None) -> Counter:
+def count_images(
+    model: torch.nn.Module,
+    images,
+    progress=None,
+    *,
+    T: int | None = None,
+    strict: bool = False,
+    handles: tuple | None = None,
+) -> Counter:
     """Run ``model`` over ``images`` with counting hooks (the first half of :func:`profile`).
 
     Neuron state is reset (SpikingJelly's ``functional.reset_net``) before every batch; afterwards
@@ -98,9 +124,16 @@ def count_images(model: torch.nn.Module, images, progress=None, *, T: int | None
     return counter
 
 
-def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str = "45nm-fp32",
-                        reuse_static: bool = True, fold_bn: bool = False, data: dict | None = None,
-                        integer_pricing: str = "mac") -> Report:
+def report_from_counter(
+    counter: Counter,
+    model: torch.nn.Module,
+    *,
+    energy: str = "45nm-fp32",
+    reuse_static: bool = True,
+    fold_bn: bool = False,
+    data: dict | None = None,
+    integer_pricing: str = "mac",
+) -> Report:
     """Price a counter (possibly summed across processes) into a :class:`Report` with its provenance
     (the second half of :func:`profile`)."""
     from gac_analysis.energy.tables import load_energy_table
@@ -110,11 +143,18 @@ def report_from_counter(counter: Counter, model: torch.nn.Module, *, energy: str
     table = load_energy_table(energy)
     if counter.num_images == 0:
         raise DataError("no images were analysed: the data set is empty; check --data / --num-images")
-    provenance = {**software_versions(), "model": model_provenance(model), "data": data or {"source": "tensor"},
-                  "num_images": counter.num_images, "T": counter.T, "device": str(device_of(model)),
-                  "energy_table": table.name}
-    report = counter.compute(table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn,
-                             integer_pricing=integer_pricing)
+    provenance = {
+        **software_versions(),
+        "model": model_provenance(model),
+        "data": data or {"source": "tensor"},
+        "num_images": counter.num_images,
+        "T": counter.T,
+        "device": str(device_of(model)),
+        "energy_table": table.name,
+    }
+    report = counter.compute(
+        table=table, provenance=provenance, reuse_static=reuse_static, fold_bn=fold_bn, integer_pricing=integer_pricing
+    )
     _add_accuracy(report, getattr(counter, "accuracy", None))
     return report
 
@@ -130,9 +170,20 @@ def _add_accuracy(report: Report, accuracy) -> None:
         report.provenance["accuracy_unavailable"] = accuracy.unavailable
 
 
-def profile(model: torch.nn.Module, images, *, T: int | None = None, strict: bool = False,
-            integer_pricing: str = "mac", energy: str = "45nm-fp32", reuse_static: bool = True,
-            fold_bn: bool = False, data: dict | None = None, progress=None, handles: tuple | None = None) -> Report:
+def profile(
+    model: torch.nn.Module,
+    images,
+    *,
+    T: int | None = None,
+    strict: bool = False,
+    integer_pricing: str = "mac",
+    energy: str = "45nm-fp32",
+    reuse_static: bool = True,
+    fold_bn: bool = False,
+    data: dict | None = None,
+    progress=None,
+    handles: tuple | None = None,
+) -> Report:
     """Count every operation and spike of ``model`` on ``images`` and price it in both conventions.
 
     Args:
@@ -164,5 +215,12 @@ def profile(model: torch.nn.Module, images, *, T: int | None = None, strict: boo
     load_energy_table(energy)  # a bad table or option fails before any work
     check_integer_pricing(integer_pricing)
     counter = count_images(model, images, progress, T=T, strict=strict, handles=handles)
-    return report_from_counter(counter, model, energy=energy, reuse_static=reuse_static, fold_bn=fold_bn, data=data,
-                               integer_pricing=integer_pricing)
+    return report_from_counter(
+        counter,
+        model,
+        energy=energy,
+        reuse_static=reuse_static,
+        fold_bn=fold_bn,
+        data=data,
+        integer_pricing=integer_pricing,
+    )

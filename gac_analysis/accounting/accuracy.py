@@ -106,8 +106,10 @@ class Accuracy:
         """Why labelled data gives no accuracy (``None``: nothing is wrong)."""
         if self._bad_shape is not None:
             shape = f" {self._bad_shape}" if self._bad_shape else ""
-            return (f"the model's output{shape} is neither [T, B, classes] nor [B, classes], so no class "
-                    "prediction can be read from it")
+            return (
+                f"the model's output{shape} is neither [T, B, classes] nor [B, classes], so no class "
+                "prediction can be read from it"
+            )
         out = int(self._out_of_range)
         if out:
             return f"{out} labels lie outside the model's classes: the data does not fit the classifier"
@@ -128,4 +130,3 @@ def accuracy_summary(acc: dict | None, energy: dict, num_images: int) -> dict | 
         per_image = float(energy[conv]["total_pj"]) / max(num_images, 1) / PJ_PER_MJ
         per_correct[conv] = per_image * acc["labelled"] / acc["correct"] if acc["correct"] else None
     return {**acc, "energy_per_correct_mj": per_correct}
-

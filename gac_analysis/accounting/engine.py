@@ -68,18 +68,18 @@ class Site:
     module_name: str
     op: str
     role: str
-    time: str                         # "TB" | "T" | "mixed" | "step" (one time step per call)
+    time: str  # "TB" | "T" | "mixed" | "step" (one time step per call)
     static: bool
     declared_input: str | None
     rate_source: str | None
     output_neurons: str | None
-    in_shape: tuple[int, ...]         # per image and time step (mixed: per image)
+    in_shape: tuple[int, ...]  # per image and time step (mixed: per image)
     out_shape: tuple[int, ...]
-    geometry: dict = field(default_factory=dict)   # kernel, stride, c_in, c_out, has_bias (synaptic ops)
+    geometry: dict = field(default_factory=dict)  # kernel, stride, c_in, c_out, has_bias (synaptic ops)
     calls: int = 0
-    neuron: str | None = None         # neuron class name (LIF sites)
-    ints: dict[str, list[int]] = field(default_factory=dict)          # counter -> [T+1] python ints
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)    # counter -> int64 [T+1] on device
+    neuron: str | None = None  # neuron class name (LIF sites)
+    ints: dict[str, list[int]] = field(default_factory=dict)  # counter -> [T+1] python ints
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # counter -> int64 [T+1] on device
 
 
 def _per_image_shape(t: torch.Tensor, layout: str) -> tuple[int, ...]:
@@ -88,11 +88,23 @@ def _per_image_shape(t: torch.Tensor, layout: str) -> tuple[int, ...]:
 
 def _geometry(module: nn.Module, op: str) -> dict:
     if op == "linear":
-        return {"c_in": module.in_features, "c_out": module.out_features, "kernel": [1, 1], "stride": [1, 1],
-                "groups": 1, "has_bias": module.bias is not None}
+        return {
+            "c_in": module.in_features,
+            "c_out": module.out_features,
+            "kernel": [1, 1],
+            "stride": [1, 1],
+            "groups": 1,
+            "has_bias": module.bias is not None,
+        }
     if op in SYNAPTIC_OPS:
-        return {"c_in": module.in_channels, "c_out": module.out_channels, "kernel": list(module.kernel_size),
-                "stride": list(module.stride), "groups": module.groups, "has_bias": module.bias is not None}
+        return {
+            "c_in": module.in_channels,
+            "c_out": module.out_channels,
+            "kernel": list(module.kernel_size),
+            "stride": list(module.stride),
+            "groups": module.groups,
+            "has_bias": module.bias is not None,
+        }
     return {}
 
 
@@ -104,8 +116,9 @@ def _binary_neuron(module: nn.Module) -> bool:
         return True
     from spikingjelly.activation_based import neuron
 
-    return (type(module) in (neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode)
-            and bool(getattr(getattr(module, "surrogate_function", None), "spiking", False)))
+    return type(module) in (neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode) and bool(
+        getattr(getattr(module, "surrogate_function", None), "spiking", False)
+    )
 
 
 def resolve_T(model: nn.Module, T: int | None) -> int:
@@ -113,11 +126,15 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
     a :class:`TimeStepsError`."""
     model_T = getattr(model, "T", None)
     if T is None and model_T is None:
-        raise TimeStepsError(f"{type(model).__name__} has no attribute T and no T was given: pass "
-                             "profile(model, images, T=...) (CLI: --T)")
+        raise TimeStepsError(
+            f"{type(model).__name__} has no attribute T and no T was given: pass "
+            "profile(model, images, T=...) (CLI: --T)"
+        )
     if T is not None and model_T is not None and int(T) != int(model_T):
-        raise TimeStepsError(f"T={T} was given but {type(model).__name__}.T is {model_T}: drop the T argument "
-                             "or build the model with that T")
+        raise TimeStepsError(
+            f"T={T} was given but {type(model).__name__}.T is {model_T}: drop the T argument "
+            "or build the model with that T"
+        )
     T = int(T if T is not None else model_T)
     if T < 1:
         raise TimeStepsError(f"T must be >= 1 (got {T})")
@@ -148,7 +165,7 @@ class Counter:
         self.batches = 0
         self.counted_calls = 0
         self.free_calls = 0
-        self.unsupported: dict[tuple[str, str], list[int]] = {}   # (op, module path) -> [calls, elements]
+        self.unsupported: dict[tuple[str, str], list[int]] = {}  # (op, module path) -> [calls, elements]
 
     @property
     def unsupported_calls(self) -> int:
@@ -156,8 +173,11 @@ class Counter:
 
     def coverage(self) -> dict:
         """``{"counted_calls", "free_calls", "unsupported_calls"}`` over every forward seen."""
-        return {"counted_calls": self.counted_calls, "free_calls": self.free_calls,
-                "unsupported_calls": self.unsupported_calls}
+        return {
+            "counted_calls": self.counted_calls,
+            "free_calls": self.free_calls,
+            "unsupported_calls": self.unsupported_calls,
+        }
 
     def coverage_state(self) -> tuple[int, int, dict]:
         """Picklable coverage counts (for summing across processes with :meth:`merge_coverage`)."""
@@ -177,8 +197,10 @@ class Counter:
 
     def unsupported_rows(self) -> list[dict]:
         """One row per (op, module path) without a rule: ``op``, ``module``, ``calls``, ``elements``."""
-        return [{"op": op, "module": path, "calls": calls, "elements": elements}
-                for (op, path), (calls, elements) in self.unsupported.items()]
+        return [
+            {"op": op, "module": path, "calls": calls, "elements": elements}
+            for (op, path), (calls, elements) in self.unsupported.items()
+        ]
 
     def __enter__(self) -> "Counter":
         self.attach()
@@ -240,6 +262,7 @@ class Counter:
     def _make_push(self, path: str):
         def push(module, inputs):
             self._stack.append([path, {}])
+
         return push
 
     def _pop(self, module, inputs, output) -> None:
@@ -306,6 +329,7 @@ class Counter:
             finally:
                 self._covered -= 1
                 self.quiet = self._covered > 0
+
         return hook
 
     def on_function(self, kind: int, name: str, rule, args, kwargs, out) -> None:
@@ -361,14 +385,20 @@ class Counter:
 
     def _new_site(self, key, name, op, module, x, out, layout) -> Site:
         site = Site(
-            name=key, module_name=name, op=op, role=getattr(module, "gac_role", self.config.default_role),
-            time=layout, static=bool(getattr(module, "gac_static", False)),
+            name=key,
+            module_name=name,
+            op=op,
+            role=getattr(module, "gac_role", self.config.default_role),
+            time=layout,
+            static=bool(getattr(module, "gac_static", False)),
             declared_input=getattr(module, "gac_input", None),
             rate_source=getattr(module, "gac_rate_source", None),
             output_neurons=getattr(module, "gac_output_neurons", None),
-            in_shape=_per_image_shape(x, layout), out_shape=_per_image_shape(out, layout),
+            in_shape=_per_image_shape(x, layout),
+            out_shape=_per_image_shape(out, layout),
             geometry=_geometry(module, op) if module is not None else {},
-            neuron=type(module).__name__ if op == "lif" else None)
+            neuron=type(module).__name__ if op == "lif" else None,
+        )
         self.sites[key] = site
         return site
 

@@ -2,10 +2,10 @@
 
 :class:`FiniteWatch` wraps a counting run (``count_images``). On entry it checks the model's parameters
 and buffers (finite; batch-norm ``running_var >= 0``). During the run, forward hooks on every leaf module
-OR a device-side flag "this output's sum is not finite" (a NaN or inf in it) per module, with no host synchronisation inside
-the hooks; the modules are numbered in the order they first run. :meth:`FiniteWatch.check` reads the
-flags once, at the end, and raises :class:`NonFiniteError` naming the first module, in execution order,
-whose output was not finite.
+OR a device-side flag "this output's sum is not finite" (a NaN or inf in it) per module, with no host
+synchronisation inside the hooks; the modules are numbered in the order they first run.
+:meth:`FiniteWatch.check` reads the flags once, at the end, and raises :class:`NonFiniteError` naming
+the first module, in execution order, whose output was not finite.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class NonFiniteError(GacError):
 
 def check_finite_state(model: torch.nn.Module) -> None:
     """Raise :class:`NonFiniteError` naming the first parameter or buffer (module order) that is not usable."""
+
     def tensors():
         for mod_name, module in model.named_modules():
             for name, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
@@ -33,8 +34,10 @@ def check_finite_state(model: torch.nn.Module) -> None:
 
     bad = nonfinite_state(tensors())
     if bad:
-        raise NonFiniteError(f"the model's {bad}; no result can be computed from such weights: check the "
-                             "checkpoint (the first such tensor, in module order, is named)")
+        raise NonFiniteError(
+            f"the model's {bad}; no result can be computed from such weights: check the "
+            "checkpoint (the first such tensor, in module order, is named)"
+        )
 
 
 def _tensors(output):
@@ -54,7 +57,7 @@ class FiniteWatch:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self._names = {m: n for n, m in model.named_modules() if not any(True for _ in m.children())}
-        self._order: list[torch.nn.Module] = []   # leaf modules in the order they first ran
+        self._order: list[torch.nn.Module] = []  # leaf modules in the order they first ran
         self._flags: dict[torch.nn.Module, torch.Tensor] = {}
         self._handles = []
 
@@ -106,7 +109,9 @@ class FiniteWatch:
         if name is not None:
             module = self.model.get_submodule(name) if name in self._names.values() else None
             kind = f" ({type(module).__name__})" if module is not None else ""
-            raise NonFiniteError(f"the output of module '{name}'{kind} holds NaN or inf values (or values so "
-                                 "large that their sum overflows; the first module, in execution order, where "
-                                 "they appear; inputs and weights were finite): no "
-                                 "result is reported; check the model's numerics (overflow, division by zero)")
+            raise NonFiniteError(
+                f"the output of module '{name}'{kind} holds NaN or inf values (or values so "
+                "large that their sum overflows; the first module, in execution order, where "
+                "they appear; inputs and weights were finite): no "
+                "result is reported; check the model's numerics (overflow, division by zero)"
+            )

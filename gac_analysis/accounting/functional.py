@@ -49,24 +49,143 @@ from gac_analysis.accounting.handles import (
 )
 
 #: Functions that perform no arithmetic (data movement, views, metadata, allocation, eval dropout).
-FREE_OPS = frozenset({
-    "get", "getitem", "setitem", "len", "iter", "bool", "index", "int", "float", "format", "repr", "hash",
-    "contains", "reduce_ex", "deepcopy", "setstate", "array",
-    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t", "swapaxes",
-    "swapdims", "movedim", "moveaxis", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat",
-    "tile", "repeat_interleave", "contiguous", "clone", "detach", "to", "cpu", "cuda", "double", "half",
-    "bfloat16", "long", "type", "type_as", "cat", "concat", "concatenate", "stack", "hstack", "vstack", "chunk",
-    "split", "tensor_split", "unbind", "narrow", "select", "index_select", "gather", "take", "flip", "roll",
-    "unfold", "as_strided", "diagonal", "dim", "size", "numel", "nelement", "stride", "storage_offset",
-    "data_ptr", "untyped_storage", "is_contiguous", "is_floating_point", "element_size", "item", "tolist",
-    "requires_grad_", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
-    "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "zero", "fill", "copy", "zeros", "ones",
-    "full", "empty", "arange", "tensor", "as_tensor", "dropout", "dropout1d", "dropout2d", "dropout3d",
-    "alpha_dropout", "feature_alpha_dropout", "pad", "identity", "is_nonzero", "masked_select", "numpy",
-})
+FREE_OPS = frozenset(
+    {
+        "get",
+        "getitem",
+        "setitem",
+        "len",
+        "iter",
+        "bool",
+        "index",
+        "int",
+        "float",
+        "format",
+        "repr",
+        "hash",
+        "contains",
+        "reduce_ex",
+        "deepcopy",
+        "setstate",
+        "array",
+        "view",
+        "view_as",
+        "reshape",
+        "reshape_as",
+        "flatten",
+        "unflatten",
+        "permute",
+        "transpose",
+        "t",
+        "swapaxes",
+        "swapdims",
+        "movedim",
+        "moveaxis",
+        "squeeze",
+        "unsqueeze",
+        "expand",
+        "expand_as",
+        "broadcast_to",
+        "repeat",
+        "tile",
+        "repeat_interleave",
+        "contiguous",
+        "clone",
+        "detach",
+        "to",
+        "cpu",
+        "cuda",
+        "double",
+        "half",
+        "bfloat16",
+        "long",
+        "type",
+        "type_as",
+        "cat",
+        "concat",
+        "concatenate",
+        "stack",
+        "hstack",
+        "vstack",
+        "chunk",
+        "split",
+        "tensor_split",
+        "unbind",
+        "narrow",
+        "select",
+        "index_select",
+        "gather",
+        "take",
+        "flip",
+        "roll",
+        "unfold",
+        "as_strided",
+        "diagonal",
+        "dim",
+        "size",
+        "numel",
+        "nelement",
+        "stride",
+        "storage_offset",
+        "data_ptr",
+        "untyped_storage",
+        "is_contiguous",
+        "is_floating_point",
+        "element_size",
+        "item",
+        "tolist",
+        "requires_grad_",
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "empty_like",
+        "rand_like",
+        "randn_like",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "new_empty",
+        "new_tensor",
+        "zero",
+        "fill",
+        "copy",
+        "zeros",
+        "ones",
+        "full",
+        "empty",
+        "arange",
+        "tensor",
+        "as_tensor",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "pad",
+        "identity",
+        "is_nonzero",
+        "masked_select",
+        "numpy",
+    }
+)
 
-_DUNDER_BASES = {"add", "sub", "mul", "truediv", "div", "floordiv", "matmul", "and", "or", "xor", "pow", "mod",
-                 "lshift", "rshift"}
+_DUNDER_BASES = {
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "div",
+    "floordiv",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+    "pow",
+    "mod",
+    "lshift",
+    "rshift",
+}
 
 
 def op_name(func) -> str:
@@ -174,6 +293,7 @@ def _window_pool(kind: str, nd: int):
         dilation = _arg(args, kwargs, 4, "dilation", 1) if kind == "maxpool" else 1
         c = window_pool_counts(kind, args[0].shape, values.shape, nd, kernel, stride, padding, dilation)
         return {k: cs.uniform(v) for k, v in c.items()}
+
     rule.op = kind
     return rule
 
@@ -184,6 +304,7 @@ def _adaptive_pool(kind: str):
         extra = args[0].numel() - values.numel()
         c = {"compares": extra} if kind == "maxpool" else {"adds": extra, "muls": values.numel()}
         return {k: cs.uniform(v) for k, v in c.items()}
+
     rule.op = kind
     return rule
 
@@ -207,16 +328,22 @@ def matmul_counts(a: torch.Tensor, b: torch.Tensor, spikes: tuple[bool, bool] = 
     if b.dim() == 1:
         b = b.unsqueeze(-1)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    col_a = (a != 0).sum(-2, dtype=torch.int64)   # [..., K]
-    row_b = (b != 0).sum(-1, dtype=torch.int64)   # [..., K]
+    col_a = (a != 0).sum(-2, dtype=torch.int64)  # [..., K]
+    row_b = (b != 0).sum(-1, dtype=torch.int64)  # [..., K]
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     pairs = (col_a * row_b).sum(-1).expand(batch)
     a_fan = (col_a.sum(-1) * n).expand(batch)
     b_fan = (row_b.sum(-1) * m).expand(batch)
     known = torch.ones((), dtype=torch.bool, device=a.device)
-    return {"pairs": pairs, "a_fanout": a_fan, "b_fanout": b_fan, "binary_a": known if spikes[0] else is_binary(a),
-            "binary_b": known if spikes[1] else is_binary(b), "dense": math.prod(batch) * m * k * n,
-            "rows": math.prod(batch)}
+    return {
+        "pairs": pairs,
+        "a_fanout": a_fan,
+        "b_fanout": b_fan,
+        "binary_a": known if spikes[0] else is_binary(a),
+        "binary_b": known if spikes[1] else is_binary(b),
+        "dense": math.prod(batch) * m * k * n,
+        "rows": math.prod(batch),
+    }
 
 
 def _product_counts(c: dict, cs: CallShape) -> dict:
@@ -266,9 +393,14 @@ def _einsum(args, kwargs, out, cs):
     only_a = math.prod(size[i] for i in set(ia) - set(ib))
     only_b = math.prod(size[i] for i in set(ib) - set(ia))
     pairs = torch.einsum(f"{ia},{ib}->", (a != 0).double(), (b != 0).double()).round().to(torch.int64)
-    c = {"pairs": pairs, "a_fanout": (a != 0).sum(dtype=torch.int64) * only_b,
-         "b_fanout": (b != 0).sum(dtype=torch.int64) * only_a, "binary_a": is_binary(a), "binary_b": is_binary(b),
-         "dense": math.prod(size.values())}
+    c = {
+        "pairs": pairs,
+        "a_fanout": (a != 0).sum(dtype=torch.int64) * only_b,
+        "b_fanout": (b != 0).sum(dtype=torch.int64) * only_a,
+        "binary_a": is_binary(a),
+        "binary_b": is_binary(b),
+        "dense": math.prod(size.values()),
+    }
     return _product_counts(c, CallShape(cs.T, "mixed"))
 
 
@@ -278,18 +410,47 @@ _einsum.op = "matmul"
 #: Function base name -> rule ``(args, kwargs, out, CallShape) -> {counter: value}``; the rule's
 #: ``op`` attribute (default: the function name) names the report row.
 FUNCTION_RULES = {
-    "add": _adds, "sub": _adds, "rsub": _adds,
-    "mul": _muls, "div": _muls, "true_divide": _muls, "square": _muls,
-    "matmul": _matmul, "mm": _matmul, "bmm": _matmul, "einsum": _einsum,
-    "sum": _sum, "mean": _mean,
-    "max": _minmax, "min": _minmax, "amax": _minmax, "amin": _minmax, "maximum": _compares,
+    "add": _adds,
+    "sub": _adds,
+    "rsub": _adds,
+    "mul": _muls,
+    "div": _muls,
+    "true_divide": _muls,
+    "square": _muls,
+    "matmul": _matmul,
+    "mm": _matmul,
+    "bmm": _matmul,
+    "einsum": _einsum,
+    "sum": _sum,
+    "mean": _mean,
+    "max": _minmax,
+    "min": _minmax,
+    "amax": _minmax,
+    "amin": _minmax,
+    "maximum": _compares,
     "minimum": _compares,
-    "gt": _compares, "ge": _compares, "lt": _compares, "le": _compares, "eq": _compares, "ne": _compares,
-    "greater": _compares, "less": _compares, "where": _compares, "clamp": _compares, "clip": _compares,
-    "relu": _compares, "sigmoid": _sigmoids, "gelu": _activations, "tanh": _activations,
-    "exp": _activations, "sqrt": _activations, "rsqrt": _activations,
-    "softmax": _softmax, "log_softmax": _softmax,
-    "layer_norm": _layer_norm, "batch_norm": _batch_norm,
+    "gt": _compares,
+    "ge": _compares,
+    "lt": _compares,
+    "le": _compares,
+    "eq": _compares,
+    "ne": _compares,
+    "greater": _compares,
+    "less": _compares,
+    "where": _compares,
+    "clamp": _compares,
+    "clip": _compares,
+    "relu": _compares,
+    "sigmoid": _sigmoids,
+    "gelu": _activations,
+    "tanh": _activations,
+    "exp": _activations,
+    "sqrt": _activations,
+    "rsqrt": _activations,
+    "softmax": _softmax,
+    "log_softmax": _softmax,
+    "layer_norm": _layer_norm,
+    "batch_norm": _batch_norm,
     **{f"max_pool{d}d": _window_pool("maxpool", d) for d in (1, 2, 3)},
     **{f"avg_pool{d}d": _window_pool("avgpool", d) for d in (1, 2, 3)},
     **{f"adaptive_avg_pool{d}d": _adaptive_pool("avgpool") for d in (1, 2, 3)},
@@ -297,8 +458,14 @@ FUNCTION_RULES = {
 }
 for _name, _rule in FUNCTION_RULES.items():
     if not hasattr(_rule, "op"):
-        _rule.op = {"sub": "add", "rsub": "add", "div": "mul", "true_divide": "mul", "mm": "matmul",
-                    "bmm": "matmul"}.get(_name, _name)
+        _rule.op = {
+            "sub": "add",
+            "rsub": "add",
+            "div": "mul",
+            "true_divide": "mul",
+            "mm": "matmul",
+            "bmm": "matmul",
+        }.get(_name, _name)
 
 FREE, RULE, UNSUPPORTED = 0, 1, 2
 
@@ -353,5 +520,4 @@ class FunctionCounter(TorchFunctionMode):
         return out
 
 
-__all__ = ["FREE_OPS", "FUNCTION_RULES", "FunctionCounter", "OpClassifier", "matmul_counts", "op_name",
-           "_first_tensor"]
+__all__ = ["FREE_OPS", "FUNCTION_RULES", "FunctionCounter", "OpClassifier", "matmul_counts", "op_name", "_first_tensor"]

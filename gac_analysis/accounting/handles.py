@@ -119,7 +119,7 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
     counts it needs are computed; elsewhere every count is computed and selected without a sync."""
     x = inputs[0]
     nd = len(m.kernel_size)
-    rows = x.reshape(-1, *x.shape[x.dim() - nd - 1:])
+    rows = x.reshape(-1, *x.shape[x.dim() - nd - 1 :])
     result = {"dense_macs": cs.uniform(conv_dense_macs_per_row(rows.shape, m) * rows.shape[0])}
     on_cpu = x.device.type == "cpu"
     if cs.spike_input or (on_cpu and bool(is_binary(rows))):  # 0/1 values: the float channel sum counts
@@ -194,14 +194,21 @@ def layernorm_counts(numel: int, normalized: int, weight: bool, bias: bool) -> d
     one subtract, one square and one add for the variance, one multiply by 1/std; one rsqrt per group;
     the affine part adds a multiply (weight) and an add (bias) per element."""
     groups = numel // max(normalized, 1)
-    return {"adds": 3 * numel + (numel if bias else 0), "muls": 2 * numel + (numel if weight else 0),
-            "activations": groups}
+    return {
+        "adds": 3 * numel + (numel if bias else 0),
+        "muls": 2 * numel + (numel if weight else 0),
+        "activations": groups,
+    }
 
 
 def layernorm_handle(m: nn.LayerNorm, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """LayerNorm: see :func:`layernorm_counts`."""
-    c = layernorm_counts(out.numel(), math.prod(m.normalized_shape), getattr(m, "weight", None) is not None,
-                         getattr(m, "bias", None) is not None)
+    c = layernorm_counts(
+        out.numel(),
+        math.prod(m.normalized_shape),
+        getattr(m, "weight", None) is not None,
+        getattr(m, "bias", None) is not None,
+    )
     return {k: cs.uniform(v) for k, v in c.items()}
 
 
@@ -288,11 +295,13 @@ def window_pool_counts(kind: str, x_shape, out_shape, nd: int, kernel, stride, p
 
 def window_pool_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """MaxPool/AvgPool 1d/2d/3d (non-adaptive): see :func:`window_pool_counts`."""
-    nd = {nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.MaxPool2d: 2, nn.AvgPool2d: 2, nn.MaxPool3d: 3,
-          nn.AvgPool3d: 3}[next(t for t in _WINDOW_POOLS if isinstance(m, t))]
+    nd = {nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.MaxPool2d: 2, nn.AvgPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool3d: 3}[
+        next(t for t in _WINDOW_POOLS if isinstance(m, t))
+    ]
     kind = "maxpool" if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) else "avgpool"
-    c = window_pool_counts(kind, inputs[0].shape, out.shape, nd, m.kernel_size, m.stride, m.padding,
-                           getattr(m, "dilation", 1))
+    c = window_pool_counts(
+        kind, inputs[0].shape, out.shape, nd, m.kernel_size, m.stride, m.padding, getattr(m, "dilation", 1)
+    )
     return {k: cs.uniform(v) for k, v in c.items()}
 
 
@@ -325,6 +334,7 @@ HANDLES: tuple[tuple[type, str, Handle], ...] = (
     (nn.AdaptiveMaxPool3d, "maxpool", maxpool_handle),
     *((t, "maxpool" if "Max" in t.__name__ else "avgpool", window_pool_handle) for t in _WINDOW_POOLS),
 )
+
 
 def register_handle(module_type: type, op: str, handle: Handle, *, table=HANDLES, first: bool = True) -> tuple:
     """A copy of ``table`` with a rule for ``module_type`` added (before the others unless ``first=False``).

@@ -128,9 +128,7 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
 
 def _conv_nd(conv: nn.Module) -> int:
     if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        raise TypeError(
-            f"expected an nn.Conv1d/Conv2d/Conv3d (or subclass), got {type(conv).__name__}"
-        )
+        raise TypeError(f"expected an nn.Conv1d/Conv2d/Conv3d (or subclass), got {type(conv).__name__}")
     return len(conv.kernel_size)
 
 
@@ -142,9 +140,7 @@ def _check_conv_input(x: torch.Tensor, conv: nn.Module, nd: int) -> None:
         )
     c_in = int(conv.in_channels)
     if c_in > 0 and x.shape[-(nd + 1)] != c_in:  # in_channels == 0: uninitialised lazy conv
-        raise ValueError(
-            f"{type(conv).__name__} expects {c_in} input channels, input shape is {tuple(x.shape)}"
-        )
+        raise ValueError(f"{type(conv).__name__} expects {c_in} input channels, input shape is {tuple(x.shape)}")
 
 
 # --------------------------------------------------------------------------- geometry

@@ -24,8 +24,21 @@ from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION
 from gac_analysis.report_model import Accuracy as ReportAccuracy
 from gac_analysis.report_model import Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
 
-LAYER_COUNTERS = ("dense_macs", "acs", "effective_macs", "bias_adds", "muls", "adds", "compares", "sigmoids",
-                  "input_nnz", "integer_ops", "integer_value_ops", "activations", "acs_alt")
+LAYER_COUNTERS = (
+    "dense_macs",
+    "acs",
+    "effective_macs",
+    "bias_adds",
+    "muls",
+    "adds",
+    "compares",
+    "sigmoids",
+    "input_nnz",
+    "integer_ops",
+    "integer_value_ops",
+    "activations",
+    "acs_alt",
+)
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
 
 
@@ -64,12 +77,20 @@ def _mismatch(declared: str | None, observed: str | None) -> bool:
 def _layer_row(site, c: dict, T: int) -> dict:
     observed = _observed_input(c, T)
     row = {
-        "name": site.name, "op": site.op, "role": site.role, "time": site.time, "static": site.static,
-        "declared_input": site.declared_input, "input": observed,
+        "name": site.name,
+        "op": site.op,
+        "role": site.role,
+        "time": site.time,
+        "static": site.static,
+        "declared_input": site.declared_input,
+        "input": observed,
         "input_mismatch": _mismatch(site.declared_input, observed),
-        "calls": site.calls, "in_shape": list(site.in_shape),
-        "out_shape": list(site.out_shape), "in_numel": math.prod(site.in_shape),
-        "out_numel": math.prod(site.out_shape), "rate_source": site.rate_source,
+        "calls": site.calls,
+        "in_shape": list(site.in_shape),
+        "out_shape": list(site.out_shape),
+        "in_numel": math.prod(site.in_shape),
+        "out_numel": math.prod(site.out_shape),
+        "rate_source": site.rate_source,
         "output_neurons": site.output_neurons,
     }
     for key in LAYER_COUNTERS:
@@ -85,17 +106,22 @@ def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
     neurons = math.prod(site.out_shape)
     denom = max(neurons * num_images, 1)
     return {
-        "name": site.name, "role": site.role, "neuron": site.neuron, "shape": list(site.out_shape),
+        "name": site.name,
+        "role": site.role,
+        "neuron": site.neuron,
+        "shape": list(site.out_shape),
         "neurons": neurons,
-        "spikes": int(sum(spikes)), "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
-        "firing_rate": sum(spikes) / (denom * T), "per_step_rate": [s / denom for s in spikes],
+        "spikes": int(sum(spikes)),
+        "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
+        "firing_rate": sum(spikes) / (denom * T),
+        "per_step_rate": [s / denom for s in spikes],
     }
 
 
 def _step_rows(site, c: dict, T: int, kind: str) -> list[dict]:
     rows = []
     slots = {k: _slots(c, k, T) for k in STEP_COUNTERS}
-    for t in ([T] if site.time == "mixed" else range(T + 1)):
+    for t in [T] if site.time == "mixed" else range(T + 1):
         values = {k: int(v[t]) for k, v in slots.items()}
         if t == T and not any(values.values()):
             continue
@@ -109,14 +135,14 @@ class Report:
 
     T: int
     num_images: int
-    layers: pd.DataFrame          # one row per synaptic/elementwise site, execution order, priced
-    lif_sites: pd.DataFrame       # one row per LIF call, execution order, priced
-    per_step: pd.DataFrame        # long table: site x time step (step -1: time-mixed work)
+    layers: pd.DataFrame  # one row per synaptic/elementwise site, execution order, priced
+    lif_sites: pd.DataFrame  # one row per LIF call, execution order, priced
+    per_step: pd.DataFrame  # long table: site x time step (step -1: time-mixed work)
     energy: dict
     provenance: dict
     checks: dict = field(default_factory=dict)
-    coverage: dict = field(default_factory=dict)      # counted_calls / free_calls / unsupported_calls
-    unsupported: list = field(default_factory=list)   # {op, module, calls, elements} per op without a rule
+    coverage: dict = field(default_factory=dict)  # counted_calls / free_calls / unsupported_calls
+    unsupported: list = field(default_factory=list)  # {op, module, calls, elements} per op without a rule
     accuracy: dict | None = None  # top-1 and energy per correct prediction; None: no labels (accuracy.py)
 
     @property
@@ -128,14 +154,22 @@ class Report:
     def to_dict(self) -> dict:
         """``report.json`` as a dictionary, written through :class:`gac_analysis.report_model.EnergyReport`."""
         return EnergyReport(
-            num_images=self.num_images, T=self.T,
-            units={"counts": "operations or events, totals over all images and time steps",
-                   "neurons": "per image per time step", "energy": "pJ totals over images; mJ per image",
-                   "firing_rate": "spikes / (neurons x T x images)", "shapes": "lists of ints, per image and step"},
-            mean_firing_rate=self.mean_firing_rate, totals=self.totals(),
+            num_images=self.num_images,
+            T=self.T,
+            units={
+                "counts": "operations or events, totals over all images and time steps",
+                "neurons": "per image per time step",
+                "energy": "pJ totals over images; mJ per image",
+                "firing_rate": "spikes / (neurons x T x images)",
+                "shapes": "lists of ints, per image and step",
+            },
+            mean_firing_rate=self.mean_firing_rate,
+            totals=self.totals(),
             lif_sites=[LifSiteRow(**r) for r in _records(self.lif_sites, LifSiteRow)],
             layers=[LayerRow(**r) for r in _records(self.layers, LayerRow)],
-            energy=self.energy, checks=self.checks, provenance=self.provenance,
+            energy=self.energy,
+            checks=self.checks,
+            provenance=self.provenance,
             accuracy=ReportAccuracy(**self.accuracy) if self.accuracy is not None else None,
             coverage=Coverage(**self.coverage) if self.coverage else None,
             unsupported=[UnsupportedOp(**u) for u in self.unsupported] if self.coverage else None,
@@ -144,8 +178,10 @@ class Report:
     def totals(self) -> dict:
         lay = self.layers
         return {
-            "dense_macs": int(lay["dense_macs"].sum()), "acs": int(lay["acs"].sum()),
-            "effective_macs": int(lay["effective_macs"].sum()), "approx_acs": float(lay["approx_acs"].sum()),
+            "dense_macs": int(lay["dense_macs"].sum()),
+            "acs": int(lay["acs"].sum()),
+            "effective_macs": int(lay["effective_macs"].sum()),
+            "approx_acs": float(lay["approx_acs"].sum()),
             "spikes": int(self.lif_sites["spikes"].sum()) if len(self.lif_sites) else 0,
             "neuron_steps": int(self.lif_sites["neuron_steps"].sum()) if len(self.lif_sites) else 0,
         }
@@ -184,8 +220,15 @@ def _records(df: pd.DataFrame, row_type) -> list[dict]:
     return out
 
 
-def build_report(counter, *, table: EnergyTable, provenance: dict | None = None, reuse_static: bool = True,
-                 fold_bn: bool = False, integer_pricing: str = "mac") -> Report:
+def build_report(
+    counter,
+    *,
+    table: EnergyTable,
+    provenance: dict | None = None,
+    reuse_static: bool = True,
+    fold_bn: bool = False,
+    integer_pricing: str = "mac",
+) -> Report:
     """Synchronise the counters once and build the priced tables."""
     T, n = counter.T, counter.num_images
     host = {name: host_counters(site) for name, site in counter.sites.items()}  # the one device sync
@@ -193,29 +236,71 @@ def build_report(counter, *, table: EnergyTable, provenance: dict | None = None,
     other = [s for s in counter.sites.values() if s.op != "lif"]
     layers = pd.DataFrame([_layer_row(s, host[s.name], T) for s in other], columns=None)
     if layers.empty:
-        layers = pd.DataFrame(columns=["name", "op", "role", "static", "input", "rate_source", "in_numel",
-                                       *LAYER_COUNTERS])
-    lif_df = pd.DataFrame([_lif_row(s, host[s.name], T, n) for s in lif],
-                          columns=["name", "role", "neuron", "shape", "neurons", "spikes", "neuron_steps",
-                                   "firing_rate", "per_step_rate"])
-    per_step = pd.DataFrame([r for s in counter.sites.values()
-                             for r in _step_rows(s, host[s.name], T, "lif" if s.op == "lif" else "layer")])
-    layers = price_layers(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn,
-                          integer_pricing=integer_pricing)
+        layers = pd.DataFrame(
+            columns=["name", "op", "role", "static", "input", "rate_source", "in_numel", *LAYER_COUNTERS]
+        )
+    lif_df = pd.DataFrame(
+        [_lif_row(s, host[s.name], T, n) for s in lif],
+        columns=[
+            "name",
+            "role",
+            "neuron",
+            "shape",
+            "neurons",
+            "spikes",
+            "neuron_steps",
+            "firing_rate",
+            "per_step_rate",
+        ],
+    )
+    per_step = pd.DataFrame(
+        [r for s in counter.sites.values() for r in _step_rows(s, host[s.name], T, "lif" if s.op == "lif" else "layer")]
+    )
+    layers = price_layers(
+        layers,
+        lif_df,
+        table,
+        T=T,
+        num_images=n,
+        reuse_static=reuse_static,
+        fold_bn=fold_bn,
+        integer_pricing=integer_pricing,
+    )
     lif_df = price_neurons(lif_df, table)
-    energy = energy_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn,
-                            integer_pricing=integer_pricing)
+    energy = energy_summary(
+        layers,
+        lif_df,
+        table,
+        T=T,
+        num_images=n,
+        reuse_static=reuse_static,
+        fold_bn=fold_bn,
+        integer_pricing=integer_pricing,
+    )
     energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static)
-    mismatches = layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]] \
-        if "input_mismatch" in layers else pd.DataFrame()
+    mismatches = (
+        layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]]
+        if "input_mismatch" in layers
+        else pd.DataFrame()
+    )
     checks = {
         "input_kind_mismatches": mismatches.to_dict(orient="records"),
         "paper_le_complete": energy["complete"]["total_pj"] >= energy["paper"]["total_pj"],
     }
     coverage = counter.coverage() if hasattr(counter, "coverage") else {}
     unsupported = counter.unsupported_rows() if hasattr(counter, "unsupported_rows") else []
-    return Report(T=T, num_images=n, layers=layers, lif_sites=lif_df, per_step=per_step, energy=energy,
-                  provenance=dict(provenance or {}), checks=checks, coverage=coverage, unsupported=unsupported)
+    return Report(
+        T=T,
+        num_images=n,
+        layers=layers,
+        lif_sites=lif_df,
+        per_step=per_step,
+        energy=energy,
+        provenance=dict(provenance or {}),
+        checks=checks,
+        coverage=coverage,
+        unsupported=unsupported,
+    )
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

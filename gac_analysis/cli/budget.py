@@ -17,8 +17,12 @@ from gac_analysis.cli.common import handles_errors
 @handles_errors
 def budget_cmd(
     report_json: Path = typer.Argument(..., help="report.json of `gac-analyze energy` (or its run folder)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Budget YAML; default: the bundled generous "
-                                          "budget (gac_analysis/configs/budget.yaml). See docs/budget.md."),
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="Budget YAML; default: the bundled generous "
+        "budget (gac_analysis/configs/budget.yaml). See docs/budget.md.",
+    ),
 ):
     """Check a report against an energy budget: exit 0 when every limit holds, 1 when one is exceeded,
     2 when the budget or the report is malformed."""

@@ -10,17 +10,25 @@ from rich.console import Console
 from rich.markup import escape
 
 from gac_analysis.errors import ConfigError, GacError
+
 # the one home of output folders and pre-flight checks; re-exported for the commands
-from gac_analysis.fileio import atomic_output_dir, check_output_dir, check_output_file, check_output_path  # noqa: F401
-from gac_analysis.fileio import sigterm_unwinds
+from gac_analysis.fileio import (  # noqa: F401
+    atomic_output_dir,
+    check_output_dir,
+    check_output_file,
+    check_output_path,
+    sigterm_unwinds,
+)
 
 #: ``--out`` help of every command that writes an output folder (what happens to an existing folder).
-OUT_HELP = ("Output folder. A new folder is created; an existing one is used only when it is empty or holds an "
-            "earlier run of this tool, and then only the tool's own files are replaced (yours stay). A failed "
-            "run leaves nothing.")
+OUT_HELP = (
+    "Output folder. A new folder is created; an existing one is used only when it is empty or holds an "
+    "earlier run of this tool, and then only the tool's own files are replaced (yours stay). A failed "
+    "run leaves nothing."
+)
 
 #: Seeds are 64-bit (torch.manual_seed); every ``--seed`` is declared with ``min=0, max=SEED_MAX``.
-SEED_MAX = 2 ** 64 - 1
+SEED_MAX = 2**64 - 1
 #: ``--data`` default shown in the help of the analysis commands (see :func:`default_data_spec`).
 DATA_DEFAULT = "digits (the 360 held-out digits) for the default model, else random"
 
@@ -49,8 +57,10 @@ def handles_errors(fn):
 # ---- shared by the analysis commands -------------------------------------------------------------
 
 DEFAULT_DATA_FOR_DEFAULT = "digits"
-MODEL_HELP = ("default | default-direct | spikingjelly:NAME | PACKAGE.MODULE:FACTORY | path/to/file.py:FACTORY; "
-              "with CKPT, the state_dict in CKPT is loaded into it (see docs/profile_your_snn.md).")
+MODEL_HELP = (
+    "default | default-direct | spikingjelly:NAME | PACKAGE.MODULE:FACTORY | path/to/file.py:FACTORY; "
+    "with CKPT, the state_dict in CKPT is loaded into it (see docs/profile_your_snn.md)."
+)
 MODEL_KWARGS_HELP = """Keyword arguments of the --model builder, a JSON object, e.g. '{"T": 4, "num_classes": 10}'."""
 
 
@@ -64,8 +74,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_model(ckpt: Path | None, *, T: int | None = None, model: str | None = None, model_kwargs: str | None = None,
-               seed: int = 0):
+def open_model(
+    ckpt: Path | None, *, T: int | None = None, model: str | None = None, model_kwargs: str | None = None, seed: int = 0
+):
     """The model a command analyses, and its checkpoint path (``None`` for a built model without one).
 
     ``model`` is a ``--model`` spec (:mod:`gac_analysis.models.specs`); without it, ``ckpt`` is a checkpoint of
@@ -73,8 +84,13 @@ def open_model(ckpt: Path | None, *, T: int | None = None, model: str | None = N
     in ``ckpt`` is loaded into the built model; without ``ckpt`` its initial weights are seeded with ``seed``.
     """
     from gac_analysis.models import load_model
-    from gac_analysis.models.specs import (EMBEDDED, EMBEDDED_DESCRIPTIONS, build_from_spec, parse_model_kwargs,
-                                           parse_model_spec)
+    from gac_analysis.models.specs import (
+        EMBEDDED,
+        EMBEDDED_DESCRIPTIONS,
+        build_from_spec,
+        parse_model_kwargs,
+        parse_model_spec,
+    )
 
     if model is None:
         if model_kwargs is not None:
@@ -86,13 +102,21 @@ def open_model(ckpt: Path | None, *, T: int | None = None, model: str | None = N
     kwargs = parse_model_kwargs(model_kwargs)
     built = build_from_spec(spec, kwargs=kwargs, checkpoint=ckpt, T=T, seed=seed)
     if spec.kind == "embedded":
-        err_console.print(f"using the embedded {spec.target} model ({EMBEDDED[spec.target].name}: "
-                          f"{EMBEDDED_DESCRIPTIONS[spec.target]}; its data, unless --data says otherwise: the 360 "
-                          "held-out digits)", highlight=False)
+        err_console.print(
+            f"using the embedded {spec.target} model ({EMBEDDED[spec.target].name}: "
+            f"{EMBEDDED_DESCRIPTIONS[spec.target]}; its data, unless --data says otherwise: the 360 "
+            "held-out digits)",
+            highlight=False,
+        )
         return built, EMBEDDED[spec.target]
-    err_console.print(f"built {spec.text} ({built.gac_model_spec['builder']}"
-                      + (f", weights from {ckpt}" if ckpt is not None else f", initial weights seeded with {seed}")
-                      + ")", highlight=False, markup=False, soft_wrap=True)
+    err_console.print(
+        f"built {spec.text} ({built.gac_model_spec['builder']}"
+        + (f", weights from {ckpt}" if ckpt is not None else f", initial weights seeded with {seed}")
+        + ")",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     return built, ckpt
 
 
@@ -112,8 +136,11 @@ def describe_data(data: dict | None) -> str:
     """A data description of the provenance in a few words: ``digits (test split)``, ``random (seed 0)``."""
     data = data or {}
     name = str(data.get("source", "tensor"))
-    extra = f"{data['split']} split" if data.get("split") else (f"seed {data['seed']}" if data.get("seed") is not None
-                                                               else "")
+    extra = (
+        f"{data['split']} split"
+        if data.get("split")
+        else (f"seed {data['seed']}" if data.get("seed") is not None else "")
+    )
     return f"{name} ({extra})" if extra else name
 
 

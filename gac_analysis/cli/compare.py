@@ -12,11 +12,15 @@ from gac_analysis.cli.common import OUT_HELP, atomic_output_dir, console, handle
 
 @handles_errors
 def compare_cmd(
-    runs: List[Path] = typer.Argument(..., help="Two or more run folders of `gac-analyze energy --out DIR` "
-                                      "(an observer run in DIR/observer.json or DIR/observe/ is read too)."),
+    runs: List[Path] = typer.Argument(
+        ...,
+        help="Two or more run folders of `gac-analyze energy --out DIR` "
+        "(an observer run in DIR/observer.json or DIR/observe/ is read too).",
+    ),
     out: Path = typer.Option(Path("reports/compare"), "--out", help=OUT_HELP),
-    names: Optional[str] = typer.Option(None, "--names", help="Comma-separated display names, one per run "
-                                        "(default: the folders' names)."),
+    names: Optional[str] = typer.Option(
+        None, "--names", help="Comma-separated display names, one per run (default: the folders' names)."
+    ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also draw the PNG figures."),
 ):
     """Compare runs: one row per run (model, data, accuracy, energy in every convention, firing rate, energy by
@@ -33,9 +37,16 @@ def compare_cmd(
     first = comp.rows[0]
     for row in comp.rows:
         acc = "no labels" if row["top1"] is None else f"top-1 {100 * row['top1']:.2f}%"
-        ratio = "" if row is first else (f" ({row['paper_ratio_to_first']:.3f}x / {row['complete_ratio_to_first']:.3f}x"
-                                         f" of {first['name']})")
-        console.print(f"{row['name']}: {row['coding']} {row['arch']} T={row['T']}, {acc}, paper "
-                      f"{row['paper_mj']:.6g} / complete {row['complete_mj']:.6g} mJ/image{ratio}, mean firing rate "
-                      f"{row['mean_firing_rate']:.4f}, Proposition 1 {row['prop1']}", highlight=False, soft_wrap=True)
+        ratio = (
+            ""
+            if row is first
+            else (f" ({row['paper_ratio_to_first']:.3f}x / {row['complete_ratio_to_first']:.3f}x of {first['name']})")
+        )
+        console.print(
+            f"{row['name']}: {row['coding']} {row['arch']} T={row['T']}, {acc}, paper "
+            f"{row['paper_mj']:.6g} / complete {row['complete_mj']:.6g} mJ/image{ratio}, mean firing rate "
+            f"{row['mean_firing_rate']:.4f}, Proposition 1 {row['prop1']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"wrote {out}: " + ", ".join(p.name for p in written), highlight=False, soft_wrap=True)

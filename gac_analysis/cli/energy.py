@@ -10,9 +10,24 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gac_analysis.cli.common import (DATA_DEFAULT, MODEL_HELP, MODEL_KWARGS_HELP, OUT_HELP, SEED_MAX,
-                                     atomic_output_dir, check_output_dir, console, default_data_spec, describe_data,
-                                     handles_errors, input_paths, open_data, open_model, plural, uses_embedded_model)
+from gac_analysis.cli.common import (
+    DATA_DEFAULT,
+    MODEL_HELP,
+    MODEL_KWARGS_HELP,
+    OUT_HELP,
+    SEED_MAX,
+    atomic_output_dir,
+    check_output_dir,
+    console,
+    default_data_spec,
+    describe_data,
+    handles_errors,
+    input_paths,
+    open_data,
+    open_model,
+    plural,
+    uses_embedded_model,
+)
 from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
@@ -29,37 +44,71 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def run_profile(model, source, *, batch_size: int, energy_table: str, reuse_static: bool, fold_bn: bool,
-                indices=None, show_progress: bool = True, T: int | None = None, strict: bool = False,
-                integer_pricing: str = "mac"):
+def run_profile(
+    model,
+    source,
+    *,
+    batch_size: int,
+    energy_table: str,
+    reuse_static: bool,
+    fold_bn: bool,
+    indices=None,
+    show_progress: bool = True,
+    T: int | None = None,
+    strict: bool = False,
+    integer_pricing: str = "mac",
+):
     """Profile ``model`` over ``source`` (optionally a subset of indices) with a progress bar."""
     from gac_analysis.accounting import profile
 
     n = len(indices) if indices is not None else len(source)
     total = math.ceil(n / batch_size) if n else 0
-    with Progress(TextColumn("[bold]profiling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=not show_progress) as bar:
+    with Progress(
+        TextColumn("[bold]profiling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not show_progress,
+    ) as bar:
         task = bar.add_task("profile", total=total)
-        return profile(model, source.batches(batch_size, indices=indices), T=T, strict=strict,
-                       integer_pricing=integer_pricing, energy=energy_table,
-                       reuse_static=reuse_static, fold_bn=fold_bn, data=source.describe(),
-                       progress=lambda i, b: bar.advance(task))
+        return profile(
+            model,
+            source.batches(batch_size, indices=indices),
+            T=T,
+            strict=strict,
+            integer_pricing=integer_pricing,
+            energy=energy_table,
+            reuse_static=reuse_static,
+            fold_bn=fold_bn,
+            data=source.describe(),
+            progress=lambda i, b: bar.advance(task),
+        )
 
 
 def print_summary(report, out: Path | None = None) -> None:
     """Totals in both conventions, the largest consumers, mean firing rate."""
     e = report.energy
     data = describe_data(report.provenance.get("data"))
-    t = Table(title=f"energy per image ({plural(report.num_images, 'image')} of {data}, T={report.T}, table "
-                    f"{e['table']['name']})")
+    t = Table(
+        title=f"energy per image ({plural(report.num_images, 'image')} of {data}, T={report.T}, table "
+        f"{e['table']['name']})"
+    )
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_column("unit / convention")
-    t.add_row("paper convention", f"{e['paper']['per_image_mj']:.6g}", "mJ/image (E_MAC x stem MACs + E_AC x fr x T x dense)")
+    t.add_row(
+        "paper convention", f"{e['paper']['per_image_mj']:.6g}", "mJ/image (E_MAC x stem MACs + E_AC x fr x T x dense)"
+    )
     t.add_row("complete convention", f"{e['complete']['per_image_mj']:.6g}", "mJ/image (every operation, exact counts)")
     ratio = e["difference"]["ratio_complete_to_paper"]
-    t.add_row("complete - paper", f"{e['difference']['per_image_mj']:.6g}",
-              f"mJ/image (complete / paper = {ratio:.3f})" if ratio else "mJ/image")
+    t.add_row(
+        "complete - paper",
+        f"{e['difference']['per_image_mj']:.6g}",
+        f"mJ/image (complete / paper = {ratio:.3f})" if ratio else "mJ/image",
+    )
     tot = report.totals()
     n = max(report.num_images, 1)
     t.add_row("exact ACs", f"{tot['acs'] / n:,.0f}", "ACs/image (binary inputs)")
@@ -70,8 +119,11 @@ def print_summary(report, out: Path | None = None) -> None:
         t.add_row(*row)
     cov = getattr(report, "coverage", None)
     if cov:
-        t.add_row("coverage", f"{cov['unsupported_calls']:,} unsupported",
-                  f"op calls: {cov['counted_calls']:,} counted, {cov['free_calls']:,} free (views, copies)")
+        t.add_row(
+            "coverage",
+            f"{cov['unsupported_calls']:,} unsupported",
+            f"op calls: {cov['counted_calls']:,} counted, {cov['free_calls']:,} free (views, copies)",
+        )
     console.print(t)
     top = report.layers.nlargest(5, "complete_pj")
     tt = Table(title="largest consumers (complete convention)")
@@ -79,8 +131,14 @@ def print_summary(report, out: Path | None = None) -> None:
         tt.add_column(col, justify="right" if col in ("mJ/image", "share") else "left")
     total = e["complete"]["total_pj"] or 1.0
     for _, r in top.iterrows():
-        tt.add_row(r["name"], r["op"], r["role"], str(r["input"] or "-"), f"{r['complete_pj'] / n / PJ_PER_MJ:.4g}",
-                   f"{100 * r['complete_pj'] / total:.1f}%")
+        tt.add_row(
+            r["name"],
+            r["op"],
+            r["role"],
+            str(r["input"] or "-"),
+            f"{r['complete_pj'] / n / PJ_PER_MJ:.4g}",
+            f"{100 * r['complete_pj'] / total:.1f}%",
+        )
     console.print(tt)
     for m in report.checks.get("input_kind_mismatches", []):
         console.print(f"[yellow]note:[/] {m['name']} is declared {m['declared_input']} but received {m['input']} input")
@@ -95,46 +153,85 @@ def accuracy_rows(acc: dict | None, unavailable: str | None = None) -> list[tupl
     rows = [("top-1 accuracy", f"{100 * acc['top1']:.2f}%", f"{acc['correct']} of {acc['labelled']} labelled images")]
     for conv in ("paper", "complete"):
         v = acc["energy_per_correct_mj"][conv]
-        rows.append((f"energy per correct prediction ({conv})", "-" if v is None else f"{v:.6g}",
-                     f"mJ per correct prediction, {conv} convention"))
+        rows.append(
+            (
+                f"energy per correct prediction ({conv})",
+                "-" if v is None else f"{v:.6g}",
+                f"mJ per correct prediction, {conv} convention",
+            )
+        )
     return rows
 
 
 @handles_errors
 def energy_cmd(
-    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint; with --model, a state_dict for it; omitted: the "
-                                                     "embedded default model."),
+    ckpt: Optional[Path] = typer.Argument(
+        None, help="Checkpoint; with --model, a state_dict for it; omitted: the embedded default model."
+    ),
     model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
-    image_size: Optional[int] = typer.Option(None, "--image-size", min=1,
-                                             help="Side of the square input images in pixels (random: default 32)."),
-    data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT,
-                                       help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH"),
-    num_images: Optional[int] = typer.Option(None, "--num-images", min=1, show_default="all (random: 16, digits: 360)",
-                                              help="Analyse the first N images."),
+    image_size: Optional[int] = typer.Option(
+        None, "--image-size", min=1, help="Side of the square input images in pixels (random: default 32)."
+    ),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        show_default=DATA_DEFAULT,
+        help="random | digits | photos | cifar10:PATH | cifar100:PATH | folder:PATH",
+    ),
+    num_images: Optional[int] = typer.Option(
+        None, "--num-images", min=1, show_default="all (random: 16, digits: 360)", help="Analyse the first N images."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
-    energy_table: str = typer.Option("45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"),
+    energy_table: str = typer.Option(
+        "45nm-fp32", "--energy-table", help="45nm-fp32 | 45nm-fp16 | 45nm-int8 | 45nm-int32 | PATH.yaml"
+    ),
     out: Path = typer.Option(Path("reports/energy"), "--out", help=OUT_HELP),
-    T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps: direct-coding checkpoints, and --model "
-                                                             "builders that take T or models without one."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random data source (and of a "
-                                                                    "--model's initial weights when no CKPT is given)."),
-    reuse_static: bool = typer.Option(True, "--reuse-static/--per-step-static",
-                                      help="Count time-invariant work (stem, SCA) once, or at every step."),
+    T: Optional[int] = typer.Option(
+        None,
+        "--T",
+        min=1,
+        help="Time steps: direct-coding checkpoints, and --model builders that take T or models without one.",
+    ),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        min=0,
+        max=SEED_MAX,
+        help="Seed of the random data source (and of a --model's initial weights when no CKPT is given).",
+    ),
+    reuse_static: bool = typer.Option(
+        True, "--reuse-static/--per-step-static", help="Count time-invariant work (stem, SCA) once, or at every step."
+    ),
     fold_bn: bool = typer.Option(False, "--fold-bn/--unfold-bn", help="Price BN as folded into the conv."),
-    strict: bool = typer.Option(False, "--strict", help="Fail (exit 2, naming them) when the forward runs operations "
-                                                        "no counting rule knows, instead of listing them under "
-                                                        "'unsupported' in the report."),
-    integer_pricing: str = typer.Option("mac", "--integer-pricing", help="Price conv/linear inputs that are whole "
-                                        "numbers but not 0/1 (SEW ADD, spike sums): 'mac' (1 MAC per non-zero "
-                                        "input x weight) or 'k_ac' (k ACs for a value k); see docs/counting_rules.md."),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Fail (exit 2, naming them) when the forward runs operations "
+        "no counting rule knows, instead of listing them under "
+        "'unsupported' in the report.",
+    ),
+    integer_pricing: str = typer.Option(
+        "mac",
+        "--integer-pricing",
+        help="Price conv/linear inputs that are whole "
+        "numbers but not 0/1 (SEW ADD, spike sums): 'mac' (1 MAC per non-zero "
+        "input x weight) or 'k_ac' (k ACs for a value k); see docs/counting_rules.md.",
+    ),
     distributed: Optional[bool] = typer.Option(
-        None, "--distributed/--no-distributed", show_default="auto: on under torchrun",
+        None,
+        "--distributed/--no-distributed",
+        show_default="auto: on under torchrun",
         help="Split the images across the processes of a torchrun launch (gloo on CPU, nccl on CUDA); the "
-             "report equals the single-process one."),
-    dist_timeout: float = typer.Option(DEFAULT_DIST_TIMEOUT_S, "--dist-timeout", min=1.0,
-                                       help="Seconds a distributed run waits for its slowest process before failing."),
+        "report equals the single-process one.",
+    ),
+    dist_timeout: float = typer.Option(
+        DEFAULT_DIST_TIMEOUT_S,
+        "--dist-timeout",
+        min=1.0,
+        help="Seconds a distributed run waits for its slowest process before failing.",
+    ),
 ):
     """Exact per-layer, per-step operation and spike counts; energy in the paper and complete conventions."""
     from gac_analysis.distributed import resolve_launch
@@ -142,11 +239,26 @@ def energy_cmd(
 
     launch = resolve_launch(distributed)
     if launch is not None:
-        return _energy_distributed(launch, ckpt=ckpt, model_spec=model_spec, model_kwargs=model_kwargs,
-                                   image_size=image_size, data=data, num_images=num_images, batch_size=batch_size,
-                                   device=device, energy_table=energy_table, out=out, T=T, seed=seed,
-                                   reuse_static=reuse_static, fold_bn=fold_bn, timeout_s=dist_timeout,
-                                   strict=strict, integer_pricing=integer_pricing)
+        return _energy_distributed(
+            launch,
+            ckpt=ckpt,
+            model_spec=model_spec,
+            model_kwargs=model_kwargs,
+            image_size=image_size,
+            data=data,
+            num_images=num_images,
+            batch_size=batch_size,
+            device=device,
+            energy_table=energy_table,
+            out=out,
+            T=T,
+            seed=seed,
+            reuse_static=reuse_static,
+            fold_bn=fold_bn,
+            timeout_s=dist_timeout,
+            strict=strict,
+            integer_pricing=integer_pricing,
+        )
     from gac_analysis.energy.conventions import check_integer_pricing
 
     check_integer_pricing(integer_pricing)
@@ -157,9 +269,17 @@ def energy_cmd(
     source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
     model = model.to(dev)
     with atomic_output_dir(out, kind="energy", inputs=input_paths(path, spec)) as tmp:
-        report = run_profile(model, source, batch_size=batch_size, energy_table=energy_table,
-                             reuse_static=reuse_static, fold_bn=fold_bn, T=T, strict=strict,
-                             integer_pricing=integer_pricing)
+        report = run_profile(
+            model,
+            source,
+            batch_size=batch_size,
+            energy_table=energy_table,
+            reuse_static=reuse_static,
+            fold_bn=fold_bn,
+            T=T,
+            strict=strict,
+            integer_pricing=integer_pricing,
+        )
         report.provenance["distributed"] = {"world_size": 1, "backend": None}
         report.save(tmp)
     print_summary(report, out)
@@ -167,9 +287,28 @@ def energy_cmd(
 
 # ---- distributed run (torchrun): see gac_analysis.distributed and docs/distributed.md ---------------------
 
-def _energy_distributed(launch, *, ckpt, model_spec, model_kwargs, image_size, data,
-                        num_images, batch_size, device, energy_table, out, T, seed,
-                        reuse_static, fold_bn, timeout_s, strict=False, integer_pricing="mac") -> None:
+
+def _energy_distributed(
+    launch,
+    *,
+    ckpt,
+    model_spec,
+    model_kwargs,
+    image_size,
+    data,
+    num_images,
+    batch_size,
+    device,
+    energy_table,
+    out,
+    T,
+    seed,
+    reuse_static,
+    fold_bn,
+    timeout_s,
+    strict=False,
+    integer_pricing="mac",
+) -> None:
     """``energy`` as one rank of a torchrun launch: analyse this rank's shard, sum the counts, rank 0 writes.
 
     Every rank runs the same steps; after the local work and after writing, the ranks agree on success,
@@ -179,17 +318,33 @@ def _energy_distributed(launch, *, ckpt, model_spec, model_kwargs, image_size, d
     from gac_analysis.energy.tables import load_energy_table
 
     if device.startswith("cuda:"):
-        raise ConfigError(f"--device {device}: in a distributed run each process uses cuda:LOCAL_RANK; pass "
-                          "--device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES")
+        raise ConfigError(
+            f"--device {device}: in a distributed run each process uses cuda:LOCAL_RANK; pass "
+            "--device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
     if device == "cpu":
         gd.configure_threads(launch.local_world_size)
     try:
         with _sigterm_unwinds(), gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
-            report = _energy_ranks(sess, ckpt=ckpt, model_spec=model_spec, model_kwargs=model_kwargs,
-                                   image_size=image_size, data=data, num_images=num_images, batch_size=batch_size,
-                                   energy_table=energy_table, out=out, T=T, seed=seed, reuse_static=reuse_static,
-                                   fold_bn=fold_bn, load_table=load_energy_table, strict=strict,
-                                   integer_pricing=integer_pricing)
+            report = _energy_ranks(
+                sess,
+                ckpt=ckpt,
+                model_spec=model_spec,
+                model_kwargs=model_kwargs,
+                image_size=image_size,
+                data=data,
+                num_images=num_images,
+                batch_size=batch_size,
+                energy_table=energy_table,
+                out=out,
+                T=T,
+                seed=seed,
+                reuse_static=reuse_static,
+                fold_bn=fold_bn,
+                load_table=load_energy_table,
+                strict=strict,
+                integer_pricing=integer_pricing,
+            )
     except gd.RankFailed as e:
         # the failing ranks and rank 0 say why; the other ranks only exit with the code
         if _prints_failure(e, launch):
@@ -208,9 +363,26 @@ def _prints_failure(error, launch) -> bool:
     return launch.rank == 0 or any(r == launch.rank for r, _, _ in error.failures)
 
 
-def _energy_ranks(sess, *, ckpt, model_spec, model_kwargs, image_size, data,
-                  num_images, batch_size, energy_table, out, T, seed, reuse_static, fold_bn,
-                  load_table, strict=False, integer_pricing="mac"):
+def _energy_ranks(
+    sess,
+    *,
+    ckpt,
+    model_spec,
+    model_kwargs,
+    image_size,
+    data,
+    num_images,
+    batch_size,
+    energy_table,
+    out,
+    T,
+    seed,
+    reuse_static,
+    fold_bn,
+    load_table,
+    strict=False,
+    integer_pricing="mac",
+):
     from gac_analysis import distributed as gd
 
     def analyse():
@@ -227,17 +399,32 @@ def _energy_ranks(sess, *, ckpt, model_spec, model_kwargs, image_size, data,
         indices = gd.shard_indices(n, sess.rank, sess.world_size, block=batch_size)
         num_batches = math.ceil(n / batch_size)
         if sess.is_main and num_batches < sess.world_size:
-            console.print(f"note: {n} images make {num_batches} batch(es) of {batch_size} for {sess.world_size} "
-                          f"processes: {sess.world_size - num_batches} process(es) stay idle; lower --batch-size to "
-                          "use them all", highlight=False)
+            console.print(
+                f"note: {n} images make {num_batches} batch(es) of {batch_size} for {sess.world_size} "
+                f"processes: {sess.world_size - num_batches} process(es) stay idle; lower --batch-size to "
+                "use them all",
+                highlight=False,
+            )
         model = model.to(sess.device)
         total = math.ceil(len(indices) / batch_size)
-        with Progress(TextColumn(f"[bold]profiling (rank 0 of {sess.world_size})"), BarColumn(),
-                      MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), console=console,
-                      transient=True, disable=not sess.is_main) as bar:
+        with Progress(
+            TextColumn(f"[bold]profiling (rank 0 of {sess.world_size})"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("batches"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not sess.is_main,
+        ) as bar:
             task = bar.add_task("profile", total=total)
-            counter = gd.count_images(model, source.batches(batch_size, indices=indices), T=T, strict=strict,
-                                      progress=lambda i, b: bar.advance(task))
+            counter = gd.count_images(
+                model,
+                source.batches(batch_size, indices=indices),
+                T=T,
+                strict=strict,
+                progress=lambda i, b: bar.advance(task),
+            )
         return model, source, counter
 
     model, source, counter = sess.run_local(analyse, "the analysis")
@@ -246,8 +433,15 @@ def _energy_ranks(sess, *, ckpt, model_spec, model_kwargs, image_size, data,
     def write():
         if not sess.is_main:
             return None
-        report = gd.report_from_counter(counter, model, energy=energy_table, reuse_static=reuse_static,
-                                        fold_bn=fold_bn, data=source.describe(), integer_pricing=integer_pricing)
+        report = gd.report_from_counter(
+            counter,
+            model,
+            energy=energy_table,
+            reuse_static=reuse_static,
+            fold_bn=fold_bn,
+            data=source.describe(),
+            integer_pricing=integer_pricing,
+        )
         report.provenance["distributed"] = sess.describe()
         with atomic_output_dir(out, kind="energy") as tmp:
             report.save(tmp)

@@ -19,6 +19,7 @@ from gac_analysis.cli.report import report_cmd
 from gac_analysis.cli.train import train_cmd
 from gac_analysis.errors import ConfigError
 
+
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """Usage errors (an option out of its declared range, a wrong type) as one ``error:`` line with exit 2,
     also where the app is called directly (``CliRunner``), as :func:`run` does for the console script."""
@@ -40,8 +41,9 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
                 sys.exit(e.exit_code)
             ctx = getattr(e, "ctx", None)
             where = ctx.command_path if ctx is not None else "gac-analyze"
-            err_console.print(f"error: {e.format_message()} (see '{where} --help')", markup=False,
-                              highlight=False, soft_wrap=True)
+            err_console.print(
+                f"error: {e.format_message()} (see '{where} --help')", markup=False, highlight=False, soft_wrap=True
+            )
             sys.exit(2)
         sys.exit(result if isinstance(result, int) else 0)
 
@@ -61,52 +63,73 @@ def _version_callback(value: bool):
     if value:
         from importlib.metadata import version
 
-        console.print(f"gac-analysis {__version__} (torch {version('torch')}, spikingjelly {version('spikingjelly')})",
-                      highlight=False)
+        console.print(
+            f"gac-analysis {__version__} (torch {version('torch')}, spikingjelly {version('spikingjelly')})",
+            highlight=False,
+        )
         raise typer.Exit()
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                      help="Show the version and exit.")):
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+    ),
+):
     """gac-analyze: exact spike, operation and energy analysis of SNNs."""
 
 
 @app.command()
 @handles_errors
-def info(ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint file (reference CIFAR/ImageNet layout or this "
-                                                          "project's); with --model, a state_dict for it."),
-         T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (needed for direct-coding checkpoints)."),
-         arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
-         num_classes: Optional[int] = typer.Option(None, min=1, help="Class count, if it must be checked."),
-         model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
-         model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
-         verbose: bool = typer.Option(False, "--verbose", help="Also print the checkpoint's stored metadata "
-                                      "(training command, provenance).")):
+def info(
+    ckpt: Optional[Path] = typer.Argument(
+        None,
+        help="Checkpoint file (reference CIFAR/ImageNet layout or this project's); with --model, a state_dict for it.",
+    ),
+    T: Optional[int] = typer.Option(None, "--T", min=1, help="Time steps (needed for direct-coding checkpoints)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture name, if it must be forced."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Class count, if it must be checked."),
+    model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also print the checkpoint's stored metadata (training command, provenance)."
+    ),
+):
     """Describe a model: checkpoint layout, arch, T, classes, coding, parameters, neurons, roles of its modules."""
     from gac_analysis.models import count_parameters, load_model
 
     if model_spec is None and model_kwargs is not None:
         raise ConfigError("--model-kwargs needs --model SPEC (the builder they are passed to); add --model")
     if model_spec is None and ckpt is None:
-        raise ConfigError("Missing argument 'CKPT': name a checkpoint, or a model with --model SPEC (default, "
-                          "default-direct, spikingjelly:NAME, PACKAGE.MODULE:FACTORY, path/to/file.py:FACTORY)")
+        raise ConfigError(
+            "Missing argument 'CKPT': name a checkpoint, or a model with --model SPEC (default, "
+            "default-direct, spikingjelly:NAME, PACKAGE.MODULE:FACTORY, path/to/file.py:FACTORY)"
+        )
     if model_spec is not None:
         built, path = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs)
         if path is None or model_spec not in (None, "default", "default-direct"):
             if arch is not None or num_classes is not None:
-                raise ConfigError("--arch / --num-classes check checkpoints of this project's formats; with "
-                                  "--model pass the builder's arguments in --model-kwargs")
+                raise ConfigError(
+                    "--arch / --num-classes check checkpoints of this project's formats; with "
+                    "--model pass the builder's arguments in --model-kwargs"
+                )
             return _describe_built(built)
         ckpt = path
     model = load_model(ckpt, T=T, arch=arch, num_classes=num_classes)
     ci = model.checkpoint_info
     table = Table(title=f"checkpoint {ckpt}", show_header=False)
     rows = [
-        ("layout detected", ci.layout + (f" (wrapped under '{ci.wrapper}')" if ci.wrapper else "")
-         + (" (module. prefix)" if ci.module_prefix else "")),
-        ("arch", ci.arch), ("T (time steps)", str(ci.T)), ("classes", str(ci.num_classes)),
-        ("coding", ci.coding), ("stem width (channels)", str(ci.width)),
+        (
+            "layout detected",
+            ci.layout
+            + (f" (wrapped under '{ci.wrapper}')" if ci.wrapper else "")
+            + (" (module. prefix)" if ci.module_prefix else ""),
+        ),
+        ("arch", ci.arch),
+        ("T (time steps)", str(ci.T)),
+        ("classes", str(ci.num_classes)),
+        ("coding", ci.coding),
+        ("stem width (channels)", str(ci.width)),
         ("parameters (distinct elements)", f"{count_parameters(model):,}"),
         ("keys in file / distinct tensors", f"{ci.num_keys} / {ci.num_tensors}"),
         ("sha256", ci.sha256),
@@ -116,8 +139,10 @@ def info(ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint file (refe
     console.print(table)
     console.print(_roles_table(model))
     if ci.metadata and not verbose:
-        console.print(f"metadata: {len(ci.metadata)} entries (training command, provenance); --verbose prints them",
-                      highlight=False)
+        console.print(
+            f"metadata: {len(ci.metadata)} entries (training command, provenance); --verbose prints them",
+            highlight=False,
+        )
     if ci.metadata and verbose:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in ci.metadata.items()), highlight=False)
 
@@ -134,12 +159,19 @@ def _describe_built(model) -> None:
     table.add_column("quantity", no_wrap=True)
     table.add_column("value", overflow="fold")
     T = getattr(model, "T", None)
-    rows = [("builder", meta["builder"]), ("keyword arguments", json.dumps(meta["kwargs"])),
-            ("class", f"{type(model).__module__}.{type(model).__qualname__}"),
-            ("T (time steps)", str(T) if T is not None else "not set by the model: pass --T"),
-            ("parameters (distinct elements)", f"{count_parameters(model):,}"),
-            ("weights", f"{ckpt['path']} (sha256 {ckpt['sha256']}, {ckpt['tensors']} tensors)" if ckpt
-             else f"initial weights, seeded with {meta['init_seed']}")]
+    rows = [
+        ("builder", meta["builder"]),
+        ("keyword arguments", json.dumps(meta["kwargs"])),
+        ("class", f"{type(model).__module__}.{type(model).__qualname__}"),
+        ("T (time steps)", str(T) if T is not None else "not set by the model: pass --T"),
+        ("parameters (distinct elements)", f"{count_parameters(model):,}"),
+        (
+            "weights",
+            f"{ckpt['path']} (sha256 {ckpt['sha256']}, {ckpt['tensors']} tensors)"
+            if ckpt
+            else f"initial weights, seeded with {meta['init_seed']}",
+        ),
+    ]
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
@@ -187,14 +219,17 @@ def _roles_table(model) -> Table:
 # ---- sub-commands defined in their own modules ----------------------------------------------------
 # <register-commands>
 app.command("energy", help="Exact operation/spike counts and energy (paper and complete conventions).")(energy_cmd)
-app.command("compare", help="Compare runs of energy (and observe): one table, per-site firing rates, energy by "
-            "role.")(compare_cmd)
+app.command("compare", help="Compare runs of energy (and observe): one table, per-site firing rates, energy by role.")(
+    compare_cmd
+)
 app.command("report", help="Write report.md with figures for a run folder.")(report_cmd)
 app.command("budget", help="Check a report against an energy budget (exit 1 when exceeded).")(budget_cmd)
 app.command("observe", help="Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d).")(
-    observe_cmd)
-app.command("train", help="Train a GAC-MS-ResNet (or direct-coding) model; writes a checkpoint in the project "
-            "format.")(train_cmd)
+    observe_cmd
+)
+app.command("train", help="Train a GAC-MS-ResNet (or direct-coding) model; writes a checkpoint in the project format.")(
+    train_cmd
+)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -213,8 +248,9 @@ def run(argv: list[str] | None = None) -> None:
     except typer.TyperException as e:  # click's exceptions (UsageError, BadParameter, ...) derive from it
         ctx = getattr(e, "ctx", None)
         where = ctx.command_path if ctx is not None else "gac-analyze"
-        err_console.print(f"error: {e.format_message()} (see '{where} --help')", markup=False, highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"error: {e.format_message()} (see '{where} --help')", markup=False, highlight=False, soft_wrap=True
+        )
         sys.exit(e.exit_code)
     except typer.Abort:  # Ctrl-C at a prompt
         err_console.print("aborted", highlight=False)

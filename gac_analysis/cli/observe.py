@@ -47,8 +47,9 @@ def parse_T_list(raw: str) -> list[int]:
     except ValueError:
         values = None
     if not values or any(v < 2 for v in values):
-        raise ConfigError(f"--T must be a comma-separated list of integers >= 2 (GAC needs T >= 2), e.g. "
-                          f"--T 2,4,6,8; got {raw!r}")
+        raise ConfigError(
+            f"--T must be a comma-separated list of integers >= 2 (GAC needs T >= 2), e.g. --T 2,4,6,8; got {raw!r}"
+        )
     return sorted(set(values))
 
 
@@ -58,25 +59,34 @@ def _open(ckpt: Path | None, model_spec: str | None = None, model_kwargs: str | 
     try:
         model, path = open_model(ckpt, model=model_spec, model_kwargs=model_kwargs, seed=seed)
     except TimeStepsUnknownError:
-        raise ConfigError(f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
-                          "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
-                          "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)") from None
+        raise ConfigError(
+            f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
+            "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
+            "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)"
+        ) from None
     if model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
-        raise ConfigError(f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
-                          "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or "
-                          "--model default")
+        raise ConfigError(
+            f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
+            "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or "
+            "--model default"
+        )
     return model, path
 
 
 @handles_errors
 def observe_cmd(
-    ckpt: Optional[Path] = typer.Argument(None, help="GAC checkpoint (reference CIFAR/ImageNet layout or this "
-                                                     "project's); default: the embedded default model."),
+    ckpt: Optional[Path] = typer.Argument(
+        None,
+        help="GAC checkpoint (reference CIFAR/ImageNet layout or this project's); default: the embedded default model.",
+    ),
     model_spec: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
-    data: Optional[str] = typer.Option(None, "--data", show_default=DATA_DEFAULT,
-                                       help="Data source: random, digits, photos, cifar10:PATH, cifar100:PATH, "
-                                            "folder:PATH."),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        show_default=DATA_DEFAULT,
+        help="Data source: random, digits, photos, cifar10:PATH, cifar100:PATH, folder:PATH.",
+    ),
     num_images: int = typer.Option(8, "--num-images", min=1, help="Images to observe (the first N of the source)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
     T: Optional[str] = typer.Option(None, "--T", help="comma list for a sweep, e.g. 2,4,6,8"),
@@ -84,12 +94,19 @@ def observe_cmd(
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random data source."),
     out: Path = typer.Option(Path("reports/observe"), "--out", help=OUT_HELP),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
-    precision: str = typer.Option("float64", "--precision",
-                                  help="float32: the encoder as the model runs it; float64: the same weights in "
-                                       "float64 (no sigmoid underflow: the exact-arithmetic statement)."),
-    seeded_gac: bool = typer.Option(False, "--seeded-gac", help="For a direct-coding model (no GAC weights): "
-                                    "compare its own stem's direct spikes with a GAC encoder of seeded weights "
-                                    "(seed 0) on that stem; the report flags it."),
+    precision: str = typer.Option(
+        "float64",
+        "--precision",
+        help="float32: the encoder as the model runs it; float64: the same weights in "
+        "float64 (no sigmoid underflow: the exact-arithmetic statement).",
+    ),
+    seeded_gac: bool = typer.Option(
+        False,
+        "--seeded-gac",
+        help="For a direct-coding model (no GAC weights): "
+        "compare its own stem's direct spikes with a GAC encoder of seeded weights "
+        "(seed 0) on that stem; the report flags it.",
+    ),
 ):
     """Measure encoding dynamics (GAC vs direct) and test Proposition 1 (T_g >= T_d)."""
     from gac_analysis.observer import observe, sweep_T
@@ -103,16 +120,18 @@ def observe_cmd(
 
     model, ckpt_path = _open(ckpt, model_spec, model_kwargs, seed)
     if Ts and ckpt_path is None:
-        raise ConfigError(f"--T {T}: the sweep re-reads the model's checkpoint, and --model {model_spec} was built "
-                          "without one; pass its state_dict as CKPT or drop --T")
+        raise ConfigError(
+            f"--T {T}: the sweep re-reads the model's checkpoint, and --model {model_spec} was built "
+            "without one; pass its state_dict as CKPT or drop --T"
+        )
     spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
     check_output_dir(out, kind="observe", inputs=input_paths(ckpt_path, spec))  # before the work
     source = open_data(spec, model, num_images=num_images, seed=seed)
-    report = observe(model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed,
-                     seeded_gac=seeded_gac)
+    report = observe(
+        model, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed, seeded_gac=seeded_gac
+    )
     if Ts:
-        report.sweep = sweep_T(ckpt_path, Ts, source, atol=atol, batch_size=batch_size, precision=precision,
-                               seed=seed)
+        report.sweep = sweep_T(ckpt_path, Ts, source, atol=atol, batch_size=batch_size, precision=precision, seed=seed)
 
     written = []
     with atomic_output_dir(out, kind="observe", inputs=input_paths(ckpt_path, spec)) as tmp:
@@ -148,8 +167,13 @@ def _encoding_images(source, size: int):
     images = next(photos.batches(len(photos)))[0][:ENCODING_IMAGES]
     files = photos.describe().get("files", [])
     names = [files[i] if i < len(files) else f"photo {i}" for i in range(images.shape[0])]
-    return (images, raw_photos(size)[:ENCODING_IMAGES], names, "encoding_photo",
-            "the bundled photographs, since random images are noise with nothing to encode")
+    return (
+        images,
+        raw_photos(size)[:ENCODING_IMAGES],
+        names,
+        "encoding_photo",
+        "the bundled photographs, since random images are noise with nothing to encode",
+    )
 
 
 def _figures(model, report, source, folder: Path) -> list[str]:
@@ -173,20 +197,29 @@ def _figures(model, report, source, folder: Path) -> list[str]:
 
 
 def _print(report, out: Path, written: list[str]) -> None:
-    t = Table(title=f"observer: {report.provenance.get('arch')} T={report.T}, {plural(report.num_images, 'image')}, "
-                    f"{report.num_neurons:,} neurons ({report.precision})", show_header=False)
+    t = Table(
+        title=f"observer: {report.provenance.get('arch')} T={report.T}, {plural(report.num_images, 'image')}, "
+        f"{report.num_neurons:,} neurons ({report.precision})",
+        show_header=False,
+    )
     cf = report.closed_form
     rows = [
         ("mean T_d / mean T_g (time steps)", f"{report.mean_T_d:.3f} / {report.mean_T_g:.3f}"),
         ("T_g > T_d / == / <", f"{report.fraction_gt:.2%} / {report.fraction_eq:.2%} / {report.fraction_lt:.4%}"),
-        ("closed form == measured T_d", f"{cf['agree']:,} of {cf['checked']:,} (near threshold apart: "
-                                        f"{cf['near_threshold']:,})"),
+        (
+            "closed form == measured T_d",
+            f"{cf['agree']:,} of {cf['checked']:,} (near threshold apart: {cf['near_threshold']:,})",
+        ),
         ("violations (T_g < T_d)", f"{report.num_violations:,}"),
     ]
     if report.sweep is not None:
         for _, r in report.sweep.iterrows():
-            rows.append((f"sweep T={r['T']} (TA {r['ta_source']})",
-                         f"T_g>T_d {r['fraction_gt']:.2%}, violations {r['violations']}"))
+            rows.append(
+                (
+                    f"sweep T={r['T']} (TA {r['ta_source']})",
+                    f"T_g>T_d {r['fraction_gt']:.2%}, violations {r['violations']}",
+                )
+            )
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)

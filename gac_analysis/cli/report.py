@@ -11,10 +11,12 @@ from gac_analysis.cli.common import console, handles_errors
 
 @handles_errors
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="Run folder written by `gac-analyze energy --out DIR` "
-                                   "(or its report.json)."),
-    figures: bool = typer.Option(True, "--figures/--no-figures",
-                                 help="Also draw the PNG figures into RUN_DIR/figures/."),
+    run_dir: Path = typer.Argument(
+        ..., help="Run folder written by `gac-analyze energy --out DIR` (or its report.json)."
+    ),
+    figures: bool = typer.Option(
+        True, "--figures/--no-figures", help="Also draw the PNG figures into RUN_DIR/figures/."
+    ),
 ):
     """Write RUN_DIR/report.md (summary in both conventions, difference breakdown, largest consumers,
     provenance, observer verdict when observer.json is present) and the figures it links."""

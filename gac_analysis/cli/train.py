@@ -24,11 +24,42 @@ DEFAULT_EPOCHS = 15
 LR_MAX = 1e3
 
 
-def _format_command(*, data: str, arch: str, width: int, T: int, coding: str, epochs: int, batch_size: int,
-                    lr: float, seed: int, out: Path, max_steps: Optional[int], threads: Optional[int]) -> str:
+def _format_command(
+    *,
+    data: str,
+    arch: str,
+    width: int,
+    T: int,
+    coding: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    out: Path,
+    max_steps: Optional[int],
+    threads: Optional[int],
+) -> str:
     """The command line that reproduces this run, every result-affecting option spelled out."""
-    args = ["--data", data, "--arch", arch, "--width", str(width), "--T", str(T), "--coding", coding,
-            "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", repr(float(lr)), "--seed", str(seed)]
+    args = [
+        "--data",
+        data,
+        "--arch",
+        arch,
+        "--width",
+        str(width),
+        "--T",
+        str(T),
+        "--coding",
+        coding,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--lr",
+        repr(float(lr)),
+        "--seed",
+        str(seed),
+    ]
     if max_steps is not None:
         args += ["--max-steps", str(max_steps)]
     if threads is not None:
@@ -37,8 +68,20 @@ def _format_command(*, data: str, arch: str, width: int, T: int, coding: str, ep
     return "gac-analyze train " + " ".join(shlex.quote(a) for a in args)
 
 
-def _check_options(*, data: str, arch: str, width: int, T: int, coding: str, epochs: int, batch_size: int,
-                   lr: float, max_steps: Optional[int], threads: Optional[int], out: Path) -> str:
+def _check_options(
+    *,
+    data: str,
+    arch: str,
+    width: int,
+    T: int,
+    coding: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    max_steps: Optional[int],
+    threads: Optional[int],
+    out: Path,
+) -> str:
     """Validate everything before any work; return the data kind (digits / cifar10 / cifar100)."""
     from gac_analysis.models.registry import ARCHS
 
@@ -53,8 +96,10 @@ def _check_options(*, data: str, arch: str, width: int, T: int, coding: str, epo
     if T < 1:
         raise ConfigError(f"--T must be >= 1 (got {T})")
     if coding == "gac" and T < 2:
-        raise ConfigError(f"GAC coding needs --T >= 2 (its temporal attention has T//2 channels; got T={T}); "
-                          "use --T 2 or more, or --coding direct")
+        raise ConfigError(
+            f"GAC coding needs --T >= 2 (its temporal attention has T//2 channels; got T={T}); "
+            "use --T 2 or more, or --coding direct"
+        )
     for name, value in (("--width", width), ("--epochs", epochs), ("--batch-size", batch_size)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1 (got {value})")
@@ -71,17 +116,22 @@ def _check_options(*, data: str, arch: str, width: int, T: int, coding: str, epo
 
 @handles_errors
 def train_cmd(
-    data: str = typer.Option("digits", "--data", help="digits (train 1437 / held-out 360), cifar10:PATH or "
-                             "cifar100:PATH (train split / test split)."),
+    data: str = typer.Option(
+        "digits",
+        "--data",
+        help="digits (train 1437 / held-out 360), cifar10:PATH or cifar100:PATH (train split / test split).",
+    ),
     arch: str = typer.Option("msresnet18-cifar", help="Architecture from the registry."),
-    width: int = typer.Option(16, min=1, help="Stem width (stages are 2x/4x/8x it on the CIFAR topology; 64 in the "
-                                                "paper)."),
+    width: int = typer.Option(
+        16, min=1, help="Stem width (stages are 2x/4x/8x it on the CIFAR topology; 64 in the paper)."
+    ),
     T: int = typer.Option(4, "--T", min=1, help="Time steps (GAC needs T >= 2)."),
     coding: str = typer.Option("gac", help="gac (gated attention coding) or direct."),
     epochs: int = typer.Option(DEFAULT_EPOCHS, min=1, help="Passes over the training split."),
     batch_size: int = typer.Option(64, min=1, help="Images per optimiser step."),
-    lr: float = typer.Option(0.1, min=0.0, max=LR_MAX, help="Peak learning rate of SGD (momentum 0.9, wd 5e-5, "
-                                                                   "cosine schedule); > 0."),
+    lr: float = typer.Option(
+        0.1, min=0.0, max=LR_MAX, help="Peak learning rate of SGD (momentum 0.9, wd 5e-5, cosine schedule); > 0."
+    ),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the initialisation, shuffling and augmentation."),
     out: Path = typer.Option(..., "--out", help="Checkpoint file to write (this project's format)."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="stop after N optimiser steps (smoke tests)"),
@@ -96,12 +146,34 @@ def train_cmd(
     from gac_analysis.models.checkpoint import is_project_checkpoint
     from gac_analysis.training import set_deterministic, train
 
-    _check_options(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs, batch_size=batch_size,
-                   lr=lr, max_steps=max_steps, threads=threads, out=out)
+    _check_options(
+        data=data,
+        arch=arch,
+        width=width,
+        T=T,
+        coding=coding,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_steps=max_steps,
+        threads=threads,
+        out=out,
+    )
     check_output_file(out, is_own=is_project_checkpoint)  # before training: /proc/x.pt fails now, not in an hour
-    command = _format_command(data=data, arch=arch, width=width, T=T, coding=coding, epochs=epochs,
-                              batch_size=batch_size, lr=lr, seed=seed, out=out, max_steps=max_steps,
-                              threads=threads)
+    command = _format_command(
+        data=data,
+        arch=arch,
+        width=width,
+        T=T,
+        coding=coding,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        out=out,
+        max_steps=max_steps,
+        threads=threads,
+    )
     if threads is not None:
         torch.set_num_threads(threads)
     train_src = open_source(data, split="train")
@@ -110,19 +182,51 @@ def train_cmd(
 
     set_deterministic(seed)
     model = build_model(arch, num_classes=num_classes, T=T, coding=coding, width=width)
-    console.print(f"training {arch} ({coding}, T={T}, width {width}, {count_parameters(model):,} parameters) on "
-                  f"{data}: {len(train_src)} training / {len(test_src)} held-out images, {epochs} epochs, batch "
-                  f"{batch_size}, lr {lr}, seed {seed}" + (f", at most {max_steps} steps" if max_steps else ""),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"training {arch} ({coding}, T={T}, width {width}, {count_parameters(model):,} parameters) on "
+        f"{data}: {len(train_src)} training / {len(test_src)} held-out images, {epochs} epochs, batch "
+        f"{batch_size}, lr {lr}, seed {seed}" + (f", at most {max_steps} steps" if max_steps else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     t0 = time.perf_counter()
-    result = train(model, train_src, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment="auto",
-                   eval_data=test_src, max_steps=max_steps, progress=progress, on_epoch=_epoch_printer(epochs))
+    result = train(
+        model,
+        train_src,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        augment="auto",
+        eval_data=test_src,
+        max_steps=max_steps,
+        progress=progress,
+        on_epoch=_epoch_printer(epochs),
+    )
     train_time = time.perf_counter() - t0
-    accuracy = _save(model, out, result, train_src, test_src, command=command, seed=seed, data=data, arch=arch,
-                     coding=coding, T=T, width=width, epochs=epochs, batch_size=batch_size, train_time=train_time)
-    console.print(f"held-out accuracy {100 * accuracy:.2f}% ({len(test_src)} images, {test_src.split} split); "
-                  f"{result.steps} steps in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
-                  highlight=False, soft_wrap=True)
+    accuracy = _save(
+        model,
+        out,
+        result,
+        train_src,
+        test_src,
+        command=command,
+        seed=seed,
+        data=data,
+        arch=arch,
+        coding=coding,
+        T=T,
+        width=width,
+        epochs=epochs,
+        batch_size=batch_size,
+        train_time=train_time,
+    )
+    console.print(
+        f"held-out accuracy {100 * accuracy:.2f}% ({len(test_src)} images, {test_src.split} split); "
+        f"{result.steps} steps in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _epoch_printer(epochs: int):
@@ -130,9 +234,12 @@ def _epoch_printer(epochs: int):
 
     def on_epoch(e) -> None:
         acc = "-" if e.heldout_accuracy is None else f"{100 * e.heldout_accuracy:.2f}%"
-        console.print(f"epoch {e.epoch:3d}/{epochs}  steps {e.steps:4d}  loss {e.train_loss:.4f}  train acc "
-                      f"{100 * e.train_accuracy:.2f}%  held-out acc {acc}  lr {e.lr_end:.5f}  {e.seconds:.1f}s",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"epoch {e.epoch:3d}/{epochs}  steps {e.steps:4d}  loss {e.train_loss:.4f}  train acc "
+            f"{100 * e.train_accuracy:.2f}%  held-out acc {acc}  lr {e.lr_end:.5f}  {e.seconds:.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     return on_epoch
 
@@ -149,11 +256,22 @@ def _save(model, out: Path, result, train_src, test_src, *, train_time: float, *
     if accuracy is None:  # pragma: no cover - train always evaluates after the last step
         accuracy = evaluate(model, test_src)
     save_checkpoint(
-        model, out, **run, **result.recipe, epochs_completed=len(result.epochs), steps=result.steps,
-        heldout_accuracy=accuracy, heldout_split=test_src.describe().get("split"),
-        num_heldout=len(test_src), num_train=len(train_src), train_source=train_src.describe(),
-        epoch_losses=result.epoch_losses, epoch_heldout_accuracies=result.epoch_accuracies,
-        train_time_s=round(train_time, 1), parameters=count_parameters(model), torch_threads=torch.get_num_threads(),
+        model,
+        out,
+        **run,
+        **result.recipe,
+        epochs_completed=len(result.epochs),
+        steps=result.steps,
+        heldout_accuracy=accuracy,
+        heldout_split=test_src.describe().get("split"),
+        num_heldout=len(test_src),
+        num_train=len(train_src),
+        train_source=train_src.describe(),
+        epoch_losses=result.epoch_losses,
+        epoch_heldout_accuracies=result.epoch_accuracies,
+        train_time_s=round(train_time, 1),
+        parameters=count_parameters(model),
+        torch_threads=torch.get_num_threads(),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
     )
     return accuracy

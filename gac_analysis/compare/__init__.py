@@ -8,5 +8,14 @@ from gac_analysis.compare.runs import Run, read_run, read_runs
 from gac_analysis.compare.table import Comparison, build_comparison, energy_by_role, firing_rates_by_site
 from gac_analysis.compare.write import render_markdown, write_comparison
 
-__all__ = ["Comparison", "Run", "build_comparison", "energy_by_role", "firing_rates_by_site", "read_run", "read_runs",
-           "render_markdown", "write_comparison"]
+__all__ = [
+    "Comparison",
+    "Run",
+    "build_comparison",
+    "energy_by_role",
+    "firing_rates_by_site",
+    "read_run",
+    "read_runs",
+    "render_markdown",
+    "write_comparison",
+]

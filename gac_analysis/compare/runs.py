@@ -66,8 +66,9 @@ def run_names(paths: list[Path], names: str | None) -> list[str]:
     if names is not None:
         given = [n.strip() for n in names.split(",")]
         if len(given) != len(paths):
-            raise ConfigError(f"--names gives {len(given)} names for {len(paths)} runs; give one name per run, "
-                              "comma-separated")
+            raise ConfigError(
+                f"--names gives {len(given)} names for {len(paths)} runs; give one name per run, comma-separated"
+            )
         if any(not n for n in given) or len(set(given)) != len(given):
             raise ConfigError(f"--names {names!r}: names must be non-empty and distinct")
         return given
@@ -84,7 +85,9 @@ def read_runs(paths: list[str | Path], names: str | None = None) -> list[Run]:
     """Read every run (at least two); bad input raises a one-line :class:`GacError`."""
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
-        raise ConfigError(f"compare needs at least two runs, got {len(paths)}; pass two or more folders written by "
-                          "`gac-analyze energy --out DIR`")
+        raise ConfigError(
+            f"compare needs at least two runs, got {len(paths)}; pass two or more folders written by "
+            "`gac-analyze energy --out DIR`"
+        )
     labels = run_names(paths, names)
     return [read_run(p, n) for p, n in zip(paths, labels)]

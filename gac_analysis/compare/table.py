@@ -55,8 +55,7 @@ def energy_by_role(report: dict) -> dict[str, dict[str, float]]:
         role = str(row.get("role"))
         out["complete"][role] = out["complete"].get(role, 0.0) + float(row.get("complete_pj") or 0.0)
         out["paper"].setdefault(role, 0.0)
-    return {conv: {r: out[conv].get(r, 0.0) / n / PJ_PER_MJ for r in ordered_roles(out[conv])}
-            for conv in CONVENTIONS}
+    return {conv: {r: out[conv].get(r, 0.0) / n / PJ_PER_MJ for r in ordered_roles(out[conv])} for conv in CONVENTIONS}
 
 
 def firing_rates_by_site(runs: list[Run]) -> list[dict]:
@@ -73,10 +72,10 @@ def firing_rates_by_site(runs: list[Run]) -> list[dict]:
             if name not in order:
                 order.insert(order.index(prev) + 1 if prev is not None else 0, name)
             prev = name
-    rates = {run.name: {row["name"]: float(row["firing_rate"]) for row in run.report.get("lif_sites", [])}
-             for run in runs}
-    return [{"site": s, "role": roles[s], "rates": {run.name: rates[run.name].get(s) for run in runs}}
-            for s in order]
+    rates = {
+        run.name: {row["name"]: float(row["firing_rate"]) for row in run.report.get("lif_sites", [])} for run in runs
+    }
+    return [{"site": s, "role": roles[s], "rates": {run.name: rates[run.name].get(s) for run in runs}} for s in order]
 
 
 def _data_label(report: dict) -> str:
@@ -91,14 +90,26 @@ def _data_label(report: dict) -> str:
 
 def _observer_fields(obs: dict | None) -> dict:
     if obs is None:
-        return {"prop1": "not observed", "prop1_holds": None, "t_g_gt_t_d_share": None, "mean_T_d": None,
-                "mean_T_g": None, "observer_images": None, "observer_gac_weights": None}
+        return {
+            "prop1": "not observed",
+            "prop1_holds": None,
+            "t_g_gt_t_d_share": None,
+            "mean_T_d": None,
+            "mean_T_g": None,
+            "observer_images": None,
+            "observer_gac_weights": None,
+        }
     weights = _get(obs, "provenance.gac_weights") or ("seeded" if obs.get("seeded_gac") else "model")
     holds = obs.get("holds")
-    return {"prop1": "holds" if holds is True else "FAILS" if holds is False else "unknown", "prop1_holds": holds,
-            "t_g_gt_t_d_share": obs.get("fraction_gt"), "mean_T_d": obs.get("mean_T_d"),
-            "mean_T_g": obs.get("mean_T_g"), "observer_images": obs.get("num_images"),
-            "observer_gac_weights": weights}
+    return {
+        "prop1": "holds" if holds is True else "FAILS" if holds is False else "unknown",
+        "prop1_holds": holds,
+        "t_g_gt_t_d_share": obs.get("fraction_gt"),
+        "mean_T_d": obs.get("mean_T_d"),
+        "mean_T_g": obs.get("mean_T_g"),
+        "observer_images": obs.get("num_images"),
+        "observer_gac_weights": weights,
+    }
 
 
 def run_row(run: Run) -> dict:
@@ -108,10 +119,17 @@ def run_row(run: Run) -> dict:
     acc = r.get("accuracy") if isinstance(r.get("accuracy"), dict) else None
     mem = _get(r, "energy.memory.per_image_pj.snn_total")
     row = {
-        "name": run.name, "path": str(run.path), "arch": model.get("arch"), "coding": model.get("coding"),
-        "T": r.get("T"), "parameters": model.get("parameters"), "data": _data_label(r),
-        "images": r.get("num_images"), "energy_table": _get(r, "energy.table.name"),
-        "labelled": acc["labelled"] if acc else None, "correct": acc["correct"] if acc else None,
+        "name": run.name,
+        "path": str(run.path),
+        "arch": model.get("arch"),
+        "coding": model.get("coding"),
+        "T": r.get("T"),
+        "parameters": model.get("parameters"),
+        "data": _data_label(r),
+        "images": r.get("num_images"),
+        "energy_table": _get(r, "energy.table.name"),
+        "labelled": acc["labelled"] if acc else None,
+        "correct": acc["correct"] if acc else None,
         "top1": acc["top1"] if acc else None,
         "paper_mj": float(r["energy"]["paper"]["per_image_mj"]),
         "complete_mj": float(r["energy"]["complete"]["per_image_mj"]),
@@ -130,6 +148,7 @@ def run_row(run: Run) -> dict:
 
 def _differences(runs: list[Run]) -> list[str]:
     """What the runs do not share (data, images, energy table, energy options), as sentences."""
+
     def table_key(r: dict) -> dict:
         t = _get(r, "energy.table") or {}
         return {k: v for k, v in t.items() if k not in ("path", "description", "source")}
@@ -137,9 +156,13 @@ def _differences(runs: list[Run]) -> list[str]:
     def data_key(r: dict) -> dict:
         return {k: v for k, v in (_get(r, "provenance.data") or {}).items() if k != "num_images"}
 
-    checks = [("data", data_key), ("images analysed", lambda r: {"images": r.get("num_images")}),
-              ("energy table", table_key), ("energy options", lambda r: _get(r, "energy.options") or {}),
-              ("time steps", lambda r: {"T": r.get("T")})]
+    checks = [
+        ("data", data_key),
+        ("images analysed", lambda r: {"images": r.get("num_images")}),
+        ("energy table", table_key),
+        ("energy options", lambda r: _get(r, "energy.options") or {}),
+        ("time steps", lambda r: {"T": r.get("T")}),
+    ]
     out = []
     for what, key in checks:
         values = [key(run.report) for run in runs]
@@ -178,13 +201,21 @@ class Comparison:
 
     def to_dict(self) -> dict:
         return {
-            "schema": COMPARISON_SCHEMA, "schema_version": COMPARISON_SCHEMA_VERSION,
-            "units": {"*_mj": "mJ per image", "energy_per_correct_*_mj": "mJ per correct prediction",
-                      "firing_rate": "spikes / neuron / time step", "top1": "fraction 0..1",
-                      "t_g_gt_t_d_share": "fraction of observed encoder neurons with T_g > T_d",
-                      "*_ratio_to_first": f"this run / the first run ({self.names[0]})"},
-            "runs": self.names, "differences": self.differences, "rows": self.rows,
-            "energy_by_role": self.roles, "firing_rates": self.sites,
+            "schema": COMPARISON_SCHEMA,
+            "schema_version": COMPARISON_SCHEMA_VERSION,
+            "units": {
+                "*_mj": "mJ per image",
+                "energy_per_correct_*_mj": "mJ per correct prediction",
+                "firing_rate": "spikes / neuron / time step",
+                "top1": "fraction 0..1",
+                "t_g_gt_t_d_share": "fraction of observed encoder neurons with T_g > T_d",
+                "*_ratio_to_first": f"this run / the first run ({self.names[0]})",
+            },
+            "runs": self.names,
+            "differences": self.differences,
+            "rows": self.rows,
+            "energy_by_role": self.roles,
+            "firing_rates": self.sites,
         }
 
 
@@ -197,8 +228,13 @@ def _role_table(rows: list[dict], by_role: dict[str, dict]) -> dict[str, dict]:
         roles = ordered_roles({role for v in by_role.values() for role in v[conv]})
         mj = {name: {role: v[conv].get(role, 0.0) for role in roles} for name, v in by_role.items()}
         totals = {row["name"]: row[f"{conv}_mj"] for row in rows}
-        ratio = {name: {**{role: _ratio(v[role], mj[first][role]) for role in roles},
-                        "total": _ratio(totals[name], totals[first])} for name, v in mj.items()}
+        ratio = {
+            name: {
+                **{role: _ratio(v[role], mj[first][role]) for role in roles},
+                "total": _ratio(totals[name], totals[first]),
+            }
+            for name, v in mj.items()
+        }
         out[conv] = {"roles": roles, "mj": mj, "total_mj": totals, "ratio_to_first": ratio}
     return out
 
@@ -218,5 +254,10 @@ def build_comparison(runs: list[Run]) -> Comparison:
                 from gac_analysis.errors import ReportError
 
                 raise ReportError(f"run {row['name']}: {k} is {v}; re-run `gac-analyze energy` on that run")
-    return Comparison(runs=runs, rows=rows, sites=firing_rates_by_site(runs), roles=_role_table(rows, by_role),
-                      differences=_differences(runs))
+    return Comparison(
+        runs=runs,
+        rows=rows,
+        sites=firing_rates_by_site(runs),
+        roles=_role_table(rows, by_role),
+        differences=_differences(runs),
+    )

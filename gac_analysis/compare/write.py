@@ -17,10 +17,28 @@ from gac_analysis.fileio import atomic_write_text
 __all__ = ["CSV_COLUMNS", "render_markdown", "write_comparison"]
 
 #: Columns of comparison.csv before the per-role energies (then ``paper_<role>_mj``, ``complete_<role>_mj``)
-CSV_COLUMNS = ("name", "arch", "coding", "T", "parameters", "data", "images", "energy_table", "labelled", "correct",
-               "top1", "paper_mj", "complete_mj", "memory_aware_mj", "paper_ratio_to_first",
-               "complete_ratio_to_first", "energy_per_correct_paper_mj", "energy_per_correct_complete_mj",
-               "mean_firing_rate", "mean_firing_rate_ratio_to_first")
+CSV_COLUMNS = (
+    "name",
+    "arch",
+    "coding",
+    "T",
+    "parameters",
+    "data",
+    "images",
+    "energy_table",
+    "labelled",
+    "correct",
+    "top1",
+    "paper_mj",
+    "complete_mj",
+    "memory_aware_mj",
+    "paper_ratio_to_first",
+    "complete_ratio_to_first",
+    "energy_per_correct_paper_mj",
+    "energy_per_correct_complete_mj",
+    "mean_firing_rate",
+    "mean_firing_rate_ratio_to_first",
+)
 #: Columns after the per-role energies.
 CSV_TAIL = ("prop1", "t_g_gt_t_d_share", "mean_T_d", "mean_T_g", "observer_images", "observer_gac_weights", "path")
 
@@ -62,8 +80,10 @@ def _cell(v: Any) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    out = ["| " + " | ".join(_cell(h) for h in header) + " |",
-           "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    out = [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |",
+    ]
     return out + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
 
 
@@ -78,36 +98,56 @@ def _summary_rows(comp: Comparison) -> list[list[Any]]:
         return "no labels" if r["top1"] is None else f"{100 * r['top1']:.2f}% ({r['correct']}/{r['labelled']})"
 
     return [
-        line("architecture", "arch"), line("coding", "coding"), line("T", "T", unit="time steps"),
-        line("parameters", "parameters"), line("data", "data"), line("images analysed", "images", unit="images"),
+        line("architecture", "arch"),
+        line("coding", "coding"),
+        line("T", "T", unit="time steps"),
+        line("parameters", "parameters"),
+        line("data", "data"),
+        line("images analysed", "images", unit="images"),
         line("energy table", "energy_table"),
         ["top-1 accuracy", *[acc(r) for r in rows], "correct / labelled images"],
         line("energy, paper convention", "paper_mj", unit="mJ/image; " + _PAPER),
         line("energy, complete convention", "complete_mj", unit="mJ/image; " + _COMPLETE),
-        line("energy, memory-aware", "memory_aware_mj",
-             unit="mJ/image; memory-aware convention (Lemaire et al. 2022: compute + memory accesses)"),
+        line(
+            "energy, memory-aware",
+            "memory_aware_mj",
+            unit="mJ/image; memory-aware convention (Lemaire et al. 2022: compute + memory accesses)",
+        ),
         line("paper energy / first run", "paper_ratio_to_first", unit=f"ratio to {first}"),
         line("complete energy / first run", "complete_ratio_to_first", unit=f"ratio to {first}"),
-        line("energy per correct prediction, paper", "energy_per_correct_paper_mj",
-             unit="mJ / correct prediction, paper convention"),
-        line("energy per correct prediction, complete", "energy_per_correct_complete_mj",
-             unit="mJ / correct prediction, complete convention"),
+        line(
+            "energy per correct prediction, paper",
+            "energy_per_correct_paper_mj",
+            unit="mJ / correct prediction, paper convention",
+        ),
+        line(
+            "energy per correct prediction, complete",
+            "energy_per_correct_complete_mj",
+            unit="mJ / correct prediction, complete convention",
+        ),
         line("mean firing rate", "mean_firing_rate", unit="spikes / neuron / time step (all LIF sites)"),
         line("mean firing rate / first run", "mean_firing_rate_ratio_to_first", unit=f"ratio to {first}"),
         line("Proposition 1 (T_g >= T_d)", "prop1", unit="observer verdict on the encoder neurons"),
         ["share with T_g > T_d", *[_pct(r["t_g_gt_t_d_share"]) for r in rows], "of observed encoder neurons"],
         line("mean T_d", "mean_T_d", unit="time steps: dynamic duration of direct coding's encoder spikes"),
         line("mean T_g", "mean_T_g", unit="time steps: dynamic duration of the GAC encoder output"),
-        line("observer: GAC weights", "observer_gac_weights",
-             unit="model: the run's own GAC encoder; seeded: a GAC encoder of seeded weights on the run's stem"),
+        line(
+            "observer: GAC weights",
+            "observer_gac_weights",
+            unit="model: the run's own GAC encoder; seeded: a GAC encoder of seeded weights on the run's stem",
+        ),
     ]
 
 
 def _roles_section(comp: Comparison) -> list[str]:
     first = comp.names[0]
-    lines = ["## Energy by role", "",
-             f"mJ per image; in brackets: this run / {first}. Complete convention: layer operations plus the LIF "
-             "neuron updates of the role; paper convention: the paper's formula restricted to the role's layers.", ""]
+    lines = [
+        "## Energy by role",
+        "",
+        f"mJ per image; in brackets: this run / {first}. Complete convention: layer operations plus the LIF "
+        "neuron updates of the role; paper convention: the paper's formula restricted to the role's layers.",
+        "",
+    ]
     for conv, definition in (("paper", _PAPER), ("complete", _COMPLETE)):
         t = comp.roles[conv]
         body = []
@@ -123,9 +163,13 @@ def _roles_section(comp: Comparison) -> list[str]:
 
 
 def _sites_section(comp: Comparison) -> list[str]:
-    lines = ["## Firing rate per LIF site (matched by site name)", "",
-             "Spikes / neuron / time step (mean over images and time steps), in network order; '-': the run has no "
-             "LIF site of that name (e.g. direct coding has no encoder LIF).", ""]
+    lines = [
+        "## Firing rate per LIF site (matched by site name)",
+        "",
+        "Spikes / neuron / time step (mean over images and time steps), in network order; '-': the run has no "
+        "LIF site of that name (e.g. direct coding has no encoder LIF).",
+        "",
+    ]
     body = [[f"`{s['site']}`", s["role"], *[_num(s["rates"][n]) for n in comp.names]] for s in comp.sites]
     lower = _lower_counts(comp)
     lines += _table(["LIF site", "role", *comp.names], body) + [""]
@@ -142,8 +186,10 @@ def _lower_counts(comp: Comparison) -> str:
     shared = [s for s in comp.sites if s["rates"][a] is not None and s["rates"][b] is not None]
     lower = sum(s["rates"][b] < s["rates"][a] for s in shared)
     higher = sum(s["rates"][b] > s["rates"][a] for s in shared)
-    return (f"Of the {len(shared)} sites both runs have, {b} fires less than {a} on {lower}, more on {higher} and "
-            f"equally on {len(shared) - lower - higher}.")
+    return (
+        f"Of the {len(shared)} sites both runs have, {b} fires less than {a} on {lower}, more on {higher} and "
+        f"equally on {len(shared) - lower - higher}."
+    )
 
 
 def render_markdown(comp: Comparison, figures: list[Path], story: list[str] | None = None) -> str:
@@ -154,14 +200,25 @@ def render_markdown(comp: Comparison, figures: list[Path], story: list[str] | No
         lines += [f"- {d}" for d in comp.differences] + [""]
     else:
         r = comp.rows[0]
-        lines += [f"All runs share the data ({r['data']}), the images analysed ({r['images']}), the energy table "
-                  f"({r['energy_table']}), its options and T.", ""]
-    lines += [f"Ratios are to the first run, {comp.names[0]}. Runs: "
-              + "; ".join(f"{r['name']} = `{r['path']}`" for r in comp.rows) + ".", ""]
+        lines += [
+            f"All runs share the data ({r['data']}), the images analysed ({r['images']}), the energy table "
+            f"({r['energy_table']}), its options and T.",
+            "",
+        ]
+    lines += [
+        f"Ratios are to the first run, {comp.names[0]}. Runs: "
+        + "; ".join(f"{r['name']} = `{r['path']}`" for r in comp.rows)
+        + ".",
+        "",
+    ]
     if story:
         lines += story
-    lines += ["## Summary (one column per run)", "", *_table(["quantity", *comp.names, "unit / convention"],
-                                                              _summary_rows(comp)), ""]
+    lines += [
+        "## Summary (one column per run)",
+        "",
+        *_table(["quantity", *comp.names, "unit / convention"], _summary_rows(comp)),
+        "",
+    ]
     lines += _roles_section(comp)
     lines += _sites_section(comp)
     if figures:
@@ -171,8 +228,9 @@ def render_markdown(comp: Comparison, figures: list[Path], story: list[str] | No
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_comparison(comp: Comparison, folder: str | Path, *, figures: bool = True,
-                     story: list[str] | None = None) -> list[Path]:
+def write_comparison(
+    comp: Comparison, folder: str | Path, *, figures: bool = True, story: list[str] | None = None
+) -> list[Path]:
     """Write comparison.csv, comparison.json, comparison.md (and figures/*.png) into ``folder``."""
     folder = Path(folder)
     pngs: list[Path] = []

@@ -188,13 +188,11 @@ class DataSource:
                 k = operator.index(i)
             except TypeError:
                 raise DataError(
-                    f"data source '{self.name}': index {i!r} is not an integer: "
-                    "pass integer positions in indices"
+                    f"data source '{self.name}': index {i!r} is not an integer: pass integer positions in indices"
                 ) from None
             if not 0 <= k < n:
                 raise DataError(
-                    f"data source '{self.name}': index {k} is out of range for {n} images: "
-                    f"pass indices in 0..{n - 1}"
+                    f"data source '{self.name}': index {k} is out of range for {n} images: pass indices in 0..{n - 1}"
                 )
             out.append(k)
         return out

@@ -31,8 +31,10 @@ def iter_image_batches(images: Any, batch_size: int = 32, *, split: bool = False
         try:
             items = iter(images)
         except TypeError:
-            raise DataError(f"images must be a tensor [B, 3, H, W], a data source or an iterable of batches, got "
-                            f"{type(images).__name__}") from None
+            raise DataError(
+                f"images must be a tensor [B, 3, H, W], a data source or an iterable of batches, got "
+                f"{type(images).__name__}"
+            ) from None
     for i, item in enumerate(items):
         x = item[0] if isinstance(item, (tuple, list)) and item else item
         validate_images(x, where=f"batch {i}")
@@ -40,4 +42,4 @@ def iter_image_batches(images: Any, batch_size: int = 32, *, split: bool = False
             yield x
             continue
         for start in range(0, x.shape[0], batch_size):
-            yield x[start:start + batch_size]
+            yield x[start : start + batch_size]

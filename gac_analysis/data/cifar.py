@@ -104,8 +104,7 @@ def _load_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.shape[0] != data.shape[0]:
         raise DataError(
-            f"corrupt CIFAR batch file {path}: {data.shape[0]} images but {labels.shape[0]} "
-            "labels: download it again"
+            f"corrupt CIFAR batch file {path}: {data.shape[0]} images but {labels.shape[0]} labels: download it again"
         )
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -140,9 +139,7 @@ def resolve_cifar_dir(kind: str, raw_path: str, split: str) -> tuple[Path, list[
     return folder.resolve(), paths
 
 
-def open_cifar(
-    kind: str, raw_path: str, *, num_images: int | None, image_size: int | None, split: str
-) -> DataSource:
+def open_cifar(kind: str, raw_path: str, *, num_images: int | None, image_size: int | None, split: str) -> DataSource:
     """Open ``cifar10:PATH`` or ``cifar100:PATH`` (``kind`` is ``"cifar10"``/``"cifar100"``).
 
     ``split`` is ``"test"`` or ``"train"``; ``image_size`` (default 32, the native size)
@@ -150,9 +147,7 @@ def open_cifar(
     """
     _, files, label_key, num_classes = _LAYOUTS[kind]
     if split not in files:
-        raise DataError(
-            f"{kind} has no split {split!r} (from '{kind}:{raw_path}'): use test or train"
-        )
+        raise DataError(f"{kind} has no split {split!r} (from '{kind}:{raw_path}'): use test or train")
     folder, paths = resolve_cifar_dir(kind, raw_path, split)
     datas, labels = [], []
     remaining = num_images

@@ -38,8 +38,7 @@ def _raw_digits() -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.as_tensor(d.target, dtype=torch.int64)
     if images.shape != (DIGITS_TOTAL, 8, 8):
         raise DataError(
-            f"scikit-learn digits have shape {list(images.shape)}, expected [1797, 8, 8]: "
-            "reinstall scikit-learn"
+            f"scikit-learn digits have shape {list(images.shape)}, expected [1797, 8, 8]: reinstall scikit-learn"
         )
     return images, labels
 
@@ -75,9 +74,7 @@ def digits_split(split: str, *, image_size: int = 32) -> tuple[torch.Tensor, tor
     return x.contiguous(), labels[idx].clone()
 
 
-def open_digits(
-    *, num_images: int | None, image_size: int | None, seed: int, split: str
-) -> DataSource:
+def open_digits(*, num_images: int | None, image_size: int | None, seed: int, split: str) -> DataSource:
     """The ``digits`` source; ``seed`` is unused (the split is fixed, see the module docstring)."""
     size = 32 if image_size is None else image_size
     images, labels = digits_split(split, image_size=size)

@@ -49,8 +49,10 @@ def to_rgb8(img: Image.Image) -> Image.Image:
         arr = np.asarray(img).astype(np.float64)
         lo, hi = (0.0, 1.0) if mode == "F" else (0.0, 65535.0)
         if arr.size and not (np.isfinite(arr).all() and arr.min() >= lo and arr.max() <= hi):
-            raise DataError(f"image of mode {mode} has samples outside {lo:g}..{hi:g} (min {np.nanmin(arr):g}, max "
-                            f"{np.nanmax(arr):g}): save it as 8- or 16-bit PNG")
+            raise DataError(
+                f"image of mode {mode} has samples outside {lo:g}..{hi:g} (min {np.nanmin(arr):g}, max "
+                f"{np.nanmax(arr):g}): save it as 8- or 16-bit PNG"
+            )
         grey = np.rint(arr * (255.0 / hi)).astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
     if mode == "La":
@@ -101,8 +103,7 @@ def load_image_file(path: Path, image_size: int) -> torch.Tensor:
         raise DataError(f"image file {path}: {e}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(
-            f"cannot read image file {path} ({type(e).__name__}: {one_line(e)}): "
-            "remove or replace the file"
+            f"cannot read image file {path} ({type(e).__name__}: {one_line(e)}): remove or replace the file"
         ) from None
     return normalise_imagenet(pixels)
 
@@ -121,10 +122,7 @@ def scan_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     """
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     index = {name: i for i, name in enumerate(classes)}
-    files = [
-        p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _visible(p, root)
-    ]
+    files = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _visible(p, root)]
     files.sort(key=lambda p: p.relative_to(root).as_posix())
     labels = []
     for p in files:

@@ -100,9 +100,7 @@ def open_source(
         return open_photos(num_images=num_images, image_size=image_size)
     if name in PATH_SOURCES:
         if not path:
-            raise DataError(
-                f"data source '{spec}' has an empty path: use {name}:PATH with PATH the data folder"
-            )
+            raise DataError(f"data source '{spec}' has an empty path: use {name}:PATH with PATH the data folder")
         if name == "folder":
             return open_folder(path, num_images=num_images, image_size=image_size)
         return open_cifar(name, path, num_images=num_images, image_size=image_size, split=split)

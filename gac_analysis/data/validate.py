@@ -24,8 +24,7 @@ def validate_images(x: torch.Tensor, *, where: str) -> None:
     """
     if not isinstance(x, torch.Tensor):
         raise DataError(
-            f"{where}: images are a {type(x).__name__}, not a tensor: "
-            "pass a torch.Tensor of shape [B,3,H,W]"
+            f"{where}: images are a {type(x).__name__}, not a tensor: pass a torch.Tensor of shape [B,3,H,W]"
         )
     shape = list(x.shape)
     if x.dim() != 4:
@@ -40,13 +39,10 @@ def validate_images(x: torch.Tensor, *, where: str) -> None:
         )
     if not x.dtype.is_floating_point:
         raise DataError(
-            f"{where}: images have dtype {x.dtype}, expected a float dtype: "
-            "convert with x.float() / 255 and normalise"
+            f"{where}: images have dtype {x.dtype}, expected a float dtype: convert with x.float() / 255 and normalise"
         )
     if shape[0] == 0 or shape[2] == 0 or shape[3] == 0:
-        raise DataError(
-            f"{where}: empty batch (shape {shape}): pass at least one image of at least 1x1 pixels"
-        )
+        raise DataError(f"{where}: empty batch (shape {shape}): pass at least one image of at least 1x1 pixels")
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         n_nan = int(torch.isnan(x).sum())

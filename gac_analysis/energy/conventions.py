@@ -37,8 +37,10 @@ from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.energy.units import SYNAPTIC_OPS as SYNAPTIC
 
 SIGMOID_PRICING = "1 multiply + 1 add + 1 compare per evaluation (piecewise-linear hardware sigmoid)"
-ACTIVATION_PRICING = ("GELU, tanh, exp (softmax), rsqrt (norms): 1 multiply + 1 add + 1 compare per evaluation "
-                      "(piecewise-linear hardware approximation, as the sigmoid)")
+ACTIVATION_PRICING = (
+    "GELU, tanh, exp (softmax), rsqrt (norms): 1 multiply + 1 add + 1 compare per evaluation "
+    "(piecewise-linear hardware approximation, as the sigmoid)"
+)
 
 #: Pricing rules of synaptic ops on integer-valued, non-binary inputs (SEW ADD of two spike maps, spike sums):
 #: ``mac``: one MAC per (non-zero input, weight) pair (syops' choice; an upper bound);
@@ -92,9 +94,20 @@ def _category(row) -> str:
     op = row["op"]
     if op in SYNAPTIC:
         return "synaptic"
-    return {"batchnorm": "batchnorm", "add": "add", "mul": "mul", "sigmoid": "sigmoid", "relu": "activation",
-            "avgpool": "pooling", "maxpool": "pooling", "matmul": "matmul", "layernorm": "norm",
-            "gelu": "activation", "tanh": "activation", "softmax": "activation"}.get(op, "other")
+    return {
+        "batchnorm": "batchnorm",
+        "add": "add",
+        "mul": "mul",
+        "sigmoid": "sigmoid",
+        "relu": "activation",
+        "avgpool": "pooling",
+        "maxpool": "pooling",
+        "matmul": "matmul",
+        "layernorm": "norm",
+        "gelu": "activation",
+        "tanh": "activation",
+        "softmax": "activation",
+    }.get(op, "other")
 
 
 def _difference_group(row) -> str:
@@ -113,8 +126,17 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df.columns else pd.Series(0, index=df.index)
 
 
-def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTable, *, T: int, num_images: int,
-                 reuse_static: bool = True, fold_bn: bool = False, integer_pricing: str = "mac") -> pd.DataFrame:
+def price_layers(
+    layers: pd.DataFrame,
+    lif_sites: pd.DataFrame,
+    table: EnergyTable,
+    *,
+    T: int,
+    num_images: int,
+    reuse_static: bool = True,
+    fold_bn: bool = False,
+    integer_pricing: str = "mac",
+) -> pd.DataFrame:
     """Per-layer energies (pJ, totals over images) under both conventions.
 
     Returns ``layers`` with added columns: ``fr_in``, ``approx_acs`` (fr x T x dense, the paper's
@@ -131,12 +153,14 @@ def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTab
     spiking = synaptic & df["role"].isin(["backbone", "head"])
     stem = synaptic & (df["role"] == "encoder")
     df["approx_acs"] = np.where(spiking, df["fr_in"] * df["dense_macs"], 0.0)
-    df["paper_pj"] = (np.where(stem, df["dense_macs"] / T * table.mac, 0.0)
-                      + np.where(spiking, df["approx_acs"] * table.ac, 0.0))
+    df["paper_pj"] = np.where(stem, df["dense_macs"] / T * table.mac, 0.0) + np.where(
+        spiking, df["approx_acs"] * table.ac, 0.0
+    )
     check_integer_pricing(integer_pricing)
     as_macs = integer_pricing == "mac"
-    df["integer_pj"] = (_col(df, "integer_ops") * table.mac if as_macs
-                        else _col(df, "integer_value_ops") * table.ac) * scale
+    df["integer_pj"] = (
+        _col(df, "integer_ops") * table.mac if as_macs else _col(df, "integer_value_ops") * table.ac
+    ) * scale
     df["mac_pj"] = df["effective_macs"] * table.mac * scale + (df["integer_pj"] if as_macs else 0.0)
     df["ac_pj"] = df["acs"] * table.ac * scale + (0.0 if as_macs else df["integer_pj"])
     df["bias_pj"] = df["bias_adds"] * table.add * scale
@@ -144,8 +168,12 @@ def price_layers(layers: pd.DataFrame, lif_sites: pd.DataFrame, table: EnergyTab
     bn_full = df["muls"] * table.mul + df["adds"] * table.add
     df["bn_pj"] = np.where(is_bn, (df["adds"] * table.add) if fold_bn else bn_full, 0.0) * scale
     is_pool = df["op"].isin(["avgpool", "maxpool"])
-    ew = (df["muls"] * table.mul + df["adds"] * table.add + df["compares"] * table.compare
-          + (df["sigmoids"] + _col(df, "activations")) * (table.mul + table.add + table.compare))
+    ew = (
+        df["muls"] * table.mul
+        + df["adds"] * table.add
+        + df["compares"] * table.compare
+        + (df["sigmoids"] + _col(df, "activations")) * (table.mul + table.add + table.compare)
+    )
     df["pooling_pj"] = np.where(is_pool, ew, 0.0) * scale
     df["elementwise_pj"] = np.where(~is_pool & ~is_bn & ~synaptic, ew, 0.0) * scale
     df["complete_pj"] = df[["mac_pj", "ac_pj", "bias_pj", "bn_pj", "pooling_pj", "elementwise_pj"]].sum(axis=1)
@@ -165,24 +193,43 @@ def price_neurons(lif_sites: pd.DataFrame, table: EnergyTable) -> pd.DataFrame:
 
 
 def _summary(total_pj: float, num_images: int, breakdown: dict) -> dict:
-    return {"total_pj": float(total_pj), "per_image_mj": float(total_pj) / max(num_images, 1) / PJ_PER_MJ,
-            "breakdown": {k: float(v) for k, v in breakdown.items()}}
+    return {
+        "total_pj": float(total_pj),
+        "per_image_mj": float(total_pj) / max(num_images, 1) / PJ_PER_MJ,
+        "breakdown": {k: float(v) for k, v in breakdown.items()},
+    }
 
 
-def energy_summary(layers_priced: pd.DataFrame, neurons_priced: pd.DataFrame, table: EnergyTable, *, T: int,
-                   num_images: int, reuse_static: bool = True, fold_bn: bool = False,
-                   integer_pricing: str = "mac") -> dict:
+def energy_summary(
+    layers_priced: pd.DataFrame,
+    neurons_priced: pd.DataFrame,
+    table: EnergyTable,
+    *,
+    T: int,
+    num_images: int,
+    reuse_static: bool = True,
+    fold_bn: bool = False,
+    integer_pricing: str = "mac",
+) -> dict:
     """Both conventions, their difference and what makes it up (JSON-ready dict; pJ totals over images)."""
     lp, npd = layers_priced, neurons_priced
     neuron_pj = float(npd["complete_pj"].sum()) if len(npd) else 0.0
     stem = lp["op"].isin(SYNAPTIC) & (lp["role"] == "encoder")
-    paper = _summary(lp["paper_pj"].sum(), num_images, {
-        "stem_mac_pj": lp.loc[stem, "paper_pj"].sum(),
-        "spiking_ac_pj": lp.loc[~stem, "paper_pj"].sum(),
-    })
+    paper = _summary(
+        lp["paper_pj"].sum(),
+        num_images,
+        {
+            "stem_mac_pj": lp.loc[stem, "paper_pj"].sum(),
+            "spiking_ac_pj": lp.loc[~stem, "paper_pj"].sum(),
+        },
+    )
     by_class = {
-        "mac_pj": lp["mac_pj"].sum(), "ac_pj": lp["ac_pj"].sum(), "bias_pj": lp["bias_pj"].sum(),
-        "batchnorm_pj": lp["bn_pj"].sum(), "neuron_pj": neuron_pj, "elementwise_pj": lp["elementwise_pj"].sum(),
+        "mac_pj": lp["mac_pj"].sum(),
+        "ac_pj": lp["ac_pj"].sum(),
+        "bias_pj": lp["bias_pj"].sum(),
+        "batchnorm_pj": lp["bn_pj"].sum(),
+        "neuron_pj": neuron_pj,
+        "elementwise_pj": lp["elementwise_pj"].sum(),
         "pooling_pj": lp["pooling_pj"].sum(),
     }
     complete = _summary(lp["complete_pj"].sum() + neuron_pj, num_images, by_class)
@@ -199,14 +246,21 @@ def energy_summary(layers_priced: pd.DataFrame, neurons_priced: pd.DataFrame, ta
     return {
         "paper": paper,
         "complete": complete,
-        "difference": {"total_pj": difference_pj, "per_image_mj": difference_pj / max(num_images, 1) / PJ_PER_MJ,
-                       "ratio_complete_to_paper": complete["total_pj"] / paper["total_pj"]
-                       if paper["total_pj"] else None,
-                       "components_pj": components},
-        "options": {"reuse_static": reuse_static, "fold_bn": fold_bn, "sigmoid_pricing": SIGMOID_PRICING,
-                    "activation_pricing": ACTIVATION_PRICING, "integer_pricing": integer_pricing,
-                    "integer_pricing_rule": INTEGER_PRICING[integer_pricing],
-                    "spike_spike_products": "priced: pairs of two non-zeros (acs); reported, not priced: "
-                                            "nnz(left) x right's free length (acs_alt)"},
+        "difference": {
+            "total_pj": difference_pj,
+            "per_image_mj": difference_pj / max(num_images, 1) / PJ_PER_MJ,
+            "ratio_complete_to_paper": complete["total_pj"] / paper["total_pj"] if paper["total_pj"] else None,
+            "components_pj": components,
+        },
+        "options": {
+            "reuse_static": reuse_static,
+            "fold_bn": fold_bn,
+            "sigmoid_pricing": SIGMOID_PRICING,
+            "activation_pricing": ACTIVATION_PRICING,
+            "integer_pricing": integer_pricing,
+            "integer_pricing_rule": INTEGER_PRICING[integer_pricing],
+            "spike_spike_products": "priced: pairs of two non-zeros (acs); reported, not priced: "
+            "nnz(left) x right's free length (acs_alt)",
+        },
         "table": table.to_dict(),
     }

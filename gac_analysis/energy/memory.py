@@ -180,16 +180,21 @@ class LayerTraffic:
         expected = 3 if self.kind == "conv" else 1
         if len(shape) != expected:
             form = "(C_out, H_out, W_out)" if self.kind == "conv" else "(N_out,)"
-            raise _bad(layer, f"out_shape = {self.out_shape!r} does not fit a {self.kind} layer",
-                       f"give it as {form}")
+            raise _bad(layer, f"out_shape = {self.out_shape!r} does not fit a {self.kind} layer", f"give it as {form}")
         shape = tuple(_pos_int(layer, "out_shape", v) for v in shape)
         if shape[0] != self.c_out:
-            raise _bad(layer, f"out_shape[0] = {shape[0]} differs from c_out = {self.c_out}",
-                       "make the output channels/features agree")
+            raise _bad(
+                layer,
+                f"out_shape[0] = {shape[0]} differs from c_out = {self.c_out}",
+                "make the output channels/features agree",
+            )
         set_("out_shape", shape)
         if self.kind == "linear" and (self.kernel != (1, 1) or self.stride != (1, 1)):
-            raise _bad(layer, f"a linear layer has kernel {self.kernel} and stride {self.stride}",
-                       "use kernel=(1, 1) and stride=(1, 1) for linear layers")
+            raise _bad(
+                layer,
+                f"a linear layer has kernel {self.kernel} and stride {self.stride}",
+                "use kernel=(1, 1) and stride=(1, 1) for linear layers",
+            )
         set_("theta_in", _events(layer, "theta_in", self.theta_in))
         set_("theta_out", _events(layer, "theta_out", self.theta_out))
         for key in ("has_bias", "spiking"):
@@ -263,7 +268,8 @@ class LayerMemoryEnergy:
 
 #: Columns of :func:`estimate_network` that add up over layers (counts and energies).
 ADDITIVE_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in fields(LayerMemoryEnergy)
+    f.name
+    for f in fields(LayerMemoryEnergy)
     if f.name not in {"name", "kind", "spiking", "placement", "e_add_pj", "e_mul_pj"}
 )
 
@@ -293,9 +299,16 @@ def _spiking_counts(lt: LayerTraffic) -> dict[str, float]:
     potential_reads = synaptic + lt.T * out
     return {
         "acc_ops": t_in * _ceil_div(hk, sh) * _ceil_div(wk, sw) * lt.c_out + lt.T * out + t_out,
-        "mul_ops": float(lt.T * out), "mac_ops": 0.0, "mac_addr": 2.0 * t_in, "acc_addr": t_in * hk * wk,
-        "input_reads": t_in, "weight_reads": synaptic, "bias_reads": float(lt.T * out) if lt.has_bias else 0.0,
-        "potential_reads": potential_reads, "potential_writes": potential_reads, "output_writes": t_out,
+        "mul_ops": float(lt.T * out),
+        "mac_ops": 0.0,
+        "mac_addr": 2.0 * t_in,
+        "acc_addr": t_in * hk * wk,
+        "input_reads": t_in,
+        "weight_reads": synaptic,
+        "bias_reads": float(lt.T * out) if lt.has_bias else 0.0,
+        "potential_reads": potential_reads,
+        "potential_writes": potential_reads,
+        "output_writes": t_out,
     }
 
 
@@ -303,9 +316,17 @@ def _dense_counts(lt: LayerTraffic) -> dict[str, float]:
     """Operations and memory accesses of a dense (ANN-style, real-valued input) layer."""
     dense, out = float(lt.dense_macs), lt.out_numel
     return {
-        "acc_ops": 0.0, "mul_ops": 0.0, "mac_ops": dense, "mac_addr": 0.0, "acc_addr": 0.0,
-        "input_reads": dense, "weight_reads": dense, "bias_reads": float(out) if lt.has_bias else 0.0,
-        "potential_reads": 0.0, "potential_writes": 0.0, "output_writes": float(out),
+        "acc_ops": 0.0,
+        "mul_ops": 0.0,
+        "mac_ops": dense,
+        "mac_addr": 0.0,
+        "acc_addr": 0.0,
+        "input_reads": dense,
+        "weight_reads": dense,
+        "bias_reads": float(out) if lt.has_bias else 0.0,
+        "potential_reads": 0.0,
+        "potential_writes": 0.0,
+        "output_writes": float(out),
     }
 
 
@@ -325,9 +346,7 @@ def _access_pj(lt: LayerTraffic, table: EnergyTable, placement: str) -> dict[str
 
 def _check_estimate_args(lt: Any, table: EnergyTable | str, placement: str) -> EnergyTable:
     if not isinstance(lt, LayerTraffic):
-        raise EnergyTableError(
-            f"estimate_layer: got {type(lt).__name__}, not a LayerTraffic; build one per layer"
-        )
+        raise EnergyTableError(f"estimate_layer: got {type(lt).__name__}, not a LayerTraffic; build one per layer")
     if not isinstance(table, EnergyTable):
         table = load_energy_table(table)
     if placement not in PLACEMENTS:
@@ -371,17 +390,33 @@ def estimate_layer(
     arithmetic_pj = (c["mul_ops"] + c["mac_ops"]) * mac + c["acc_ops"] * add
     addressing_pj = c["mac_addr"] * mac + c["acc_addr"] * add
     memory_pj = (
-        stream_pj["input_read_pj"] + stream_pj["weight_read_pj"] + stream_pj["bias_read_pj"]
-        + stream_pj["potential_read_pj"] + stream_pj["potential_write_pj"] + stream_pj["output_write_pj"]
+        stream_pj["input_read_pj"]
+        + stream_pj["weight_read_pj"]
+        + stream_pj["bias_read_pj"]
+        + stream_pj["potential_read_pj"]
+        + stream_pj["potential_write_pj"]
+        + stream_pj["output_write_pj"]
     )
     return LayerMemoryEnergy(
-        name=lt.name, kind=lt.kind, spiking=lt.spiking, placement=placement, e_add_pj=add, e_mul_pj=mul,
+        name=lt.name,
+        kind=lt.kind,
+        spiking=lt.spiking,
+        placement=placement,
+        e_add_pj=add,
+        e_mul_pj=mul,
         **{k: float(v) for k, v in c.items()},
         memory_accesses=float(
-            c["input_reads"] + c["weight_reads"] + c["bias_reads"] + c["potential_reads"] + c["potential_writes"]
+            c["input_reads"]
+            + c["weight_reads"]
+            + c["bias_reads"]
+            + c["potential_reads"]
+            + c["potential_writes"]
             + c["output_writes"]
         ),
-        **stream_pj, arithmetic_pj=arithmetic_pj, addressing_pj=addressing_pj, memory_pj=memory_pj,
+        **stream_pj,
+        arithmetic_pj=arithmetic_pj,
+        addressing_pj=addressing_pj,
+        memory_pj=memory_pj,
         total_pj=arithmetic_pj + addressing_pj + memory_pj,
     )
 

@@ -50,9 +50,7 @@ COST_KEYS: tuple[str, ...] = ("mac", "ac", "add", "mul", "compare")
 #: The table used when none is named: the SNN literature's E_MAC = 4.6 pJ, E_AC = 0.9 pJ.
 DEFAULT_TABLE = "45nm-fp32"
 
-_TOP_KEYS = frozenset(
-    {"name", "description", "source", "precision", "word_bits", "units", "costs", "memory"}
-)
+_TOP_KEYS = frozenset({"name", "description", "source", "precision", "word_bits", "units", "costs", "memory"})
 _MEMORY_KEYS = frozenset({"sram_fit", "sram_points_pj_per_64bit", "dram_pj_per_64bit", "access_bits"})
 _SRAM_FIT_KEYS = frozenset({"slope_pj_per_bit", "intercept_pj"})
 _SUFFIXES = (".yaml", ".yml")
@@ -167,9 +165,7 @@ def _number(value: Any, where: str, path: Path) -> float:
             f"energy table {path}: {where} = {value!r} is not finite; set it to a finite number in pJ"
         )
     if number < 0:
-        raise EnergyTableError(
-            f"energy table {path}: {where} = {value!r} is negative; energies must be >= 0 pJ"
-        )
+        raise EnergyTableError(f"energy table {path}: {where} = {value!r} is negative; energies must be >= 0 pJ")
     return number
 
 
@@ -190,8 +186,7 @@ def _text(data: dict, key: str, path: Path, *, default: str | None = None) -> st
     value = data[key]
     if not isinstance(value, str) or not value.strip():
         raise EnergyTableError(
-            f"energy table {path}: {key} = {_one_line(repr(value))} is not a non-empty string; "
-            "set it to text"
+            f"energy table {path}: {key} = {_one_line(repr(value))} is not a non-empty string; set it to text"
         )
     return _one_line(value)
 
@@ -224,8 +219,7 @@ def _read_table_file(path: Path) -> dict:
     """The top-level mapping of a YAML table file (checked keys); :class:`EnergyTableError` otherwise."""
     if not path.is_file():
         raise EnergyTableError(
-            f"energy table file {path} does not exist; check the path or use one of "
-            f"{', '.join(available_tables())}"
+            f"energy table file {path} does not exist; check the path or use one of {', '.join(available_tables())}"
         )
     try:
         text = path.read_text(encoding="utf-8")
@@ -252,8 +246,7 @@ def _read_table_file(path: Path) -> dict:
 
 def _read_costs(data: dict, path: Path) -> dict[str, float]:
     """``costs``: pJ per operation of every :data:`COST_KEYS` entry."""
-    costs = _mapping(_require(data, "costs", "", path, f"a mapping of {', '.join(COST_KEYS)}"),
-                     "costs", path)
+    costs = _mapping(_require(data, "costs", "", path, f"a mapping of {', '.join(COST_KEYS)}"), "costs", path)
     _check_keys(costs, frozenset(COST_KEYS), "costs", path)
     return {
         key: _number(_require(costs, key, "costs.", path, "pJ per operation"), f"costs.{key}", path)
@@ -264,21 +257,27 @@ def _read_costs(data: dict, path: Path) -> dict[str, float]:
 def _read_memory(data: dict, path: Path) -> dict[str, Any]:
     """``memory``: the SRAM fit (pJ per bit, pJ), DRAM pJ per access and bits per access, as
     :class:`EnergyTable` keyword arguments."""
-    memory = _mapping(_require(data, "memory", "", path,
-                               "sram_fit, dram_pj_per_64bit, access_bits"), "memory", path)
+    memory = _mapping(_require(data, "memory", "", path, "sram_fit, dram_pj_per_64bit, access_bits"), "memory", path)
     _check_keys(memory, _MEMORY_KEYS, "memory", path)
-    fit = _mapping(_require(memory, "sram_fit", "memory.", path,
-                            "slope_pj_per_bit and intercept_pj"), "memory.sram_fit", path)
+    fit = _mapping(
+        _require(memory, "sram_fit", "memory.", path, "slope_pj_per_bit and intercept_pj"), "memory.sram_fit", path
+    )
     _check_keys(fit, _SRAM_FIT_KEYS, "memory.sram_fit", path)
     values = {
-        "sram_slope_pj_per_bit": _number(_require(fit, "slope_pj_per_bit", "memory.sram_fit.", path, "pJ per bit"),
-                                         "memory.sram_fit.slope_pj_per_bit", path),
-        "sram_intercept_pj": _number(_require(fit, "intercept_pj", "memory.sram_fit.", path, "pJ"),
-                                     "memory.sram_fit.intercept_pj", path),
-        "dram_pj_per_access": _number(_require(memory, "dram_pj_per_64bit", "memory.", path, "pJ per access"),
-                                      "memory.dram_pj_per_64bit", path),
-        "access_bits": _positive_int(_require(memory, "access_bits", "memory.", path, "bits per access, e.g. 64"),
-                                     "memory.access_bits", path),
+        "sram_slope_pj_per_bit": _number(
+            _require(fit, "slope_pj_per_bit", "memory.sram_fit.", path, "pJ per bit"),
+            "memory.sram_fit.slope_pj_per_bit",
+            path,
+        ),
+        "sram_intercept_pj": _number(
+            _require(fit, "intercept_pj", "memory.sram_fit.", path, "pJ"), "memory.sram_fit.intercept_pj", path
+        ),
+        "dram_pj_per_access": _number(
+            _require(memory, "dram_pj_per_64bit", "memory.", path, "pJ per access"), "memory.dram_pj_per_64bit", path
+        ),
+        "access_bits": _positive_int(
+            _require(memory, "access_bits", "memory.", path, "bits per access, e.g. 64"), "memory.access_bits", path
+        ),
     }
     if "sram_points_pj_per_64bit" in memory:  # informational; checked so typos do not hide
         points = _mapping(memory["sram_points_pj_per_64bit"], "memory.sram_points_pj_per_64bit", path)
@@ -303,8 +302,14 @@ def load_energy_table(name_or_path: str | os.PathLike = DEFAULT_TABLE) -> Energy
     description = _text(data, "description", path) if "description" in data else ""
     source = _text(data, "source", path) if "source" in data else ""
     precision = _text(data, "precision", path)
-    word_bits = _positive_int(_require(data, "word_bits", "", path, "bits per element, e.g. 32"),
-                              "word_bits", path)
-    return EnergyTable(name=name, description=description, source=source, precision=precision,
-                       word_bits=word_bits, path=str(path.absolute()), **_read_costs(data, path),
-                       **_read_memory(data, path))
+    word_bits = _positive_int(_require(data, "word_bits", "", path, "bits per element, e.g. 32"), "word_bits", path)
+    return EnergyTable(
+        name=name,
+        description=description,
+        source=source,
+        precision=precision,
+        word_bits=word_bits,
+        path=str(path.absolute()),
+        **_read_costs(data, path),
+        **_read_memory(data, path),
+    )

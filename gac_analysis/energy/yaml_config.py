@@ -46,8 +46,9 @@ def parse_yaml(text: str, what: str, error: type[Exception]) -> Any:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # safe: _UniqueKeyLoader is a SafeLoader subclass
     except _DuplicateKey as e:
-        raise error(f"{what}: key {e.key!r} appears twice in one mapping (lines {e.first_line} and "
-                    f"{e.second_line}); keep one") from None
+        raise error(
+            f"{what}: key {e.key!r} appears twice in one mapping (lines {e.first_line} and {e.second_line}); keep one"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = " ".join(str(getattr(e, "problem", None) or type(e).__name__).split())

@@ -8,7 +8,19 @@ from gac_analysis.models.neurons import LIF, LIF_VARIANTS, lif_reference
 from gac_analysis.models.registry import ARCHS, build_model, count_parameters
 
 __all__ = [
-    "ARCHS", "CheckpointInfo", "DirectEncoder", "GACEncoder", "LIF", "LIF_VARIANTS", "MSResNet", "ROLES",
-    "build_model", "count_parameters", "declare", "lif_reference", "load_checkpoint", "load_model",
+    "ARCHS",
+    "CheckpointInfo",
+    "DirectEncoder",
+    "GACEncoder",
+    "LIF",
+    "LIF_VARIANTS",
+    "MSResNet",
+    "ROLES",
+    "build_model",
+    "count_parameters",
+    "declare",
+    "lif_reference",
+    "load_checkpoint",
+    "load_model",
     "save_checkpoint",
 ]

@@ -74,17 +74,17 @@ class CheckpointInfo:
 
     path: str
     sha256: str
-    layout: str                       # "gac-analysis", "cifar-reference", "imagenet-reference", "native-state_dict"
-    wrapper: str | None               # "state_dict" / "model" / "net" when the weights were wrapped
-    module_prefix: bool               # keys carried a "module." prefix
+    layout: str  # "gac-analysis", "cifar-reference", "imagenet-reference", "native-state_dict"
+    wrapper: str | None  # "state_dict" / "model" / "net" when the weights were wrapped
+    module_prefix: bool  # keys carried a "module." prefix
     arch: str
     T: int
     num_classes: int
     coding: str
     width: int
     sca_kernel: int
-    num_keys: int                     # keys in the file's state_dict (aliases included)
-    num_tensors: int                  # distinct model tensors after alias resolution
+    num_keys: int  # keys in the file's state_dict (aliases included)
+    num_tensors: int  # distinct model tensors after alias resolution
     metadata: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -157,14 +157,18 @@ def _read_file(path: Path) -> object:
         if unsafe:
             raise CheckpointError(
                 f"refusing to load {path} (it names {unsafe}): it {PICKLED_CODE}; re-save it as a plain "
-                "state_dict with torch.save(model.state_dict(), path)") from None
+                "state_dict with torch.save(model.state_dict(), path)"
+            ) from None
         if isinstance(e, pickle.UnpicklingError):
             reason = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
-            raise CheckpointError(f"not a PyTorch checkpoint or truncated: {path} (unpickling failed: "
-                                  f"{reason.group(1).strip() if reason else _first_line(msg)})") from None
+            raise CheckpointError(
+                f"not a PyTorch checkpoint or truncated: {path} (unpickling failed: "
+                f"{reason.group(1).strip() if reason else _first_line(msg)})"
+            ) from None
         raise CheckpointError(
             f"not a PyTorch checkpoint or truncated: {path} ({type(e).__name__}: {_first_line(msg)}); "
-            "check that the file was fully written by torch.save") from None
+            "check that the file was fully written by torch.save"
+        ) from None
 
 
 def _first_line(msg: str) -> str:
@@ -177,7 +181,8 @@ def _unwrap(obj: object, path: Path) -> tuple[dict, str | None, dict | None]:
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"unknown checkpoint layout in {path}: expected a state_dict (a mapping of parameter names to "
-            f"tensors), got {type(obj).__name__}")
+            f"tensors), got {type(obj).__name__}"
+        )
     if obj.get("format") == FORMAT:
         sd, wrapper, header = obj.get("state_dict", {}), None, obj
     else:
@@ -196,23 +201,30 @@ def _unwrap(obj: object, path: Path) -> tuple[dict, str | None, dict | None]:
 def _check_state_dict(sd: object, path: Path) -> None:
     """A state_dict is a mapping of string names to tensors; one line naming the first thing that is not."""
     if not isinstance(sd, dict):
-        raise CheckpointError(f"unknown checkpoint layout in {path}: its state_dict is a {type(sd).__name__}, not a "
-                              "mapping of parameter names to tensors; save it with torch.save(model.state_dict())")
+        raise CheckpointError(
+            f"unknown checkpoint layout in {path}: its state_dict is a {type(sd).__name__}, not a "
+            "mapping of parameter names to tensors; save it with torch.save(model.state_dict())"
+        )
     for key, value in sd.items():
         if not isinstance(key, str):
-            raise CheckpointError(f"unknown checkpoint layout in {path}: key {key!r} is a {type(key).__name__}, "
-                                  "not a parameter name; save it with torch.save(model.state_dict())")
+            raise CheckpointError(
+                f"unknown checkpoint layout in {path}: key {key!r} is a {type(key).__name__}, "
+                "not a parameter name; save it with torch.save(model.state_dict())"
+            )
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: key '{key}' holds a {type(value).__name__}, not a tensor; save "
-                                  "only tensors with torch.save(model.state_dict())")
+            raise CheckpointError(
+                f"{path}: key '{key}' holds a {type(value).__name__}, not a tensor; save "
+                "only tensors with torch.save(model.state_dict())"
+            )
 
 
 def _check_header(header: dict, path: Path) -> None:
     """The fields of this project's header: a known arch and coding, positive integer T / classes / width."""
     arch, coding = header.get("arch"), header.get("coding")
     if arch is not None and arch not in ARCHS:
-        raise CheckpointError(f"{path}: unknown arch {arch!r} in the checkpoint header; supported: "
-                              f"{', '.join(sorted(ARCHS))}")
+        raise CheckpointError(
+            f"{path}: unknown arch {arch!r} in the checkpoint header; supported: {', '.join(sorted(ARCHS))}"
+        )
     if coding is not None and coding not in ("gac", "direct"):
         raise CheckpointError(f"{path}: unknown coding {coding!r} in the checkpoint header; expected gac or direct")
     for name in ("T", "num_classes", "width"):
@@ -241,7 +253,7 @@ def nonfinite_state(named_tensors) -> str | None:
 
 def _strip_prefix(sd: dict) -> tuple[dict, bool]:
     if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}, True
+        return {k[len("module.") :]: v for k, v in sd.items()}, True
     return sd, False
 
 
@@ -272,13 +284,33 @@ def _translate_key(key: str, layout: str) -> str | None:
 def _expected_reference_keys(layout: str) -> list[str]:
     """Example key names of a layout, for 'nearest expected key' hints."""
     if layout == "imagenet-reference":
-        return ["conv1.0.weight", "conv1.1.bn.weight", "conv2_x.0.conv1.weight", "conv2_x.0.bn1.bn.weight",
-                "conv2_x.0.shortcut.0.weight", "conv2_x.0.shortcut.1.bn.weight", "fc1.weight", "fc1.bias",
-                "encoding.TA.sharedMLP.0.weight", "encoding.SCA.sharedMLP.0.weight"]
-    return ["conv1.weight", "conv1_s.layer.module.weight", "bn1.bn.weight", "layer1.0.conv1.weight",
-            "layer1.0.bn1.bn.weight", "layer1.0.downsample.layer.module.weight", "fc1.weight", "fc1.bias",
-            "encoding.TA.sharedMLP.0.weight", "encoding.SCA.sharedMLP.0.weight", "stem.conv.weight",
-            "conv1.0.weight", "conv2_x.0.conv1.weight"]
+        return [
+            "conv1.0.weight",
+            "conv1.1.bn.weight",
+            "conv2_x.0.conv1.weight",
+            "conv2_x.0.bn1.bn.weight",
+            "conv2_x.0.shortcut.0.weight",
+            "conv2_x.0.shortcut.1.bn.weight",
+            "fc1.weight",
+            "fc1.bias",
+            "encoding.TA.sharedMLP.0.weight",
+            "encoding.SCA.sharedMLP.0.weight",
+        ]
+    return [
+        "conv1.weight",
+        "conv1_s.layer.module.weight",
+        "bn1.bn.weight",
+        "layer1.0.conv1.weight",
+        "layer1.0.bn1.bn.weight",
+        "layer1.0.downsample.layer.module.weight",
+        "fc1.weight",
+        "fc1.bias",
+        "encoding.TA.sharedMLP.0.weight",
+        "encoding.SCA.sharedMLP.0.weight",
+        "stem.conv.weight",
+        "conv1.0.weight",
+        "conv2_x.0.conv1.weight",
+    ]
 
 
 def _nearest_hint(keys: list[str], layout: str) -> str:
@@ -307,7 +339,8 @@ def canonical_state_dict(sd: dict, layout: str, path: Path) -> dict[str, torch.T
     if unknown:
         raise CheckpointError(
             f"unknown key '{unknown[0]}' in {path} ({len(unknown)} unknown keys for the {layout} layout); "
-            f"{_nearest_hint(unknown, layout)}")
+            f"{_nearest_hint(unknown, layout)}"
+        )
     out = {}
     for new, members in groups.items():
         first_key, first = members[0]
@@ -319,7 +352,8 @@ def canonical_state_dict(sd: dict, layout: str, path: Path) -> dict[str, torch.T
                 diff = (t.float() - first.float()).abs().max().item() if t.shape == first.shape else "shapes differ"
                 raise CheckpointError(
                     f"aliased keys disagree in {path}: '{first_key}' and '{key}' are the same tensor in the "
-                    f"reference model but differ here (max |diff| {diff}); the checkpoint is inconsistent")
+                    f"reference model but differ here (max |diff| {diff}); the checkpoint is inconsistent"
+                )
         out[new] = first
     return out
 
@@ -332,13 +366,16 @@ def _infer_arch(sd: dict, path: Path, family_hint: str | None) -> str:
             return name
     raise CheckpointError(
         f"unknown architecture in {path}: {len(blocks)} stages with {list(blocks)} blocks; supported: "
-        + ", ".join(f"{n} {list(s.blocks)}" for n, s in ARCHS.items()))
+        + ", ".join(f"{n} {list(s.blocks)}" for n, s in ARCHS.items())
+    )
 
 
 def _check_arg(name: str, given, found, where: str, path: Path):
     if given is not None and found is not None and given != found:
-        raise CheckpointError(f"{name} mismatch for {path}: the checkpoint has {name}={found} ({where}) but "
-                              f"{name}={given} was given; drop the argument or use the matching checkpoint")
+        raise CheckpointError(
+            f"{name} mismatch for {path}: the checkpoint has {name}={found} ({where}) but "
+            f"{name}={given} was given; drop the argument or use the matching checkpoint"
+        )
     return found if found is not None else given
 
 
@@ -347,8 +384,14 @@ def _shape_of(sd: dict, key: str) -> list[int] | None:
     return list(t.shape) if t is not None else None
 
 
-def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_classes: int | None = None,
-                    T: int | None = None, coding: str | None = None) -> tuple[dict, CheckpointInfo]:
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    T: int | None = None,
+    coding: str | None = None,
+) -> tuple[dict, CheckpointInfo]:
     """Read a checkpoint file into this project's state_dict and describe it (no model is built)."""
     path = Path(path)
     raw = _read_file(path)
@@ -360,14 +403,20 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
         layout = "gac-analysis"
         canonical = dict(sd)
         meta = dict(header.get("metadata") or {})
-        f_arch, f_T, f_cls, f_coding = header.get("arch"), header.get("T"), header.get("num_classes"), header.get("coding")
+        f_arch, f_T, f_cls, f_coding = (
+            header.get("arch"),
+            header.get("T"),
+            header.get("num_classes"),
+            header.get("coding"),
+        )
     else:
         layout = detect_layout(sd.keys())
         if layout == "unknown":
             keys = list(sd.keys())
             raise CheckpointError(
                 f"unknown checkpoint layout in {path}: {len(keys)} keys such as '{keys[0]}' match neither the "
-                f"reference CIFAR nor ImageNet GAC layouts nor this project's; {_nearest_hint(keys, 'cifar-reference')}")
+                f"reference CIFAR nor ImageNet GAC layouts nor this project's; {_nearest_hint(keys, 'cifar-reference')}"
+            )
         canonical = canonical_state_dict(sd, layout, path)
         meta = {}
         f_arch = f_T = f_cls = f_coding = None
@@ -390,22 +439,35 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     coding_ = _check_arg("coding", coding, f_coding, "GAC weights present" if has_gac else "no GAC weights", path)
     if T_ is None:
         raise TimeStepsUnknownError(
-            f"T cannot be inferred from {path}: a direct-coding checkpoint has no TA weights; pass T (--T N)")
+            f"T cannot be inferred from {path}: a direct-coding checkpoint has no TA weights; pass T (--T N)"
+        )
     if isinstance(T_, bool) or not isinstance(T_, int) or T_ < 1:
         raise CheckpointError(f"T={T_!r} for {path}: the number of time steps must be an integer >= 1 (--T N)")
     if coding_ == "gac" and T_ < 2:
-        raise CheckpointError(f"T={T_} for {path}: GAC coding needs T >= 2 (its temporal attention has T//2 "
-                              "channels)")
+        raise CheckpointError(f"T={T_} for {path}: GAC coding needs T >= 2 (its temporal attention has T//2 channels)")
     bad = nonfinite_state(canonical.items())
     if bad:
-        raise CheckpointError(f"{path}: {bad}; no result can be computed from such weights (the first such "
-                              "tensor is named; check how the checkpoint was trained or edited)")
+        raise CheckpointError(
+            f"{path}: {bad}; no result can be computed from such weights (the first such "
+            "tensor is named; check how the checkpoint was trained or edited)"
+        )
     sca_shape = _shape_of(canonical, "encoder.sca.mlp.0.weight")
     info = CheckpointInfo(
-        path=str(path), sha256=file_sha256(path), layout=layout, wrapper=wrapper, module_prefix=prefixed,
-        arch=arch_, T=int(T_), num_classes=int(cls_), coding=coding_, width=int(stem_shape[0]),
-        sca_kernel=int(sca_shape[-1]) if sca_shape else SCA_KERNEL, num_keys=len(sd), num_tensors=len(canonical),
-        metadata=meta)
+        path=str(path),
+        sha256=file_sha256(path),
+        layout=layout,
+        wrapper=wrapper,
+        module_prefix=prefixed,
+        arch=arch_,
+        T=int(T_),
+        num_classes=int(cls_),
+        coding=coding_,
+        width=int(stem_shape[0]),
+        sca_kernel=int(sca_shape[-1]) if sca_shape else SCA_KERNEL,
+        num_keys=len(sd),
+        num_tensors=len(canonical),
+        metadata=meta,
+    )
     return canonical, info
 
 
@@ -426,20 +488,32 @@ def load_state_into(model: torch.nn.Module, canonical: dict, path: str) -> None:
     missing = [k for k in expected if k not in canonical]
     extra = [k for k in canonical if k not in expected]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks '{missing[0]}' ({len(missing)} missing tensors) "
-                              f"expected by the model; is it from a different architecture?")
+        raise CheckpointError(
+            f"checkpoint {path} lacks '{missing[0]}' ({len(missing)} missing tensors) "
+            f"expected by the model; is it from a different architecture?"
+        )
     if extra:
-        raise CheckpointError(f"checkpoint {path} has unexpected tensor '{extra[0]}' ({len(extra)} extra); "
-                              f"{_nearest_hint(extra, 'cifar-reference')}")
+        raise CheckpointError(
+            f"checkpoint {path} has unexpected tensor '{extra[0]}' ({len(extra)} extra); "
+            f"{_nearest_hint(extra, 'cifar-reference')}"
+        )
     for k, t in expected.items():
         if tuple(canonical[k].shape) != tuple(t.shape):
-            raise CheckpointError(f"shape mismatch in {path} at '{k}': expected {list(t.shape)}, "
-                                  f"got {list(canonical[k].shape)}")
+            raise CheckpointError(
+                f"shape mismatch in {path} at '{k}': expected {list(t.shape)}, got {list(canonical[k].shape)}"
+            )
     model.load_state_dict(canonical, strict=True)
 
 
-def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes: int | None = None,
-               T: int | None = None, coding: str | None = None, map_location="cpu") -> MSResNet:
+def load_model(
+    path: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    T: int | None = None,
+    coding: str | None = None,
+    map_location="cpu",
+) -> MSResNet:
     """Load a checkpoint (any accepted layout) into a fresh model, in eval mode.
 
     Arguments left as ``None`` are inferred from the file; an argument that contradicts the file is a
@@ -447,8 +521,14 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
     (a :class:`CheckpointInfo`: path, sha256, layout, inferred values, metadata).
     """
     canonical, info = load_checkpoint(path, arch=arch, num_classes=num_classes, T=T, coding=coding)
-    model = build_model(info.arch, num_classes=info.num_classes, T=info.T, coding=info.coding,
-                        width=info.width, sca_kernel=info.sca_kernel)
+    model = build_model(
+        info.arch,
+        num_classes=info.num_classes,
+        T=info.T,
+        coding=info.coding,
+        width=info.width,
+        sca_kernel=info.sca_kernel,
+    )
     load_state_into(model, canonical, str(path))
     model.checkpoint_info = info
     return model.to(map_location).eval()
@@ -468,11 +548,20 @@ def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Pat
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"package": f"gac-analysis {__version__}", "torch": torch.__version__,
-            "written_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **metadata}
+    meta = {
+        "package": f"gac-analysis {__version__}",
+        "torch": torch.__version__,
+        "written_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **metadata,
+    }
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "arch": model.arch, "T": model.T,
-        "num_classes": model.num_classes, "coding": model.coding, "width": model.width,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": model.arch,
+        "T": model.T,
+        "num_classes": model.num_classes,
+        "coding": model.coding,
+        "width": model.width,
         "sca_kernel": model.sca_kernel,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": _json_safe(meta),

@@ -59,11 +59,19 @@ class SpatialChannelAttention(nn.Module):
         self.kernel = kernel
         # SCA reads I, which is the same at every step (static image): time-invariant work (``static``).
         self.mlp = nn.Sequential(
-            declare(nn.Conv2d(channels, channels, kernel, padding="same", bias=False), "attention", input="real",
-                    static=True),
+            declare(
+                nn.Conv2d(channels, channels, kernel, padding="same", bias=False),
+                "attention",
+                input="real",
+                static=True,
+            ),
             declare(nn.ReLU(), "attention", static=True),
-            declare(nn.Conv2d(channels, channels, kernel, padding="same", bias=False), "attention", input="real",
-                    static=True),
+            declare(
+                nn.Conv2d(channels, channels, kernel, padding="same", bias=False),
+                "attention",
+                input="real",
+                static=True,
+            ),
         )
 
     def forward(self, i_seq: torch.Tensor) -> torch.Tensor:

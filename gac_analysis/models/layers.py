@@ -21,8 +21,9 @@ INPUT_KINDS = ("binary", "real")
 TIME_LAYOUTS = ("TB", "T", "mixed")
 
 
-def declare(module: nn.Module, role: str, *, input: str | None = None, time: str = "TB",
-            static: bool = False) -> nn.Module:
+def declare(
+    module: nn.Module, role: str, *, input: str | None = None, time: str = "TB", static: bool = False
+) -> nn.Module:
     """Attach the accounting declarations to ``module`` (see module docstring) and return it."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; use one of {ROLES}")
@@ -67,11 +68,22 @@ class ConvBN(nn.Module):
     on CIFAR, BatchNorm3d over ``(B, T, H, W)`` on ImageNet: per-channel, identical in eval mode).
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, *, role: str,
-                 input: str, static: bool = False):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int = 1,
+        padding: int = 0,
+        *,
+        role: str,
+        input: str,
+        static: bool = False,
+    ):
         super().__init__()
-        self.conv = declare(nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), role, input=input,
-                            static=static)
+        self.conv = declare(
+            nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), role, input=input, static=static
+        )
         self.bn = declare(nn.BatchNorm2d(c_out), role, static=static)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,14 +25,14 @@ class ArchSpec:
     """Topology of one registered architecture (widths are multiples of the stem width)."""
 
     name: str
-    family: str                       # "cifar" | "imagenet": layout, LIF variant, stem
-    blocks: tuple[int, ...]           # residual blocks per stage
-    width_mult: tuple[int, ...]       # stage width = width * mult
-    strides: tuple[int, ...]          # stride of each stage's first block
+    family: str  # "cifar" | "imagenet": layout, LIF variant, stem
+    blocks: tuple[int, ...]  # residual blocks per stage
+    width_mult: tuple[int, ...]  # stage width = width * mult
+    strides: tuple[int, ...]  # stride of each stage's first block
     stem_kernel: int
     stem_stride: int
     stem_padding: int
-    input_size: int                   # nominal image side (pixels)
+    input_size: int  # nominal image side (pixels)
     default_T: int
 
 
@@ -48,8 +48,7 @@ class MSBlock(nn.Module):
         self.conv2 = declare(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), "backbone", input="binary")
         self.bn2 = declare(nn.BatchNorm2d(c_out), "backbone")
         self.shortcut = (
-            ConvBN(c_in, c_out, 1, stride, 0, role="backbone", input="real")
-            if stride != 1 or c_in != c_out else None
+            ConvBN(c_in, c_out, 1, stride, 0, role="backbone", input="real") if stride != 1 or c_in != c_out else None
         )
         self.add = declare(Add(), "backbone", time="T")
 
@@ -77,8 +76,16 @@ class Head(nn.Module):
 class MSResNet(nn.Module):
     """GAC-MS-ResNet / MS-ResNet: images ``[B, 3, H, W]`` -> logits ``[T, B, classes]``."""
 
-    def __init__(self, spec: ArchSpec, *, num_classes: int, T: int, coding: str = "gac", width: int = 64,
-                 sca_kernel: int = SCA_KERNEL):
+    def __init__(
+        self,
+        spec: ArchSpec,
+        *,
+        num_classes: int,
+        T: int,
+        coding: str = "gac",
+        width: int = 64,
+        sca_kernel: int = SCA_KERNEL,
+    ):
         super().__init__()
         if coding not in ("gac", "direct"):
             raise ValueError(f"unknown coding {coding!r}; use 'gac' or 'direct'")
@@ -93,8 +100,9 @@ class MSResNet(nn.Module):
         self.sca_kernel = sca_kernel
         variant = spec.family
         self.lif_variant = variant
-        self.stem = ConvBN(3, width, spec.stem_kernel, spec.stem_stride, spec.stem_padding,
-                           role="encoder", input="real", static=True)
+        self.stem = ConvBN(
+            3, width, spec.stem_kernel, spec.stem_stride, spec.stem_padding, role="encoder", input="real", static=True
+        )
         self.encoder = GACEncoder(width, T, variant, sca_kernel) if coding == "gac" else DirectEncoder()
         c_in = width
         stages = []

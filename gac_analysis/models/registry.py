@@ -7,19 +7,47 @@ from gac_analysis.models.msresnet import ArchSpec, MSResNet
 
 ARCHS: dict[str, ArchSpec] = {
     "msresnet18-cifar": ArchSpec(
-        "msresnet18-cifar", "cifar", blocks=(3, 3, 2), width_mult=(2, 4, 8), strides=(1, 2, 2),
-        stem_kernel=3, stem_stride=1, stem_padding=1, input_size=32, default_T=6),
+        "msresnet18-cifar",
+        "cifar",
+        blocks=(3, 3, 2),
+        width_mult=(2, 4, 8),
+        strides=(1, 2, 2),
+        stem_kernel=3,
+        stem_stride=1,
+        stem_padding=1,
+        input_size=32,
+        default_T=6,
+    ),
     "msresnet18-imagenet": ArchSpec(
-        "msresnet18-imagenet", "imagenet", blocks=(2, 2, 2, 2), width_mult=(1, 2, 4, 8), strides=(2, 2, 2, 2),
-        stem_kernel=7, stem_stride=2, stem_padding=3, input_size=224, default_T=4),
+        "msresnet18-imagenet",
+        "imagenet",
+        blocks=(2, 2, 2, 2),
+        width_mult=(1, 2, 4, 8),
+        strides=(2, 2, 2, 2),
+        stem_kernel=7,
+        stem_stride=2,
+        stem_padding=3,
+        input_size=224,
+        default_T=4,
+    ),
     "msresnet34-imagenet": ArchSpec(
-        "msresnet34-imagenet", "imagenet", blocks=(3, 4, 6, 3), width_mult=(1, 2, 4, 8), strides=(2, 2, 2, 2),
-        stem_kernel=7, stem_stride=2, stem_padding=3, input_size=224, default_T=4),
+        "msresnet34-imagenet",
+        "imagenet",
+        blocks=(3, 4, 6, 3),
+        width_mult=(1, 2, 4, 8),
+        strides=(2, 2, 2, 2),
+        stem_kernel=7,
+        stem_stride=2,
+        stem_padding=3,
+        input_size=224,
+        default_T=4,
+    ),
 }
 
 
-def build_model(arch: str, *, num_classes: int, T: int, coding: str = "gac", width: int = 64,
-                sca_kernel: int = SCA_KERNEL) -> MSResNet:
+def build_model(
+    arch: str, *, num_classes: int, T: int, coding: str = "gac", width: int = 64, sca_kernel: int = SCA_KERNEL
+) -> MSResNet:
     """Build a fresh model. ``width`` is the stem width (64 in the paper; stages scale with it)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; use one of {sorted(ARCHS)}")

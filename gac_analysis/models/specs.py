@@ -50,13 +50,24 @@ EMBEDDED_DESCRIPTIONS = {
 SJ_PREFIX = "spikingjelly:"
 SJ_PACKAGE = "spikingjelly.activation_based.model"
 #: Zoo modules whose builders build and run here, and the zoo modules that import torchvision.
-SJ_MODULES = ("ms_resnet", "masnn", "spikformer", "spike_driven_transformer", "qkformer", "maxformer",
-              "parametric_lif_net")
+SJ_MODULES = (
+    "ms_resnet",
+    "masnn",
+    "spikformer",
+    "spike_driven_transformer",
+    "qkformer",
+    "maxformer",
+    "parametric_lif_net",
+)
 SJ_TORCHVISION_MODULES = ("sew_resnet", "spiking_resnet", "spiking_vgg")
 #: Name prefixes of the torchvision families' builders (so their names resolve without importing them).
-_TORCHVISION_PREFIXES = (("sew_", "sew_resnet"), ("spiking_resnet", "spiking_resnet"),
-                         ("spiking_resnext", "spiking_resnet"), ("spiking_wide_resnet", "spiking_resnet"),
-                         ("spiking_vgg", "spiking_vgg"))
+_TORCHVISION_PREFIXES = (
+    ("sew_", "sew_resnet"),
+    ("spiking_resnet", "spiking_resnet"),
+    ("spiking_resnext", "spiking_resnet"),
+    ("spiking_wide_resnet", "spiking_resnet"),
+    ("spiking_vgg", "spiking_vgg"),
+)
 #: Arguments the zoo builders need and have no default for, filled in when ``--model-kwargs`` lacks them: the
 #: neuron of each family's paper (PLIF; IF for SEW's ImageNet models; LIF for the plain spiking ResNet/VGG), and
 #: SEW's ``ADD`` connect function.
@@ -69,8 +80,10 @@ SJ_DEFAULT_KWARGS = {
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_USAGE = ("use default, default-direct, spikingjelly:NAME, PACKAGE.MODULE:FACTORY or path/to/file.py:FACTORY "
-          "(see docs/profile_your_snn.md)")
+_USAGE = (
+    "use default, default-direct, spikingjelly:NAME, PACKAGE.MODULE:FACTORY or path/to/file.py:FACTORY "
+    "(see docs/profile_your_snn.md)"
+)
 
 
 class ModelSpecError(ConfigError):
@@ -100,22 +113,27 @@ def parse_model_spec(text: str) -> ModelSpec:
     if text in EMBEDDED:
         return ModelSpec(text, "embedded", text)
     if text.startswith(SJ_PREFIX):
-        name = text[len(SJ_PREFIX):].strip()
+        name = text[len(SJ_PREFIX) :].strip()
         if not _DOTTED.match(name) or name.count(".") > 1:
-            raise ModelSpecError(f"--model {text}: '{name}' is not a zoo builder name; use spikingjelly:NAME, e.g. "
-                                 f"spikingjelly:spikformer_cifar10 (names: {', '.join(zoo_names()[:6])}, ...)")
+            raise ModelSpecError(
+                f"--model {text}: '{name}' is not a zoo builder name; use spikingjelly:NAME, e.g. "
+                f"spikingjelly:spikformer_cifar10 (names: {', '.join(zoo_names()[:6])}, ...)"
+            )
         return ModelSpec(text, "spikingjelly", name)
     where, sep, factory = text.rpartition(":")
     if not sep or not where:
         raise ModelSpecError(f"--model {text}: unknown model spec; {_USAGE}")
     if not _IDENT.match(factory):
-        raise ModelSpecError(f"--model {text}: '{factory}' after the last ':' is not a Python name; name the "
-                             "function or class that builds the model, e.g. mypkg.nets:build")
+        raise ModelSpecError(
+            f"--model {text}: '{factory}' after the last ':' is not a Python name; name the "
+            "function or class that builds the model, e.g. mypkg.nets:build"
+        )
     if where.endswith(".py") or "/" in where or "\\" in where:
         return ModelSpec(text, "file", where, factory)
     if not _DOTTED.match(where):
-        raise ModelSpecError(f"--model {text}: '{where}' is neither a module name (PACKAGE.MODULE) nor a .py "
-                             f"file; {_USAGE}")
+        raise ModelSpecError(
+            f"--model {text}: '{where}' is neither a module name (PACKAGE.MODULE) nor a .py file; {_USAGE}"
+        )
     return ModelSpec(text, "module", where, factory)
 
 
@@ -126,15 +144,20 @@ def parse_model_kwargs(raw: str | None) -> dict:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ModelSpecError(f"--model-kwargs is not valid JSON ({e.msg} at character {e.pos}): pass an object, "
-                             """e.g. --model-kwargs '{"T": 4, "num_classes": 10}'""") from None
+        raise ModelSpecError(
+            f"--model-kwargs is not valid JSON ({e.msg} at character {e.pos}): pass an object, "
+            """e.g. --model-kwargs '{"T": 4, "num_classes": 10}'"""
+        ) from None
     if not isinstance(value, dict):
-        raise ModelSpecError(f"--model-kwargs must be a JSON object of keyword arguments, got "
-                             f"{type(value).__name__}: e.g. --model-kwargs '{{\"T\": 4}}'")
+        raise ModelSpecError(
+            f"--model-kwargs must be a JSON object of keyword arguments, got "
+            f"{type(value).__name__}: e.g. --model-kwargs '{{\"T\": 4}}'"
+        )
     return value
 
 
 # ---- SpikingJelly's zoo --------------------------------------------------------------------------------
+
 
 def zoo_names() -> list[str]:
     """Builder names of SpikingJelly's zoo that build here (read from the zoo modules' ``__all__``; the
@@ -158,8 +181,10 @@ def _zoo_module_of(name: str) -> tuple[str, str]:
     if "." in name:
         mod, _, fn = name.partition(".")
         if mod not in SJ_MODULES + SJ_TORCHVISION_MODULES:
-            raise ModelSpecError(f"--model spikingjelly:{name}: '{mod}' is not a SpikingJelly zoo module; use one of "
-                                 f"{', '.join(SJ_MODULES + SJ_TORCHVISION_MODULES)}")
+            raise ModelSpecError(
+                f"--model spikingjelly:{name}: '{mod}' is not a SpikingJelly zoo module; use one of "
+                f"{', '.join(SJ_MODULES + SJ_TORCHVISION_MODULES)}"
+            )
         return mod, fn
     for prefix, mod in _TORCHVISION_PREFIXES:
         if name.startswith(prefix):
@@ -172,8 +197,10 @@ def _zoo_module_of(name: str) -> tuple[str, str]:
 
     close = difflib.get_close_matches(name, zoo_names(), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise ModelSpecError(f"--model spikingjelly:{name}: no such builder in SpikingJelly's zoo; {hint}"
-                         f"builders: {', '.join(zoo_names())}, sew_resnet*, spiking_resnet*, spiking_vgg*")
+    raise ModelSpecError(
+        f"--model spikingjelly:{name}: no such builder in SpikingJelly's zoo; {hint}"
+        f"builders: {', '.join(zoo_names())}, sew_resnet*, spiking_resnet*, spiking_vgg*"
+    )
 
 
 def _import_zoo_module(mod: str, name: str):
@@ -181,12 +208,15 @@ def _import_zoo_module(mod: str, name: str):
         return importlib.import_module(f"{SJ_PACKAGE}.{mod}")
     except Exception as e:  # noqa: BLE001 - a zoo module that cannot import is one line, whatever the cause
         if mod in SJ_TORCHVISION_MODULES:
-            raise ModelSpecError(f"--model spikingjelly:{name}: SpikingJelly's {mod} imports torchvision, which "
-                                 f"fails to import here ({type(e).__name__}: {_first_line(e)}); install a torchvision "
-                                 "built for this torch, or use a zoo model without torchvision (ms_resnet18, "
-                                 "spikformer_cifar10, ...)") from None
-        raise ModelSpecError(f"--model spikingjelly:{name}: importing {SJ_PACKAGE}.{mod} failed ({type(e).__name__}: "
-                             f"{_first_line(e)})") from None
+            raise ModelSpecError(
+                f"--model spikingjelly:{name}: SpikingJelly's {mod} imports torchvision, which "
+                f"fails to import here ({type(e).__name__}: {_first_line(e)}); install a torchvision "
+                "built for this torch, or use a zoo model without torchvision (ms_resnet18, "
+                "spikformer_cifar10, ...)"
+            ) from None
+        raise ModelSpecError(
+            f"--model spikingjelly:{name}: importing {SJ_PACKAGE}.{mod} failed ({type(e).__name__}: {_first_line(e)})"
+        ) from None
 
 
 def resolve_zoo_builder(name: str):
@@ -196,8 +226,9 @@ def resolve_zoo_builder(name: str):
     builder = getattr(module, fn, None)
     if builder is None or not _is_builder(mod, builder) or fn not in getattr(module, "__all__", (fn,)):
         public = [n for n in getattr(module, "__all__", ()) if _is_builder(mod, getattr(module, n, None))]
-        raise ModelSpecError(f"--model spikingjelly:{name}: {mod} has no builder '{fn}'; it has "
-                             f"{', '.join(public) or 'none'}")
+        raise ModelSpecError(
+            f"--model spikingjelly:{name}: {mod} has no builder '{fn}'; it has {', '.join(public) or 'none'}"
+        )
     return builder, mod
 
 
@@ -210,13 +241,16 @@ def _zoo_kwargs(mod: str, kwargs: dict, spec: str) -> dict:
 
         cls = getattr(neuron, neuron_name, None)
         if not (inspect.isclass(cls) and issubclass(cls, neuron.BaseNode)):
-            raise ModelSpecError(f"--model {spec}: spiking_neuron '{neuron_name}' is not a neuron class of "
-                                 "spikingjelly.activation_based.neuron; use e.g. \"LIFNode\" or \"ParametricLIFNode\"")
+            raise ModelSpecError(
+                f"--model {spec}: spiking_neuron '{neuron_name}' is not a neuron class of "
+                'spikingjelly.activation_based.neuron; use e.g. "LIFNode" or "ParametricLIFNode"'
+            )
         kwargs["spiking_neuron"] = cls
     return kwargs
 
 
 # ---- a user's factory -------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _on_sys_path(folder: Path):
@@ -235,11 +269,14 @@ def _import_user_module(spec: ModelSpec):
         try:
             return importlib.import_module(spec.target)
         except ModuleNotFoundError as e:
-            raise ModelSpecError(f"--model {spec.text}: cannot import {spec.target} (no module named '{e.name}'); "
-                                 "install the package or run from the folder that holds it") from None
+            raise ModelSpecError(
+                f"--model {spec.text}: cannot import {spec.target} (no module named '{e.name}'); "
+                "install the package or run from the folder that holds it"
+            ) from None
         except Exception as e:  # noqa: BLE001 - the user's module raised while importing
-            raise ModelSpecError(f"--model {spec.text}: importing {spec.target} raised {type(e).__name__}: "
-                                 f"{_first_line(e)}") from None
+            raise ModelSpecError(
+                f"--model {spec.text}: importing {spec.target} raised {type(e).__name__}: {_first_line(e)}"
+            ) from None
     path = Path(spec.target).expanduser()
     if not path.is_file():
         raise ModelSpecError(f"--model {spec.text}: file not found: {path} (check the path before ':{spec.factory}')")
@@ -252,15 +289,18 @@ def _import_user_module(spec: ModelSpec):
         with _on_sys_path(path.resolve().parent):
             module_spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - the user's file raised while importing
-        raise ModelSpecError(f"--model {spec.text}: importing {path} raised {type(e).__name__}: "
-                             f"{_first_line(e)}") from None
+        raise ModelSpecError(
+            f"--model {spec.text}: importing {path} raised {type(e).__name__}: {_first_line(e)}"
+        ) from None
     return module
 
 
 # ---- building --------------------------------------------------------------------------------------------
 
-def build_from_spec(spec: str | ModelSpec, *, kwargs: dict | None = None, checkpoint=None, T: int | None = None,
-                    seed: int = 0):
+
+def build_from_spec(
+    spec: str | ModelSpec, *, kwargs: dict | None = None, checkpoint=None, T: int | None = None, seed: int = 0
+):
     """Build the model that ``spec`` names, in eval mode on the CPU.
 
     Args:
@@ -292,11 +332,16 @@ def build_from_spec(spec: str | ModelSpec, *, kwargs: dict | None = None, checkp
         module = _import_user_module(parsed)
         builder = getattr(module, parsed.factory, None)
         if builder is None or not callable(builder):
-            public = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                      and getattr(v, "__module__", None) == module.__name__]
+            public = [
+                n
+                for n, v in vars(module).items()
+                if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+            ]
             what = "has no" if builder is None else "has a non-callable"
-            raise ModelSpecError(f"--model {parsed.text}: {parsed.target} {what} '{parsed.factory}'"
-                                 + (f"; it defines {', '.join(public[:8])}" if public else ""))
+            raise ModelSpecError(
+                f"--model {parsed.text}: {parsed.target} {what} '{parsed.factory}'"
+                + (f"; it defines {', '.join(public[:8])}" if public else "")
+            )
         where = f"{parsed.target}:{parsed.factory}"
         if parsed.kind == "file":
             with _on_sys_path(Path(parsed.target).expanduser().resolve().parent):
@@ -307,10 +352,17 @@ def build_from_spec(spec: str | ModelSpec, *, kwargs: dict | None = None, checkp
     time_loop = None
     if getattr(model, "T", None) is None and T is not None:
         model = DirectEncodingOverTime(model, T)
-        time_loop = (f"direct encoding added by gac-analysis: the image at each of T={T} steps ("
-                     + ("T calls of the single-step model)" if model.step_mode == "s" else "one call on [T,B,...])"))
-    model.gac_model_spec = {"spec": parsed.text, "builder": where, "kwargs": _json_safe(kwargs),
-                            "init_seed": seed, "checkpoint": ckpt_meta, "time_loop": time_loop}
+        time_loop = f"direct encoding added by gac-analysis: the image at each of T={T} steps (" + (
+            "T calls of the single-step model)" if model.step_mode == "s" else "one call on [T,B,...])"
+        )
+    model.gac_model_spec = {
+        "spec": parsed.text,
+        "builder": where,
+        "kwargs": _json_safe(kwargs),
+        "init_seed": seed,
+        "checkpoint": ckpt_meta,
+        "time_loop": time_loop,
+    }
     return model.eval()
 
 
@@ -318,8 +370,9 @@ def _call_builder(builder, kwargs: dict, spec: ModelSpec, T: int | None, where: 
     kwargs = dict(kwargs)
     if T is not None:
         if "T" in kwargs and kwargs["T"] != T:
-            raise ModelSpecError(f"--model {spec.text}: --T {T} contradicts T={kwargs['T']} in --model-kwargs; "
-                                 "give T once")
+            raise ModelSpecError(
+                f"--model {spec.text}: --T {T} contradicts T={kwargs['T']} in --model-kwargs; give T once"
+            )
         if "T" not in kwargs and _accepts(builder, "T"):
             kwargs["T"] = T
     try:
@@ -327,14 +380,19 @@ def _call_builder(builder, kwargs: dict, spec: ModelSpec, T: int | None, where: 
             torch.manual_seed(seed)
             model = builder(**kwargs)
     except Exception as e:  # noqa: BLE001 - whatever the builder raises is the user's one line
-        raise ModelSpecError(f"--model {spec.text}: {where}(**{_short_kwargs(kwargs)}) raised {type(e).__name__}: "
-                             f"{_first_line(e)}") from None
+        raise ModelSpecError(
+            f"--model {spec.text}: {where}(**{_short_kwargs(kwargs)}) raised {type(e).__name__}: {_first_line(e)}"
+        ) from None
     if not isinstance(model, torch.nn.Module):
-        raise ModelSpecError(f"--model {spec.text}: {where} returned a {type(model).__name__}, not a "
-                             "torch.nn.Module; the factory must return the model")
+        raise ModelSpecError(
+            f"--model {spec.text}: {where} returned a {type(model).__name__}, not a "
+            "torch.nn.Module; the factory must return the model"
+        )
     if T is not None and getattr(model, "T", T) != T:
-        raise ModelSpecError(f"--model {spec.text}: the built model has T={model.T} but --T {T} was given; pass T "
-                             "in --model-kwargs or drop --T")
+        raise ModelSpecError(
+            f"--model {spec.text}: the built model has T={model.T} but --T {T} was given; pass T "
+            "in --model-kwargs or drop --T"
+        )
     return model
 
 
@@ -352,8 +410,10 @@ class DirectEncodingOverTime(torch.nn.Module):
 
         modes = {getattr(m, "step_mode", "s") for m in net.modules() if isinstance(m, (BaseNode, SimpleBaseNode))}
         if len(modes) > 1:
-            raise ModelSpecError(f"the model mixes neuron step modes {sorted(modes)} and has no T of its own: set one "
-                                 "step mode (spikingjelly functional.set_step_mode) or give the model a T")
+            raise ModelSpecError(
+                f"the model mixes neuron step modes {sorted(modes)} and has no T of its own: set one "
+                "step mode (spikingjelly functional.set_step_mode) or give the model a T"
+            )
         self.net, self.T, self.step_mode = net, int(T), (modes.pop() if modes else "s")
 
     def forward(self, x):
@@ -381,14 +441,22 @@ def build_embedded(name: str, *, kwargs: dict | None = None, checkpoint=None, T:
     path = EMBEDDED[name]
     if not path.exists():
         if name == "default-direct":
-            raise ModelSpecError(f"--model default-direct: the embedded direct-coding twin ({path.name}) is not in "
-                                 f"this installation ({path.parent}); train it as docs/default_model.md says, or "
-                                 "use --model default")
-        raise CheckpointError(f"the embedded default checkpoint is missing ({path}); pass a checkpoint, or create it "
-                              f"with `gac-analyze train --data digits --out {path}`")
+            raise ModelSpecError(
+                f"--model default-direct: the embedded direct-coding twin ({path.name}) is not in "
+                f"this installation ({path.parent}); train it as docs/default_model.md says, or "
+                "use --model default"
+            )
+        raise CheckpointError(
+            f"the embedded default checkpoint is missing ({path}); pass a checkpoint, or create it "
+            f"with `gac-analyze train --data digits --out {path}`"
+        )
     model = load_model(path, T=T)
-    model.gac_model_spec = {"spec": name, "builder": f"embedded checkpoint {path.name}", "kwargs": {},
-                            "checkpoint": {"path": str(path), "sha256": model.checkpoint_info.sha256}}
+    model.gac_model_spec = {
+        "spec": name,
+        "builder": f"embedded checkpoint {path.name}",
+        "kwargs": {},
+        "checkpoint": {"path": str(path), "sha256": model.checkpoint_info.sha256},
+    }
     return model
 
 
@@ -415,10 +483,14 @@ def load_state_dict_into(model, path, spec_text: str) -> dict:
             parts.append(f"{len(extra)} unexpected (first '{extra[0]}')")
         if shapes:
             k = shapes[0]
-            parts.append(f"{len(shapes)} of another shape (first '{k}': file {list(sd[k].shape)}, model "
-                         f"{list(expected[k].shape)})")
-        raise CheckpointError(f"checkpoint {path} does not fit --model {spec_text} (tensors: {', '.join(parts)}); "
-                              "is it from another model or other --model-kwargs?")
+            parts.append(
+                f"{len(shapes)} of another shape (first '{k}': file {list(sd[k].shape)}, model "
+                f"{list(expected[k].shape)})"
+            )
+        raise CheckpointError(
+            f"checkpoint {path} does not fit --model {spec_text} (tensors: {', '.join(parts)}); "
+            "is it from another model or other --model-kwargs?"
+        )
     model.load_state_dict(sd, strict=True)
     return {"path": str(path), "sha256": file_sha256(path), "tensors": len(sd)}
 

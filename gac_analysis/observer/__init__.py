@@ -21,7 +21,16 @@ from gac_analysis.observer.run import observe
 from gac_analysis.observer.sweep import sweep_T
 
 __all__ = [
-    "ClosedForm", "DEFINITIONS", "ObserverReport", "closed_form_duration", "direct_closed_form",
-    "distinct_values", "dynamic_duration", "last_change", "observe", "pattern_entropy", "sweep_T",
+    "ClosedForm",
+    "DEFINITIONS",
+    "ObserverReport",
+    "closed_form_duration",
+    "direct_closed_form",
+    "distinct_values",
+    "dynamic_duration",
+    "last_change",
+    "observe",
+    "pattern_entropy",
+    "sweep_T",
     "temporal_variance",
 ]

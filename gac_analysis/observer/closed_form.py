@@ -28,8 +28,13 @@ import torch
 
 from gac_analysis.observer.dynamics import dynamic_duration
 
-__all__ = ["ClosedForm", "membrane_before_first_spike", "direct_closed_form", "closed_form_duration",
-           "simulated_direct_duration"]
+__all__ = [
+    "ClosedForm",
+    "membrane_before_first_spike",
+    "direct_closed_form",
+    "closed_form_duration",
+    "simulated_direct_duration",
+]
 
 NEAR_THRESHOLD_TOL = 1e-6
 
@@ -37,8 +42,8 @@ NEAR_THRESHOLD_TOL = 1e-6
 class ClosedForm(NamedTuple):
     """Per-neuron closed-form facts (all shaped like the input current ``I``)."""
 
-    duration: torch.Tensor        # int64, 1..T: the dynamic duration seen in the window
-    first_spike: torch.Tensor     # int64, the step k of the first spike if k <= T, else 0 (no spike in the window)
+    duration: torch.Tensor  # int64, 1..T: the dynamic duration seen in the window
+    first_spike: torch.Tensor  # int64, the step k of the first spike if k <= T, else 0 (no spike in the window)
     near_threshold: torch.Tensor  # bool, membrane within near_tol of V at some step j <= min(k, T)
 
 
@@ -46,12 +51,13 @@ def membrane_before_first_spike(I: torch.Tensor, T: int, decay: float) -> torch.
     """``u_j = I (1 - b^j) / (1 - b)`` for j = 1..T, float64 ``[T, *I.shape]`` (membrane units)."""
     I64 = torch.as_tensor(I).to(torch.float64)
     j = torch.arange(1, T + 1, dtype=torch.float64)
-    gain = (1.0 - decay ** j) / (1.0 - decay)  # [T]
+    gain = (1.0 - decay**j) / (1.0 - decay)  # [T]
     return gain.reshape(T, *([1] * I64.dim())) * I64.unsqueeze(0)
 
 
-def direct_closed_form(I: torch.Tensor, T: int, decay: float, v_threshold: float, *,
-                       near_tol: float = NEAR_THRESHOLD_TOL) -> ClosedForm:
+def direct_closed_form(
+    I: torch.Tensor, T: int, decay: float, v_threshold: float, *, near_tol: float = NEAR_THRESHOLD_TOL
+) -> ClosedForm:
     """Closed-form direct-coding duration, first spike and near-threshold flag for constant inputs ``I``.
 
     Args:
@@ -62,11 +68,12 @@ def direct_closed_form(I: torch.Tensor, T: int, decay: float, v_threshold: float
     """
     if T < 1:
         raise ValueError(f"T must be >= 1 (got {T})")
-    u = membrane_before_first_spike(I, T, decay)              # [T, *]
+    u = membrane_before_first_spike(I, T, decay)  # [T, *]
     above = u > v_threshold
     fires = above.any(dim=0)
-    k = torch.where(fires, above.to(torch.int8).argmax(dim=0).to(torch.int64) + 1,
-                    torch.zeros(fires.shape, dtype=torch.int64))
+    k = torch.where(
+        fires, above.to(torch.int8).argmax(dim=0).to(torch.int64) + 1, torch.zeros(fires.shape, dtype=torch.int64)
+    )
     duration = torch.where(fires, k, torch.ones_like(k))
     # steps j <= min(k, T): the whole window where it does not fire within T
     steps = torch.arange(1, T + 1, dtype=torch.int64).reshape(T, *([1] * k.dim()))

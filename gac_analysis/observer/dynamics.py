@@ -27,8 +27,15 @@ import numpy as np
 import torch
 
 __all__ = [
-    "values_equal", "dynamic_duration", "distinct_values", "last_change", "temporal_variance",
-    "pattern_keys", "PatternCounter", "pattern_entropy", "entropy_bits",
+    "values_equal",
+    "dynamic_duration",
+    "distinct_values",
+    "last_change",
+    "temporal_variance",
+    "pattern_keys",
+    "PatternCounter",
+    "pattern_entropy",
+    "entropy_bits",
 ]
 
 

@@ -17,37 +17,36 @@ JSON_VIOLATIONS = 100
 
 #: The operational definitions every report states (see docs/observer.md).
 DEFINITIONS: dict[str, str] = {
-    "observer": "one encoder output neuron (image, channel, y, x) seen over the T time steps: the sequence "
-                "o[1..T]",
+    "observer": "one encoder output neuron (image, channel, y, x) seen over the T time steps: the sequence o[1..T]",
     "direct_coding": "o = LIF(I) with I = BN(Conv(x)) the stem output (constant over t for a static image) "
-                     "and the model's own LIF (fires when u > V_th, strictly; hard reset to 0; membrane "
-                     "starts at 0)",
+    "and the model's own LIF (fires when u > V_th, strictly; hard reset to 0; membrane "
+    "starts at 0)",
     "gac_coding": "o = sigmoid(TA(I) * SCA(I)) * LIF(I): the output of the model's GAC encoder forward, "
-                  "with the same Conv-BN and the same LIF",
+    "with the same Conv-BN and the same LIF",
     "value_equality": "two output values a, b are equal when |a - b| <= atol and (a == 0) == (b == 0): real "
-                      "values within the tolerance, but a zero and a non-zero value are never equal (whether "
-                      "the neuron emitted anything is an exact event)",
+    "values within the tolerance, but a zero and a non-zero value are never equal (whether "
+    "the neuron emitted anything is an exact event)",
     "dynamic_duration": "the smallest period p in 1..T with o[t + p] == o[t] for every t in 1..T-p; p = T "
-                        "means no repetition inside the window; unit: time steps. T_d: of direct coding, "
-                        "T_g: of GAC",
+    "means no repetition inside the window; unit: time steps. T_d: of direct coding, "
+    "T_g: of GAC",
     "distinct_values": "number of distinct values of o over t (sorted values split where neighbours differ by "
-                       "more than atol; 0 is its own value)",
+    "more than atol; 0 is its own value)",
     "last_change": "max t (1-based) with o[t] != o[t-1]; 0 for a constant sequence; unit: time steps",
     "temporal_variance": "mean over t of (o[t] - mean_t o)^2; unit: squared output units",
     "pattern_entropy": "entropy in bits of the distribution of whole sequences across all observed neurons; "
-                       "real values quantised as round(o / atol) plus the exact zero/non-zero pattern",
+    "real values quantised as round(o / atol) plus the exact zero/non-zero pattern",
     "closed_form_T_d": "for constant I, decay b, threshold V: I > V -> 1; I / (1 - b) <= V -> 1 (never fires); "
-                       "else the first k with I (1 - b^k) / (1 - b) > V, giving k if k <= T, else 1 (the "
-                       "window shows only zeros); computed in float64",
+    "else the first k with I (1 - b^k) / (1 - b) > V, giving k if k <= T, else 1 (the "
+    "window shows only zeros); computed in float64",
     "near_threshold": "the membrane I (1 - b^j) / (1 - b) comes within near_threshold_tol of V at some step "
-                      "j <= min(k, T): rounding may decide the spike either way, so these neurons are counted "
-                      "apart from the closed-form agreement",
+    "j <= min(k, T): rounding may decide the spike either way, so these neurons are counted "
+    "apart from the closed-form agreement",
     "proposition_1": "T_g >= T_d on every neuron (sigmoid > 0, so GAC is non-zero exactly where the spikes "
-                     "are and every period of GAC is a period of the spikes); a violation is a neuron with "
-                     "T_g < T_d",
+    "are and every period of GAC is a period of the spikes); a violation is a neuron with "
+    "T_g < T_d",
     "precision": "float32: the stem and encoder as the model runs them; float64: the same weights evaluated "
-                 "in float64 (the exact-arithmetic statement; float32 sigmoid returns exactly 0 below "
-                 "about -88.7 and can erase a spike)",
+    "in float64 (the exact-arithmetic statement; float32 sigmoid returns exactly 0 below "
+    "about -88.7 and can erase a spike)",
 }
 
 
@@ -56,8 +55,10 @@ def format_verdict(num_neurons: int, violations: list[dict], num_violations: int
     if num_violations == 0:
         return f"Proposition 1 holds (T_g >= T_d on every one of {num_neurons} neurons)"
     v = violations[0]
-    return (f"Proposition 1 FAILS: {num_violations} violations, first at image {v['image']} channel "
-            f"{v['channel']} ({v['y']}, {v['x']}) T_d={v['T_d']} T_g={v['T_g']}")
+    return (
+        f"Proposition 1 FAILS: {num_violations} violations, first at image {v['image']} channel "
+        f"{v['channel']} ({v['y']}, {v['x']}) T_d={v['T_d']} T_g={v['T_g']}"
+    )
 
 
 @dataclass
@@ -164,10 +165,17 @@ class ObserverReport:
             "seeded_gac": self.seeded_gac,
             "mean_T_d": self.mean_T_d,
             "mean_T_g": self.mean_T_g,
-            "histogram": {"durations": list(range(1, self.T + 1)), "T_d": list(self.histogram_T_d),
-                          "T_g": list(self.histogram_T_g)},
-            "count_gt": self.count_gt, "count_eq": self.count_eq, "count_lt": self.count_lt,
-            "fraction_gt": self.fraction_gt, "fraction_eq": self.fraction_eq, "fraction_lt": self.fraction_lt,
+            "histogram": {
+                "durations": list(range(1, self.T + 1)),
+                "T_d": list(self.histogram_T_d),
+                "T_g": list(self.histogram_T_g),
+            },
+            "count_gt": self.count_gt,
+            "count_eq": self.count_eq,
+            "count_lt": self.count_lt,
+            "fraction_gt": self.fraction_gt,
+            "fraction_eq": self.fraction_eq,
+            "fraction_lt": self.fraction_lt,
             "closed_form": self.closed_form,
             "support_mismatch_neurons": self.support_mismatch,
             "gate_zero_at_spike": self.gate_zero_at_spike,

@@ -45,6 +45,7 @@ FIRST_DISAGREEMENTS = 20
 
 # ---- inputs ---------------------------------------------------------------------------------------
 
+
 def _observed_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
     """The checked batches of at most ``batch_size`` images; :class:`DataError` when there are none."""
     any_batch = False
@@ -66,6 +67,7 @@ def _describe_data(images: Any, data_description: dict | None, num_images: int) 
 
 # ---- the encoders ---------------------------------------------------------------------------------
 
+
 def _gac_encoder(model, seeded_gac: bool):
     enc = getattr(model, "encoder", None)
     if enc is not None and hasattr(enc, "gate_values") and hasattr(enc, "lif"):
@@ -75,7 +77,8 @@ def _gac_encoder(model, seeded_gac: bool):
             f"the model ({getattr(model, 'arch', type(model).__name__)}, coding "
             f"{getattr(model, 'coding', '?')!r}) has no GAC weights: the GAC side of the observer needs them; "
             "use a GAC checkpoint, or observe(..., seeded_gac=True) to compare with a GAC encoder of seeded "
-            f"weights (seed {SEED}), which the report flags")
+            f"weights (seed {SEED}), which the report flags"
+        )
     from gac_analysis.models.gac import GACEncoder
 
     with torch.random.fork_rng(devices=[]):
@@ -112,6 +115,7 @@ FLOAT32_SIGMOID_ZERO = 1.0 / float(torch.finfo(torch.float32).max)
 
 # ---- accumulation ---------------------------------------------------------------------------------
 
+
 class _Accumulator:
     def __init__(self, T: int, atol: float, keep_neurons: bool, max_violations: int):
         self.T, self.atol, self.keep, self.max_violations = T, atol, keep_neurons, max_violations
@@ -138,8 +142,9 @@ class _Accumulator:
         f = flat.numpy()
         return (self.images + f // (C * H * W), (f // (H * W)) % C, (f // W) % H, f % W)
 
-    def add(self, I: torch.Tensor, spikes: torch.Tensor, gac: torch.Tensor, decay: float, vth: float,
-            near_tol: float) -> None:
+    def add(
+        self, I: torch.Tensor, spikes: torch.Tensor, gac: torch.Tensor, decay: float, vth: float, near_tol: float
+    ) -> None:
         """Account one batch: stem output ``I``, the direct spikes and the GAC output, all ``[T, B, C, H, W]``."""
         m = self._measure(I, spikes, gac, decay, vth, near_tol)
         self._count(m)
@@ -159,9 +164,22 @@ class _Accumulator:
         Td, Tg = dynamic_duration(s2, 0.0), dynamic_duration(g2, self.atol)
         cf = direct_closed_form(i0, T, decay, vth, near_tol=near_tol)
         fired, emitted = s2 != 0, g2 != 0
-        return SimpleNamespace(shape=tuple(I.shape[1:]), s2=s2, g2=g2, i0=i0, Td=Td, Tg=Tg, cf=cf,
-                               agree=Td == cf.duration, near=cf.near_threshold, fired=fired, emitted=emitted,
-                               mismatch=(fired != emitted).any(dim=0), zero_at_spike=fired & ~emitted, n=s2.shape[1])
+        return SimpleNamespace(
+            shape=tuple(I.shape[1:]),
+            s2=s2,
+            g2=g2,
+            i0=i0,
+            Td=Td,
+            Tg=Tg,
+            cf=cf,
+            agree=Td == cf.duration,
+            near=cf.near_threshold,
+            fired=fired,
+            emitted=emitted,
+            mismatch=(fired != emitted).any(dim=0),
+            zero_at_spike=fired & ~emitted,
+            n=s2.shape[1],
+        )
 
     def _count(self, m: SimpleNamespace) -> None:
         """Histograms, T_g vs T_d counts, closed-form agreement and support counts."""
@@ -189,9 +207,18 @@ class _Accumulator:
             return
         bad = bad[: FIRST_DISAGREEMENTS - len(self.first_disagreements)]
         for k, (im, c, y, x) in zip(bad.tolist(), zip(*self._where(bad, m.shape))):
-            self.first_disagreements.append({
-                "image": int(im), "channel": int(c), "y": int(y), "x": int(x), "I": float(m.i0[k]),
-                "T_d": int(m.Td[k]), "T_d_closed": int(m.cf.duration[k]), "spikes": m.s2[:, k].tolist()})
+            self.first_disagreements.append(
+                {
+                    "image": int(im),
+                    "channel": int(c),
+                    "y": int(y),
+                    "x": int(x),
+                    "I": float(m.i0[k]),
+                    "T_d": int(m.Td[k]),
+                    "T_d_closed": int(m.cf.duration[k]),
+                    "spikes": m.s2[:, k].tolist(),
+                }
+            )
 
     def _record_violations(self, m: SimpleNamespace) -> None:
         """Every neuron with T_g < T_d: counted with its cause, listed up to ``max_violations``."""
@@ -202,20 +229,40 @@ class _Accumulator:
         zeroed = m.zero_at_spike.any(dim=0)
         extra = (m.emitted & ~m.fired).any(dim=0)
         for k, (im, c, y, x) in zip(idx.tolist(), zip(*self._where(idx, m.shape))):
-            cause = ("gate exactly 0 at a spike" if bool(zeroed[k]) else
-                     "GAC non-zero without a spike" if bool(extra[k]) else "other")
+            cause = (
+                "gate exactly 0 at a spike"
+                if bool(zeroed[k])
+                else "GAC non-zero without a spike"
+                if bool(extra[k])
+                else "other"
+            )
             self.causes[cause] += 1
             if len(self.violations) < self.max_violations:
-                self.violations.append({
-                    "image": int(im), "channel": int(c), "y": int(y), "x": int(x), "T_d": int(m.Td[k]),
-                    "T_g": int(m.Tg[k]), "I": float(m.i0[k]), "spikes": [float(v) for v in m.s2[:, k].tolist()],
-                    "gac": [float(v) for v in m.g2[:, k].tolist()], "cause": cause})
+                self.violations.append(
+                    {
+                        "image": int(im),
+                        "channel": int(c),
+                        "y": int(y),
+                        "x": int(x),
+                        "T_d": int(m.Td[k]),
+                        "T_g": int(m.Tg[k]),
+                        "I": float(m.i0[k]),
+                        "spikes": [float(v) for v in m.s2[:, k].tolist()],
+                        "gac": [float(v) for v in m.g2[:, k].tolist()],
+                        "cause": cause,
+                    }
+                )
 
     def _add_secondary(self, m: SimpleNamespace) -> dict[str, torch.Tensor]:
         """Distinct values, last change, temporal variance and patterns of both codings (summed)."""
-        sec = {"dd": distinct_values(m.s2, 0.0), "dg": distinct_values(m.g2, self.atol),
-               "ld": last_change(m.s2, 0.0), "lg": last_change(m.g2, self.atol),
-               "vd": temporal_variance(m.s2), "vg": temporal_variance(m.g2)}
+        sec = {
+            "dd": distinct_values(m.s2, 0.0),
+            "dg": distinct_values(m.g2, self.atol),
+            "ld": last_change(m.s2, 0.0),
+            "lg": last_change(m.g2, self.atol),
+            "vd": temporal_variance(m.s2),
+            "vg": temporal_variance(m.g2),
+        }
         for coding, dur, d in (("direct", m.Td, "d"), ("gac", m.Tg, "g")):
             acc = self.sums[coding]
             acc["duration"] += int(dur.sum())
@@ -230,19 +277,29 @@ class _Accumulator:
         """One row per neuron of this batch for ``neurons.csv``."""
         image, channel, y, x = self._where(torch.arange(m.n), m.shape)
         small = np.int16 if self.T < 32000 else np.int32
-        self.tables.append({
-            "image": image.astype(np.int32), "channel": channel.astype(np.int32),
-            "y": y.astype(np.int32), "x": x.astype(np.int32),
-            "I": m.i0.numpy().copy(),
-            "T_d": m.Td.numpy().astype(small), "T_g": m.Tg.numpy().astype(small),
-            "T_d_closed": m.cf.duration.numpy().astype(small), "first_spike": m.cf.first_spike.numpy().astype(small),
-            "near_threshold": m.near.numpy(), "closed_agree": m.agree.numpy(),
-            "num_spikes": m.fired.sum(dim=0).numpy().astype(small),
-            "distinct_d": sec["dd"].numpy().astype(small), "distinct_g": sec["dg"].numpy().astype(small),
-            "last_change_d": sec["ld"].numpy().astype(small), "last_change_g": sec["lg"].numpy().astype(small),
-            "var_d": sec["vd"].numpy().astype(np.float32), "var_g": sec["vg"].numpy().astype(np.float32),
-            "support_mismatch": m.mismatch.numpy(),
-        })
+        self.tables.append(
+            {
+                "image": image.astype(np.int32),
+                "channel": channel.astype(np.int32),
+                "y": y.astype(np.int32),
+                "x": x.astype(np.int32),
+                "I": m.i0.numpy().copy(),
+                "T_d": m.Td.numpy().astype(small),
+                "T_g": m.Tg.numpy().astype(small),
+                "T_d_closed": m.cf.duration.numpy().astype(small),
+                "first_spike": m.cf.first_spike.numpy().astype(small),
+                "near_threshold": m.near.numpy(),
+                "closed_agree": m.agree.numpy(),
+                "num_spikes": m.fired.sum(dim=0).numpy().astype(small),
+                "distinct_d": sec["dd"].numpy().astype(small),
+                "distinct_g": sec["dg"].numpy().astype(small),
+                "last_change_d": sec["ld"].numpy().astype(small),
+                "last_change_g": sec["lg"].numpy().astype(small),
+                "var_d": sec["vd"].numpy().astype(np.float32),
+                "var_g": sec["vg"].numpy().astype(np.float32),
+                "support_mismatch": m.mismatch.numpy(),
+            }
+        )
 
     def summary(self) -> pd.DataFrame:
         rows = {}
@@ -272,34 +329,55 @@ def _diagnosis(acc: _Accumulator, precision: str) -> str:
     if acc.support_mismatch == 0:
         parts.append("the GAC output is non-zero exactly where the spikes are, on every neuron")
     else:
-        parts.append(f"on {acc.support_mismatch} neurons the GAC output is not non-zero exactly where the spikes "
-                     f"are ({acc.gate_zero} (neuron, step) positions with a spike but a GAC output of exactly 0)")
+        parts.append(
+            f"on {acc.support_mismatch} neurons the GAC output is not non-zero exactly where the spikes "
+            f"are ({acc.gate_zero} (neuron, step) positions with a spike but a GAC output of exactly 0)"
+        )
         if acc.gate_zero and precision == "float32":
-            parts.append("a gate of exactly 0 at a spike is float32 sigmoid underflow (TA*SCA below about -88.7, "
-                         "where exp overflows in float32) unless the encoder is broken; rerun with "
-                         "precision='float64' (--precision float64) to test the exact-arithmetic statement")
+            parts.append(
+                "a gate of exactly 0 at a spike is float32 sigmoid underflow (TA*SCA below about -88.7, "
+                "where exp overflows in float32) unless the encoder is broken; rerun with "
+                "precision='float64' (--precision float64) to test the exact-arithmetic statement"
+            )
     if acc.float32_underflow and precision == "float64":
-        parts.append(f"in float32, as the model runs, {acc.float32_underflow} (neuron, step) positions with a spike "
-                     "get a gate that float32 sigmoid rounds to exactly 0 (its input below -88.7), "
-                     "which silences those spikes; --precision float32 shows the effect on T_g")
+        parts.append(
+            f"in float32, as the model runs, {acc.float32_underflow} (neuron, step) positions with a spike "
+            "get a gate that float32 sigmoid rounds to exactly 0 (its input below -88.7), "
+            "which silences those spikes; --precision float32 shows the effect on T_g"
+        )
     if acc.num_violations:
         causes = ", ".join(f"{v} {k}" for k, v in acc.causes.items() if v)
         parts.append(f"violation causes: {causes}")
     if acc.cf["disagree"]:
-        parts.append(f"WARNING: the closed form disagrees with the simulated direct coding on {acc.cf['disagree']} "
-                     "neurons away from the threshold: a bug in the model's LIF or in the tool")
+        parts.append(
+            f"WARNING: the closed form disagrees with the simulated direct coding on {acc.cf['disagree']} "
+            "neurons away from the threshold: a bug in the model's LIF or in the tool"
+        )
     if acc.max_input_variation > 0:
-        parts.append(f"the stem output varies over t (max {acc.max_input_variation:.3g}): the closed form assumes "
-                     "a constant input; is the model in training mode?")
+        parts.append(
+            f"the stem output varies over t (max {acc.max_input_variation:.3g}): the closed form assumes "
+            "a constant input; is the model in training mode?"
+        )
     return "; ".join(parts)
 
 
 # ---- the entry point --------------------------------------------------------------------------------
 
-def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_threshold_tol: float = NEAR_THRESHOLD_TOL,
-            precision: str = "float64", seeded_gac: bool = False, keep_neurons: bool = True,
-            max_violations: int = 100_000, data_description: dict | None = None,
-            seed: int | None = None) -> ObserverReport:
+
+def observe(
+    model,
+    images,
+    *,
+    atol: float = 1e-6,
+    batch_size: int = 8,
+    near_threshold_tol: float = NEAR_THRESHOLD_TOL,
+    precision: str = "float64",
+    seeded_gac: bool = False,
+    keep_neurons: bool = True,
+    max_violations: int = 100_000,
+    data_description: dict | None = None,
+    seed: int | None = None,
+) -> ObserverReport:
     """Measure T_d and T_g on every encoder output neuron and test Proposition 1 (``T_g >= T_d``).
 
     Args:
@@ -357,8 +435,10 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
                 gac, spikes = encoder_outputs(encoder, lif, I)
                 for where, t in (("stem", I), ("encoder", gac)):  # no verdict on NaN / inf (issue 11 item 4)
                     if not bool(torch.isfinite(t).all()):
-                        raise DataError(f"the {where}'s output holds NaN or inf values: Proposition 1 cannot be "
-                                        "judged on it; check the model's weights and the input images")
+                        raise DataError(
+                            f"the {where}'s output holds NaN or inf values: Proposition 1 cannot be "
+                            "judged on it; check the model's weights and the input images"
+                        )
                 acc.add(I, spikes, gac, decay, vth, float(near_threshold_tol))
     finally:
         for m, was in flags.items():
@@ -369,23 +449,44 @@ def observe(model, images, *, atol: float = 1e-6, batch_size: int = 8, near_thre
     model_facts = model_provenance(model)
     provenance = {
         **software_versions(),
-        "arch": model_facts["arch"], "T": T, "coding": model_facts["coding"],
-        "lif_variant": getattr(lif, "variant", None), "decay": decay, "v_threshold": vth,
-        "width": model_facts["width"], "checkpoint": model_facts["checkpoint"],
-        "data": _describe_data(images, data_description, acc.images), "seed": seed,
+        "arch": model_facts["arch"],
+        "T": T,
+        "coding": model_facts["coding"],
+        "lif_variant": getattr(lif, "variant", None),
+        "decay": decay,
+        "v_threshold": vth,
+        "width": model_facts["width"],
+        "checkpoint": model_facts["checkpoint"],
+        "data": _describe_data(images, data_description, acc.images),
+        "seed": seed,
         "gac_weights": f"seeded (torch.Generator seed {SEED})" if seeded else "model",
         "max_input_variation_over_t": acc.max_input_variation,
     }
     closed = {**acc.cf, "first_disagreements": acc.first_disagreements}
     return ObserverReport(
-        T=T, atol=atol, near_threshold_tol=float(near_threshold_tol), precision=precision,
-        num_images=acc.images, num_neurons=acc.n, neurons=acc.neurons(), summary=acc.summary(),
-        histogram_T_d=[int(v) for v in acc.hist_d], histogram_T_g=[int(v) for v in acc.hist_g],
-        count_gt=acc.gt, count_eq=acc.eq, count_lt=acc.lt, closed_form=closed,
-        support_mismatch=acc.support_mismatch, gate_zero_at_spike=acc.gate_zero,
+        T=T,
+        atol=atol,
+        near_threshold_tol=float(near_threshold_tol),
+        precision=precision,
+        num_images=acc.images,
+        num_neurons=acc.n,
+        neurons=acc.neurons(),
+        summary=acc.summary(),
+        histogram_T_d=[int(v) for v in acc.hist_d],
+        histogram_T_g=[int(v) for v in acc.hist_g],
+        count_gt=acc.gt,
+        count_eq=acc.eq,
+        count_lt=acc.lt,
+        closed_form=closed,
+        support_mismatch=acc.support_mismatch,
+        gate_zero_at_spike=acc.gate_zero,
         float32_gate_underflow_at_spike=acc.float32_underflow if precision == "float64" else None,
-        violations=acc.violations, num_violations=acc.num_violations,
-        verdict=format_verdict(acc.n, acc.violations, acc.num_violations), holds=acc.num_violations == 0,
-        diagnosis=_diagnosis(acc, precision), seeded_gac=seeded, provenance=provenance,
+        violations=acc.violations,
+        num_violations=acc.num_violations,
+        verdict=format_verdict(acc.n, acc.violations, acc.num_violations),
+        holds=acc.num_violations == 0,
+        diagnosis=_diagnosis(acc, precision),
+        seeded_gac=seeded,
+        provenance=provenance,
         definitions=dict(DEFINITIONS),
     )

@@ -28,9 +28,23 @@ from gac_analysis.observer.seeding import SEED, seed_parameters_
 
 __all__ = ["sweep_T", "build_at_T", "SWEEP_COLUMNS"]
 
-SWEEP_COLUMNS = ["T", "ta_source", "sca_source", "num_neurons", "mean_T_d", "mean_T_g", "fraction_gt",
-                 "fraction_eq", "fraction_lt", "violations", "closed_form_checked", "closed_form_agree",
-                 "near_threshold", "support_mismatch", "holds"]
+SWEEP_COLUMNS = [
+    "T",
+    "ta_source",
+    "sca_source",
+    "num_neurons",
+    "mean_T_d",
+    "mean_T_g",
+    "fraction_gt",
+    "fraction_eq",
+    "fraction_lt",
+    "violations",
+    "closed_form_checked",
+    "closed_form_agree",
+    "near_threshold",
+    "support_mismatch",
+    "holds",
+]
 
 
 def _load(ckpt_path, T_hint: int):
@@ -52,8 +66,9 @@ def build_at_T(canonical: dict, info, T: int):
     if T < 2:
         raise ConfigError(f"T={T} is too small for GAC: its temporal attention needs T >= 2")
     with torch.random.fork_rng(devices=[]):  # the fresh init is overwritten; leave the caller's RNG alone
-        model = build_model(info.arch, num_classes=info.num_classes, T=T, coding="gac", width=info.width,
-                            sca_kernel=info.sca_kernel)
+        model = build_model(
+            info.arch, num_classes=info.num_classes, T=T, coding="gac", width=info.width, sca_kernel=info.sca_kernel
+        )
     target = model.state_dict()
 
     def fits(prefix: str) -> bool:
@@ -68,8 +83,10 @@ def build_at_T(canonical: dict, info, T: int):
             continue
         if k not in canonical or tuple(canonical[k].shape) != tuple(t.shape):
             got = list(canonical[k].shape) if k in canonical else "missing"
-            raise CheckpointError(f"checkpoint {info.path}: tensor '{k}' ({got}) does not fit the architecture "
-                                  f"{info.arch} at T={T} (expected {list(t.shape)})")
+            raise CheckpointError(
+                f"checkpoint {info.path}: tensor '{k}' ({got}) does not fit the architecture "
+                f"{info.arch} at T={T} (expected {list(t.shape)})"
+            )
         state[k] = canonical[k]
     model.load_state_dict(state, strict=True)
     if not ta_ok:
@@ -87,9 +104,18 @@ def _replayable(images: Any, batch_size: int):
     return list(iter_image_batches(images, batch_size, split=True))
 
 
-def sweep_T(ckpt_path: str | Path, Ts: Iterable[int], images: Any, *, atol: float = 1e-6, batch_size: int = 8,
-            near_threshold_tol: float = NEAR_THRESHOLD_TOL, precision: str = "float64", seed: int | None = None,
-            return_reports: bool = False):
+def sweep_T(
+    ckpt_path: str | Path,
+    Ts: Iterable[int],
+    images: Any,
+    *,
+    atol: float = 1e-6,
+    batch_size: int = 8,
+    near_threshold_tol: float = NEAR_THRESHOLD_TOL,
+    precision: str = "float64",
+    seed: int | None = None,
+    return_reports: bool = False,
+):
     """Observe the checkpoint's encoder at every T in ``Ts`` (see the module docstring).
 
     Returns a DataFrame with one row per T (columns :data:`SWEEP_COLUMNS`: the TA/SCA weight sources,
@@ -108,17 +134,36 @@ def sweep_T(ckpt_path: str | Path, Ts: Iterable[int], images: Any, *, atol: floa
     rows, reports = [], []
     for T in Ts:
         model, ta_source, sca_source = build_at_T(canonical, info, T)
-        rep = observe(model, images, atol=atol, batch_size=batch_size, near_threshold_tol=near_threshold_tol,
-                      precision=precision, keep_neurons=False, seed=seed)
+        rep = observe(
+            model,
+            images,
+            atol=atol,
+            batch_size=batch_size,
+            near_threshold_tol=near_threshold_tol,
+            precision=precision,
+            keep_neurons=False,
+            seed=seed,
+        )
         del model
-        rows.append({
-            "T": T, "ta_source": ta_source, "sca_source": sca_source, "num_neurons": rep.num_neurons,
-            "mean_T_d": rep.mean_T_d, "mean_T_g": rep.mean_T_g, "fraction_gt": rep.fraction_gt,
-            "fraction_eq": rep.fraction_eq, "fraction_lt": rep.fraction_lt, "violations": rep.num_violations,
-            "closed_form_checked": rep.closed_form["checked"], "closed_form_agree": rep.closed_form["agree"],
-            "near_threshold": rep.closed_form["near_threshold"], "support_mismatch": rep.support_mismatch,
-            "holds": rep.holds,
-        })
+        rows.append(
+            {
+                "T": T,
+                "ta_source": ta_source,
+                "sca_source": sca_source,
+                "num_neurons": rep.num_neurons,
+                "mean_T_d": rep.mean_T_d,
+                "mean_T_g": rep.mean_T_g,
+                "fraction_gt": rep.fraction_gt,
+                "fraction_eq": rep.fraction_eq,
+                "fraction_lt": rep.fraction_lt,
+                "violations": rep.num_violations,
+                "closed_form_checked": rep.closed_form["checked"],
+                "closed_form_agree": rep.closed_form["agree"],
+                "near_threshold": rep.closed_form["near_threshold"],
+                "support_mismatch": rep.support_mismatch,
+                "holds": rep.holds,
+            }
+        )
         reports.append(rep)
     df = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     return (df, reports) if return_reports else df

@@ -36,8 +36,9 @@ def zero_pixel_fill(mean: Sequence[float], std: Sequence[float]) -> tuple[float,
     return tuple(-m / s for m, s in zip(mean, std))
 
 
-def random_shift(x: torch.Tensor, gen: torch.Generator, *, pad: int,
-                 fill: float | Sequence[float] = 0.0) -> torch.Tensor:
+def random_shift(
+    x: torch.Tensor, gen: torch.Generator, *, pad: int, fill: float | Sequence[float] = 0.0
+) -> torch.Tensor:
     """Translate every image of ``x`` by an independent random offset in ``[-pad, pad]^2``."""
     if pad <= 0:
         return x
@@ -48,12 +49,12 @@ def random_shift(x: torch.Tensor, gen: torch.Generator, *, pad: int,
         raise ValueError(f"fill needs 1 or {c} values, got {fills.numel()}")
     if bool((fills != 0).any()):
         border = torch.ones(1, 1, h, w, dtype=x.dtype)
-        border = 1.0 - F.pad(border, (pad, pad, pad, pad), value=0.0)     # 1 on the padding
+        border = 1.0 - F.pad(border, (pad, pad, pad, pad), value=0.0)  # 1 on the padding
         padded = padded + border * fills.view(1, -1, 1, 1)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]      # [B, 1, H, 1]
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]      # [B, 1, 1, W]
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]  # [B, 1, 1, W]
     bi = torch.arange(b)[:, None, None, None]
     ci = torch.arange(c)[None, :, None, None]
     return padded[bi, ci, rows, cols].contiguous()

@@ -37,13 +37,13 @@ TrainData = Union[DataSource, TensorPair]
 class EpochStats:
     """One finished (or, with ``max_steps``, cut short) epoch."""
 
-    epoch: int                       # 1-based
-    steps: int                       # optimiser steps taken in this epoch
-    train_loss: float                # mean loss over the epoch's steps
-    train_accuracy: float            # accuracy on the (augmented) training batches, in train mode
+    epoch: int  # 1-based
+    steps: int  # optimiser steps taken in this epoch
+    train_loss: float  # mean loss over the epoch's steps
+    train_accuracy: float  # accuracy on the (augmented) training batches, in train mode
     heldout_accuracy: Optional[float]
-    lr_end: float                    # learning rate after the epoch's last step
-    seconds: float                   # wall time of the epoch (evaluation included)
+    lr_end: float  # learning rate after the epoch's last step
+    seconds: float  # wall time of the epoch (evaluation included)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TrainResult:
     planned_steps: int = 0
     train_time_s: float = 0.0
     seed: int = 0
-    stopped_early: bool = False      # max_steps ended the run before the planned epochs
+    stopped_early: bool = False  # max_steps ended the run before the planned epochs
     #: the settings the run used: lr, momentum, weight_decay, schedule, loss, augmentation (what it does)
     recipe: dict = field(default_factory=dict)
 
@@ -90,7 +90,7 @@ def set_deterministic(seed: int, *, strict: bool = False) -> torch.Generator:
     try:
         import numpy as np
 
-        np.random.seed(seed % (2 ** 32))
+        np.random.seed(seed % (2**32))
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
     torch.manual_seed(seed)
@@ -100,6 +100,7 @@ def set_deterministic(seed: int, *, strict: bool = False) -> torch.Generator:
 
 
 # ---- data access ------------------------------------------------------------------------------------
+
 
 class _Batches:
     """Uniform access to training data: a DataSource (loaded per batch) or in-memory tensors."""
@@ -115,8 +116,9 @@ class _Batches:
         else:
             images, labels = data
             if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-                raise ValueError(f"expected images [N, C, H, W] and labels [N], got {list(images.shape)} "
-                                 f"and {list(labels.shape)}")
+                raise ValueError(
+                    f"expected images [N, C, H, W] and labels [N], got {list(images.shape)} and {list(labels.shape)}"
+                )
             self.source = None
             self.images = images.float()
             self.labels = labels.long()
@@ -152,6 +154,7 @@ def _resolve_augment(augment, data: TrainData) -> tuple[Augment | None, str]:
 
 # ---- evaluation ---------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, images, labels: torch.Tensor | None = None, batch_size: int = 128) -> float:
     """Top-1 accuracy of ``model`` (eval mode, no grad, prediction = argmax of the mean over T).
@@ -168,8 +171,10 @@ def evaluate(model: torch.nn.Module, images, labels: torch.Tensor | None = None,
         else:
             if labels is None:
                 raise ValueError("evaluate needs labels with image tensors")
-            batches = ((images[i:i + batch_size], labels[i:i + batch_size])
-                       for i in range(0, int(images.shape[0]), batch_size))
+            batches = (
+                (images[i : i + batch_size], labels[i : i + batch_size])
+                for i in range(0, int(images.shape[0]), batch_size)
+            )
         for x, y in batches:
             pred = model(x).mean(0).argmax(1)
             correct += int((pred == y).sum())
@@ -183,6 +188,7 @@ def evaluate(model: torch.nn.Module, images, labels: torch.Tensor | None = None,
 
 # ---- training -----------------------------------------------------------------------------------------
 
+
 def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import (
@@ -194,21 +200,43 @@ def _progress(enabled: bool):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=True)
+    return Progress(
+        TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
 
 
-def _train_epoch(model, batches: _Batches, order: torch.Tensor, *, batch_size: int, steps_per_epoch: int,
-                 planned: int, aug, gen: torch.Generator, opt, sched, result: TrainResult, bar, task,
-                 epoch_label: str) -> tuple[list[float], int, int]:
+def _train_epoch(
+    model,
+    batches: _Batches,
+    order: torch.Tensor,
+    *,
+    batch_size: int,
+    steps_per_epoch: int,
+    planned: int,
+    aug,
+    gen: torch.Generator,
+    opt,
+    sched,
+    result: TrainResult,
+    bar,
+    task,
+    epoch_label: str,
+) -> tuple[list[float], int, int]:
     """One pass over ``order``: (losses of its steps, correct predictions, images seen); stops at ``planned``
     steps in all. :class:`FloatingPointError` when the loss stops being finite."""
     losses, correct, seen = [], 0, 0
     for s in range(steps_per_epoch):
         if result.steps >= planned:
             break
-        x, y = batches.get(order[s * batch_size:(s + 1) * batch_size])
+        x, y = batches.get(order[s * batch_size : (s + 1) * batch_size])
         if aug is not None:
             x = aug(x, gen)
         out = model(x).mean(0)
@@ -219,8 +247,9 @@ def _train_epoch(model, batches: _Batches, order: torch.Tensor, *, batch_size: i
         sched.step()
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(f"training diverged: loss {value} at step {result.steps + 1}; "
-                                     "lower the learning rate")
+            raise FloatingPointError(
+                f"training diverged: loss {value} at step {result.steps + 1}; lower the learning rate"
+            )
         losses.append(value)
         result.step_losses.append(value)
         result.steps += 1
@@ -239,11 +268,23 @@ def _held_out_accuracy(model, eval_data, batch_size: int) -> Optional[float]:
     return evaluate(model, images, labels, batch_size)
 
 
-def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: int, lr: float = 0.1,
-          momentum: float = 0.9, weight_decay: float = 5e-5, seed: int = 0,
-          augment: Union[str, Augment, None] = "auto", eval_data=None, eval_batch_size: int = 128,
-          max_steps: Optional[int] = None, progress: bool = True,
-          on_epoch: Optional[Callable[[EpochStats], None]] = None) -> TrainResult:
+def train(
+    model: torch.nn.Module,
+    data: TrainData,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-5,
+    seed: int = 0,
+    augment: Union[str, Augment, None] = "auto",
+    eval_data=None,
+    eval_batch_size: int = 128,
+    max_steps: Optional[int] = None,
+    progress: bool = True,
+    on_epoch: Optional[Callable[[EpochStats], None]] = None,
+) -> TrainResult:
     """Train ``model`` in place and return a :class:`TrainResult` (with the ``recipe`` it used).
 
     Args:
@@ -275,9 +316,18 @@ def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: i
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=planned)
-    result = TrainResult(planned_steps=planned, seed=seed, recipe={
-        "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "schedule": SCHEDULE, "loss": LOSS,
-        "augmentation": augmentation})
+    result = TrainResult(
+        planned_steps=planned,
+        seed=seed,
+        recipe={
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "schedule": SCHEDULE,
+            "loss": LOSS,
+            "augmentation": augmentation,
+        },
+    )
     start = time.perf_counter()
     model.train()
     with _progress(progress) as bar:
@@ -286,15 +336,32 @@ def train(model: torch.nn.Module, data: TrainData, *, epochs: int, batch_size: i
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=gen)
             losses, correct, seen = _train_epoch(
-                model, batches, order, batch_size=batch_size, steps_per_epoch=steps_per_epoch, planned=planned,
-                aug=aug, gen=gen, opt=opt, sched=sched, result=result, bar=bar, task=task,
-                epoch_label=f"{epoch}/{epochs}")
+                model,
+                batches,
+                order,
+                batch_size=batch_size,
+                steps_per_epoch=steps_per_epoch,
+                planned=planned,
+                aug=aug,
+                gen=gen,
+                opt=opt,
+                sched=sched,
+                result=result,
+                bar=bar,
+                task=task,
+                epoch_label=f"{epoch}/{epochs}",
+            )
             if not losses:
                 break
-            stats = EpochStats(epoch=epoch, steps=len(losses), train_loss=sum(losses) / len(losses),
-                               train_accuracy=correct / max(seen, 1),
-                               heldout_accuracy=_held_out_accuracy(model, eval_data, eval_batch_size),
-                               lr_end=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
+            stats = EpochStats(
+                epoch=epoch,
+                steps=len(losses),
+                train_loss=sum(losses) / len(losses),
+                train_accuracy=correct / max(seen, 1),
+                heldout_accuracy=_held_out_accuracy(model, eval_data, eval_batch_size),
+                lr_end=opt.param_groups[0]["lr"],
+                seconds=time.perf_counter() - t0,
+            )
             result.epochs.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)

@@ -6,5 +6,14 @@ Importing this package is cheap: matplotlib, seaborn and pandas are imported whe
 from gac_analysis.viz.energy_figures import DPI, FIGURE_FILES, FIGURE_SIZES, RunData, load_run, write_energy_figures
 from gac_analysis.viz.report_md import read_observer, render_report_md, write_report_md
 
-__all__ = ["DPI", "FIGURE_FILES", "FIGURE_SIZES", "RunData", "load_run", "read_observer",
-           "render_report_md", "write_energy_figures", "write_report_md"]
+__all__ = [
+    "DPI",
+    "FIGURE_FILES",
+    "FIGURE_SIZES",
+    "RunData",
+    "load_run",
+    "read_observer",
+    "render_report_md",
+    "write_energy_figures",
+    "write_report_md",
+]

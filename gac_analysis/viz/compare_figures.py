@@ -34,8 +34,13 @@ def plot_firing_rates(comp, path: Path) -> Path:
     for i, name in enumerate(comp.names):
         pts = [(xi, s["rates"][name]) for xi, s in zip(x, comp.sites) if s["rates"][name] is not None]
         mean = next(r["mean_firing_rate"] for r in comp.rows if r["name"] == name)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=_MARKERS[i % len(_MARKERS)], linewidth=1.5,
-                label=f"{name} (network mean {mean:.4f})")
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker=_MARKERS[i % len(_MARKERS)],
+            linewidth=1.5,
+            label=f"{name} (network mean {mean:.4f})",
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(sites, rotation=75, ha="right", fontsize=8 if len(sites) <= 40 else 6)
     ax.set_xlabel("LIF site (network order; a run without the site has no point there)")
@@ -82,5 +87,7 @@ def write_compare_figures(comp, folder: Path) -> list[Path]:
     """Both figures into ``folder`` (created)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return [plot_firing_rates(comp, folder / "firing_rates.png"),
-            plot_energy_by_role(comp, folder / "energy_by_role.png")]
+    return [
+        plot_firing_rates(comp, folder / "firing_rates.png"),
+        plot_energy_by_role(comp, folder / "energy_by_role.png"),
+    ]

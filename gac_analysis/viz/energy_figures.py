@@ -36,9 +36,20 @@ from gac_analysis.report_model import (
 from gac_analysis.viz.canvas import new_figure, palette, save_png
 
 __all__ = [
-    "CLASS_COLUMNS", "DPI", "FIGURE_FILES", "FIGURE_SIZES", "RunData", "energy_unit", "load_run",
-    "plot_cumulative_energy", "plot_energy_by_role", "plot_energy_per_layer", "plot_firing_rate_heatmap",
-    "plot_firing_rates", "plot_memory_energy", "write_energy_figures",
+    "CLASS_COLUMNS",
+    "DPI",
+    "FIGURE_FILES",
+    "FIGURE_SIZES",
+    "RunData",
+    "energy_unit",
+    "load_run",
+    "plot_cumulative_energy",
+    "plot_energy_by_role",
+    "plot_energy_per_layer",
+    "plot_firing_rate_heatmap",
+    "plot_firing_rates",
+    "plot_memory_energy",
+    "write_energy_figures",
 ]
 
 #: Resolution of every figure (dots per inch); pixel size = FIGURE_SIZES[name] x DPI.
@@ -56,14 +67,19 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {
 FIGURE_FILES: dict[str, str] = {name: f"{name}.png" for name in FIGURE_SIZES}
 
 #: The complete energy of a layer by op class: (report column, legend label), in the report's order.
-CLASS_COLUMNS: tuple[tuple[str, str], ...] = tuple(zip(CLASS_ENERGIES, (
-    "MAC (real-valued inputs)",
-    "AC (binary spike inputs)",
-    "bias adds",
-    "batch norm",
-    "elementwise (add, mul, sigmoid, ReLU)",
-    "pooling",
-)))
+CLASS_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    zip(
+        CLASS_ENERGIES,
+        (
+            "MAC (real-valued inputs)",
+            "AC (binary spike inputs)",
+            "bias adds",
+            "batch norm",
+            "elementwise (add, mul, sigmoid, ReLU)",
+            "pooling",
+        ),
+    )
+)
 _ROLE_ORDER = ("encoder", "attention", "backbone", "head")
 #: More rows than this in a per-layer figure: rows are summed per block (name without its last part).
 MAX_ROWS = 80
@@ -76,11 +92,20 @@ def _palette() -> dict[str, Any]:
     deep = palette()
     classes = dict(zip(CLASS_ENERGIES, (deep[0], deep[2], deep[4], deep[8], deep[1], deep[9])))
     roles = dict(zip(_ROLE_ORDER, (deep[0], deep[1], deep[2], deep[3])))
-    return {"class": classes, "role": roles, "neuron": deep[5], "paper": deep[7], "complete": deep[3],
-            "compute": deep[0], "memory": deep[1], "other": deep[7]}
+    return {
+        "class": classes,
+        "role": roles,
+        "neuron": deep[5],
+        "paper": deep[7],
+        "complete": deep[3],
+        "compute": deep[0],
+        "memory": deep[1],
+        "other": deep[7],
+    }
 
 
 # ---- reading a run folder -------------------------------------------------------------------------
+
 
 @dataclass
 class RunData:
@@ -88,11 +113,11 @@ class RunData:
 
     run_dir: Path
     report: EnergyReport
-    layers: Any                 # DataFrame: name, op, role, input, paper_pj, paper_mac_pj, paper_ac_pj,
-                                # complete_pj and the CLASS_COLUMNS (complete energy by op class)
-    lif: Any                    # DataFrame: name, role, firing_rate, per_step_rate (list), complete_pj
+    layers: Any  # DataFrame: name, op, role, input, paper_pj, paper_mac_pj, paper_ac_pj,
+    # complete_pj and the CLASS_COLUMNS (complete energy by op class)
+    lif: Any  # DataFrame: name, role, firing_rate, per_step_rate (list), complete_pj
     order: list[tuple[str, str]]  # execution order: ("layer" | "lif", name)
-    order_source: str           # "per_step.csv" or "approximate (per_step.csv absent)"
+    order_source: str  # "per_step.csv" or "approximate (per_step.csv absent)"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,8 +155,10 @@ def _layers_frame(report: EnergyReport):
     cols = [c for c, _ in CLASS_COLUMNS]
     for i, row in enumerate(report.layers):
         if any(getattr(row, c) is None for c in cols):
-            raise ReportError(f"{report.source}: layers[{i}] ({row.name}) has no complete energy by op class "
-                              f"({', '.join(cols)}); re-run `gac-analyze energy`")
+            raise ReportError(
+                f"{report.source}: layers[{i}] ({row.name}) has no complete energy by op class "
+                f"({', '.join(cols)}); re-run `gac-analyze energy`"
+            )
     df = pd.DataFrame([r.to_dict() for r in report.layers])
     for col in ("paper_pj", "complete_pj", *cols):
         df[col] = df[col].fillna(0.0).astype(float)
@@ -146,8 +173,9 @@ def _layers_frame(report: EnergyReport):
 def _lif_frame(report: EnergyReport):
     import pandas as pd
 
-    df = pd.DataFrame([r.to_dict() for r in report.lif_sites],
-                      columns=["name", "role", "firing_rate", "per_step_rate", "complete_pj"])
+    df = pd.DataFrame(
+        [r.to_dict() for r in report.lif_sites], columns=["name", "role", "firing_rate", "per_step_rate", "complete_pj"]
+    )
     df["role"] = df["role"].fillna("other").astype(str)
     for col in ("firing_rate", "complete_pj"):
         df[col] = df[col].fillna(0.0).astype(float)
@@ -254,11 +282,16 @@ def _merge_batchnorm(df, value_cols: list[str]):
     rows: list[dict] = []
     for rec in df.to_dict(orient="records"):
         prev = rows[-1] if rows else None
-        if (rec.get("op") == "batchnorm" and prev is not None and prev.get("op") in SYNAPTIC_OPS
-                and not prev["_merged"] and _block(prev["name"]) == _block(rec["name"])):
+        if (
+            rec.get("op") == "batchnorm"
+            and prev is not None
+            and prev.get("op") in SYNAPTIC_OPS
+            and not prev["_merged"]
+            and _block(prev["name"]) == _block(rec["name"])
+        ):
             for c in value_cols:
                 prev[c] = float(prev[c]) + float(rec[c])
-            prev["label"] = f"{prev['label']} + {rec['name'][len(_block(rec['name'])) + 1:]}"
+            prev["label"] = f"{prev['label']} + {rec['name'][len(_block(rec['name'])) + 1 :]}"
             prev["_merged"] = True
             continue
         rows.append({**rec, "label": rec["name"], "_merged": False})
@@ -284,6 +317,7 @@ def _aggregate_rows(df, value_cols: list[str], max_rows: int = MAX_ROWS):
 
 # ---- the figures ----------------------------------------------------------------------------------
 
+
 def plot_firing_rates(run: RunData, path: Path) -> Path:
     """(a) Firing rate of every LIF site in network order, coloured by role, with the network mean."""
     fig, ax = _figure("firing_rate_per_site")
@@ -308,10 +342,10 @@ def plot_firing_rates(run: RunData, path: Path) -> Path:
     from matplotlib.lines import Line2D
 
     handles = _role_handles(_ordered_roles(lif)) + [
-        Line2D([], [], color="black", linestyle="--", label=f"network mean {mean:.3f}")]
+        Line2D([], [], color="black", linestyle="--", label=f"network mean {mean:.3f}")
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
-    ax.set_xlabel(f"firing rate (spikes / neuron / time step; mean over {run.num_images} images "
-                  f"and T={run.T} steps)")
+    ax.set_xlabel(f"firing rate (spikes / neuron / time step; mean over {run.num_images} images and T={run.T} steps)")
     ax.set_ylabel("LIF site (network order, first at top)")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
@@ -332,11 +366,21 @@ def plot_firing_rate_heatmap(run: RunData, path: Path) -> Path:
 
     grid = np.full((len(lif), width), np.nan)
     for i, v in enumerate(lif["per_step_rate"]):
-        grid[i, :len(v)] = v
+        grid[i, : len(v)] = v
     annotate = grid.size <= 400 and width <= 16
-    sns.heatmap(grid, ax=ax, cmap="viridis", vmin=0.0, vmax=max(float(np.nanmax(grid)), 1e-3), annot=annotate,
-                fmt=".2f", annot_kws={"fontsize": 8}, linewidths=0.4 if annotate else 0, linecolor="white",
-                cbar_kws={"label": "firing rate (spikes / neuron / time step; mean over images)"})
+    sns.heatmap(
+        grid,
+        ax=ax,
+        cmap="viridis",
+        vmin=0.0,
+        vmax=max(float(np.nanmax(grid)), 1e-3),
+        annot=annotate,
+        fmt=".2f",
+        annot_kws={"fontsize": 8},
+        linewidths=0.4 if annotate else 0,
+        linecolor="white",
+        cbar_kws={"label": "firing rate (spikes / neuron / time step; mean over images)"},
+    )
     names = list(lif["name"])
     step = max(1, math.ceil(len(names) / 90))
     ax.set_yticks([i + 0.5 for i in range(0, len(names), step)])
@@ -369,11 +413,17 @@ def plot_energy_per_layer(run: RunData, path: Path) -> Path:
     scale, unit = energy_unit(max(df["complete_pj"].max(), df["paper_pj"].max()) / n_img)
     y = np.arange(len(df))
     panels = (
-        (axes[0], [("paper_mac_pj", "mac_pj"), ("paper_ac_pj", "ac_pj")],
-         f"paper convention: {run.report.paper_mj_per_image:.4g} mJ/image\n({_PAPER_DEF})"),
-        (axes[1], [(c, c) for c in cols],
-         f"complete convention: {run.report.complete_mj_per_image:.4g} mJ/image\n"
-         f"({_COMPLETE_DEF}; neuron updates, {neuron_pj / n_img / scale:.3g} {unit}/image, not in these bars)"),
+        (
+            axes[0],
+            [("paper_mac_pj", "mac_pj"), ("paper_ac_pj", "ac_pj")],
+            f"paper convention: {run.report.paper_mj_per_image:.4g} mJ/image\n({_PAPER_DEF})",
+        ),
+        (
+            axes[1],
+            [(c, c) for c in cols],
+            f"complete convention: {run.report.complete_mj_per_image:.4g} mJ/image\n"
+            f"({_COMPLETE_DEF}; neuron updates, {neuron_pj / n_img / scale:.3g} {unit}/image, not in these bars)",
+        ),
     )
     labels = dict(CLASS_COLUMNS)
     longest = 0.0
@@ -394,9 +444,14 @@ def plot_energy_per_layer(run: RunData, path: Path) -> Path:
     axes[0].set_ylabel(f"layer (network order, first at top; {how})")
     from matplotlib.patches import Patch
 
-    fig.legend(handles=[Patch(color=colors["class"][c], label=lab) for c, lab in CLASS_COLUMNS],
-               loc="outside lower center", ncol=6, fontsize=9, title="complete energy by op class (paper: MAC = stem, "
-               "AC = fr x T x dense of the spiking layers)", title_fontsize=9)
+    fig.legend(
+        handles=[Patch(color=colors["class"][c], label=lab) for c, lab in CLASS_COLUMNS],
+        loc="outside lower center",
+        ncol=6,
+        fontsize=9,
+        title="complete energy by op class (paper: MAC = stem, AC = fr x T x dense of the spiking layers)",
+        title_fontsize=9,
+    )
     fig.suptitle(f"Energy per layer by op class -- {run.title}", fontsize=12)
     return _save(fig, path)
 
@@ -422,12 +477,21 @@ def plot_energy_by_role(run: RunData, path: Path) -> Path:
     colors = _palette()
     ax.bar(x - w / 2, p, w, color=colors["paper"], label=f"paper convention ({_PAPER_DEF})")
     ax.bar(x + w / 2, o, w, color=colors["compute"], label="complete convention: layer operations (exact counts)")
-    ax.bar(x + w / 2, nu, w, bottom=o, color=colors["neuron"], hatch="//", edgecolor="white",
-           label="complete convention: LIF neuron updates (leak, integrate, compare, reset)")
+    ax.bar(
+        x + w / 2,
+        nu,
+        w,
+        bottom=o,
+        color=colors["neuron"],
+        hatch="//",
+        edgecolor="white",
+        label="complete convention: LIF neuron updates (leak, integrate, compare, reset)",
+    )
     tot_p, tot_c = p.sum() or 1.0, (o + nu).sum() or 1.0
     top = max(float(p.max(initial=0)), float((o + nu).max(initial=0)), 1e-12)
-    for xi, v, share in [(xi - w / 2, v, v / tot_p) for xi, v in zip(x, p)] + \
-                        [(xi + w / 2, v, v / tot_c) for xi, v in zip(x, o + nu)]:
+    for xi, v, share in [(xi - w / 2, v, v / tot_p) for xi, v in zip(x, p)] + [
+        (xi + w / 2, v, v / tot_c) for xi, v in zip(x, o + nu)
+    ]:
         ax.text(xi, v + top * 0.01, f"{v:.3g}\n({100 * share:.1f}%)", ha="center", va="bottom", fontsize=8)
     ax.set_ylim(0, top * 1.25)
     ax.set_xticks(x)
@@ -436,8 +500,10 @@ def plot_energy_by_role(run: RunData, path: Path) -> Path:
     ax.set_ylabel(f"energy ({unit} / image)")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"Energy by role, paper vs complete (labels: {unit}/image and share of that convention's total)"
-                 f"\n{run.title}", fontsize=11)
+    ax.set_title(
+        f"Energy by role, paper vs complete (labels: {unit}/image and share of that convention's total)\n{run.title}",
+        fontsize=11,
+    )
     return _save(fig, path)
 
 
@@ -465,11 +531,22 @@ def plot_cumulative_energy(run: RunData, path: Path) -> Path:
     scale, unit = energy_unit(float(max(cp[-1], cc[-1])))
     x = np.arange(len(order) + 1)
     colors = _palette()
-    ax.plot(x, cc / scale, drawstyle="steps-post", color=colors["complete"], linewidth=2,
-            label=f"complete convention, incl. LIF neuron updates ({_COMPLETE_DEF}): "
-                  f"{cc[-1] / scale:.4g} {unit}/image")
-    ax.plot(x, cp / scale, drawstyle="steps-post", color=colors["paper"], linewidth=2,
-            label=f"paper convention ({_PAPER_DEF}): {cp[-1] / scale:.4g} {unit}/image")
+    ax.plot(
+        x,
+        cc / scale,
+        drawstyle="steps-post",
+        color=colors["complete"],
+        linewidth=2,
+        label=f"complete convention, incl. LIF neuron updates ({_COMPLETE_DEF}): {cc[-1] / scale:.4g} {unit}/image",
+    )
+    ax.plot(
+        x,
+        cp / scale,
+        drawstyle="steps-post",
+        color=colors["paper"],
+        linewidth=2,
+        label=f"paper convention ({_PAPER_DEF}): {cp[-1] / scale:.4g} {unit}/image",
+    )
     # stage boundaries (stem, encoder, layers.0, ..., head)
     stages: list[tuple[str, int, int]] = []
     for i, (_, name) in enumerate(order):
@@ -484,8 +561,12 @@ def plot_cumulative_energy(run: RunData, path: Path) -> Path:
         if k % 2:
             ax.axvspan(a, b, color="#F2F2F2", zorder=0)
     ax.set_xticks([(a + b) / 2 for _, a, b in stages])
-    ax.set_xticklabels([s for s, _, _ in stages], rotation=30 if len(stages) > 8 else 0, ha="right"
-                       if len(stages) > 8 else "center", fontsize=9)
+    ax.set_xticklabels(
+        [s for s, _, _ in stages],
+        rotation=30 if len(stages) > 8 else 0,
+        ha="right" if len(stages) > 8 else "center",
+        fontsize=9,
+    )
     ax.set_xlim(0, len(order))
     ax.set_ylim(0, max(cc[-1], cp[-1]) / scale * 1.08 or 1.0)
     ax.set_xlabel(f"depth: {len(order)} layers and LIF sites in execution order, grouped by stage")
@@ -523,8 +604,7 @@ def plot_memory_energy(run: RunData, path: Path) -> Path | None:
     ax.legend(loc="lower right", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     total = (mem.compute_pj + mem.memory_pj) / n_img / PJ_PER_MJ
-    ax.set_title(f"Memory-aware energy: compute vs memory ({total:.4g} mJ/image in all) -- {run.title}",
-                 fontsize=11)
+    ax.set_title(f"Memory-aware energy: compute vs memory ({total:.4g} mJ/image in all) -- {run.title}", fontsize=11)
     return _save(fig, path)
 
 
@@ -541,9 +621,14 @@ def write_energy_figures(run_dir: str | Path | RunData) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"cannot create {out}: {e.strerror}") from None
-    plots = (("firing_rate_per_site", plot_firing_rates), ("firing_rate_heatmap", plot_firing_rate_heatmap),
-             ("energy_per_layer", plot_energy_per_layer), ("energy_by_role", plot_energy_by_role),
-             ("energy_cumulative", plot_cumulative_energy), ("energy_memory", plot_memory_energy))
+    plots = (
+        ("firing_rate_per_site", plot_firing_rates),
+        ("firing_rate_heatmap", plot_firing_rate_heatmap),
+        ("energy_per_layer", plot_energy_per_layer),
+        ("energy_by_role", plot_energy_by_role),
+        ("energy_cumulative", plot_cumulative_energy),
+        ("energy_memory", plot_memory_energy),
+    )
     written = []
     stale = out / FIGURE_FILES["energy_memory"]
     if run.memory is None and stale.exists():  # a memory figure of an earlier report must not linger

@@ -27,24 +27,30 @@ FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
     "firing_rate_per_site": (
         "Firing rate per LIF site",
         "Spikes / neuron / time step of every LIF site in network order (mean over images and time steps), "
-        "coloured by role; dashed line: the network mean."),
+        "coloured by role; dashed line: the network mean.",
+    ),
     "firing_rate_heatmap": (
         "Firing rate per LIF site and time step",
-        "Spikes / neuron at each time step t = 1..T, averaged over images."),
+        "Spikes / neuron at each time step t = 1..T, averaged over images.",
+    ),
     "energy_per_layer": (
         "Energy per layer by op class",
         "µJ or mJ per image (axis label), paper convention (left) and complete convention (right) on one "
         "scale; batch norm is drawn with the conv it follows; LIF neuron updates are in the role and "
-        "cumulative figures."),
+        "cumulative figures.",
+    ),
     "energy_by_role": (
         "Energy by role",
-        "Per image, paper vs complete; the complete bar splits layer operations from LIF neuron updates."),
+        "Per image, paper vs complete; the complete bar splits layer operations from LIF neuron updates.",
+    ),
     "energy_cumulative": (
         "Cumulative energy with depth",
-        "Per image, summed over layers and LIF sites in execution order; both conventions."),
+        "Per image, summed over layers and LIF sites in execution order; both conventions.",
+    ),
     "energy_memory": (
         "Memory-aware estimate: compute vs memory",
-        "Per image, from the report's energy.memory entry (memory-aware convention)."),
+        "Per image, from the report's energy.memory entry (memory-aware convention).",
+    ),
 }
 
 _PAPER = "paper convention: E_MAC x stem MACs + E_AC x fr x T x dense MACs of the spiking conv/linear layers"
@@ -52,6 +58,7 @@ _COMPLETE = "complete convention: every operation, exact counts"
 
 
 # ---- formatting ---------------------------------------------------------------------------------
+
 
 def _num(v: Any, digits: int = 4) -> str:
     if isinstance(v, bool) or v is None:
@@ -84,6 +91,7 @@ _mj = mj_per_image
 
 # ---- observer ---------------------------------------------------------------------------------------
 
+
 def read_observer(run_dir: str | Path) -> ObserverSummary | str | None:
     """``observer.json`` of a run folder (or of its ``observe/`` sub-folder, where ``make demo`` puts the
     observer run): ``None`` when absent, the error line when present but unusable (the report says so
@@ -106,19 +114,27 @@ def _observer_section(obs: ObserverSummary | str | None) -> list[str]:
         return lines + [f"_{obs}_", ""]
     lines += [f"**Verdict** ({'holds' if obs.holds else 'FAILS'}): {obs.verdict}", ""]
     rows: list[list[Any]] = [["T (time steps)", obs.T, "time steps"]]
-    for key, unit in (("num_images", "images"), ("num_neurons", "encoder output neurons observed"),
-                      ("mean_T_d", "time steps (direct coding)"), ("mean_T_g", "time steps (GAC coding)"),
-                      ("num_violations", "neurons with T_g < T_d")):
+    for key, unit in (
+        ("num_images", "images"),
+        ("num_neurons", "encoder output neurons observed"),
+        ("mean_T_d", "time steps (direct coding)"),
+        ("mean_T_g", "time steps (GAC coding)"),
+        ("num_violations", "neurons with T_g < T_d"),
+    ):
         if getattr(obs, key) is not None:
             rows.append([key, getattr(obs, key), unit])
-    for key, name in (("fraction_gt", "fraction T_g > T_d"), ("fraction_eq", "fraction T_g = T_d"),
-                      ("fraction_lt", "fraction T_g < T_d")):
+    for key, name in (
+        ("fraction_gt", "fraction T_g > T_d"),
+        ("fraction_eq", "fraction T_g = T_d"),
+        ("fraction_lt", "fraction T_g < T_d"),
+    ):
         if getattr(obs, key) is not None:
             rows.append([name, getattr(obs, key), "of observed neurons (0..1)"])
     return lines + _table(["quantity", "value", "unit"], rows, "lrl") + [""]
 
 
 # ---- sections ---------------------------------------------------------------------------------------
+
 
 def _summary_section(run: RunData) -> list[str]:
     r = run.report
@@ -136,34 +152,71 @@ def _summary_section(run: RunData) -> list[str]:
 
     rows: list[list[Any]] = [
         ["energy, paper convention", _num(r.paper_mj_per_image, 6), "mJ/image", _PAPER],
-        ["energy, complete convention", _num(r.complete_mj_per_image, 6), "mJ/image",
-         _COMPLETE + " (incl. attention, batch norm, neuron updates)"],
+        [
+            "energy, complete convention",
+            _num(r.complete_mj_per_image, 6),
+            "mJ/image",
+            _COMPLETE + " (incl. attention, batch norm, neuron updates)",
+        ],
         ["difference (complete - paper)", _num(diff, 6), "mJ/image", "complete minus paper"],
-        ["ratio (complete / paper)", _num(ratio, 4) if isinstance(ratio, (int, float)) else "-", "dimensionless",
-         "complete / paper"],
+        [
+            "ratio (complete / paper)",
+            _num(ratio, 4) if isinstance(ratio, (int, float)) else "-",
+            "dimensionless",
+            "complete / paper",
+        ],
     ]
     if isinstance(acs, (int, float)):
         rows.append(["exact ACs", count(acs / n), "ACs/image", "complete convention: counted, binary-input layers"])
     if isinstance(approx, (int, float)):
-        rows.append(["fr x T x dense approximation", count(approx / n), "ACs/image",
-                     "paper convention: firing rate x T x dense MACs of the spiking layers"])
+        rows.append(
+            [
+                "fr x T x dense approximation",
+                count(approx / n),
+                "ACs/image",
+                "paper convention: firing rate x T x dense MACs of the spiking layers",
+            ]
+        )
     if isinstance(acs, (int, float)) and isinstance(approx, (int, float)) and approx:
-        rows.append(["exact ACs / approximation", _num(acs / approx, 4), "dimensionless",
-                     "complete / paper AC count"])
+        rows.append(["exact ACs / approximation", _num(acs / approx, 4), "dimensionless", "complete / paper AC count"])
     if isinstance(tot.get("effective_macs"), (int, float)):
-        rows.append(["effective MACs", count(tot["effective_macs"] / n), "MACs/image",
-                     "complete convention: real-valued inputs, non-zero operands"])
+        rows.append(
+            [
+                "effective MACs",
+                count(tot["effective_macs"] / n),
+                "MACs/image",
+                "complete convention: real-valued inputs, non-zero operands",
+            ]
+        )
     if isinstance(tot.get("dense_macs"), (int, float)):
-        rows.append(["dense MACs", count(tot["dense_macs"] / n), "MACs/image",
-                     "every synaptic layer run densely at every time step"])
-    rows.append(["mean firing rate", _num(r.mean_firing_rate, 4), "spikes / neuron / time step",
-                 "all LIF sites: total spikes / total neuron-steps"])
+        rows.append(
+            [
+                "dense MACs",
+                count(tot["dense_macs"] / n),
+                "MACs/image",
+                "every synaptic layer run densely at every time step",
+            ]
+        )
+    rows.append(
+        [
+            "mean firing rate",
+            _num(r.mean_firing_rate, 4),
+            "spikes / neuron / time step",
+            "all LIF sites: total spikes / total neuron-steps",
+        ]
+    )
     rows += _accuracy_rows(r)
     if run.memory:
         m = run.memory
-        rows.append(["memory-aware energy", _num(_mj(m.compute_pj + m.memory_pj, n), 6), "mJ/image",
-                     f"memory-aware convention: compute {_num(_mj(m.compute_pj, n))} + memory "
-                     f"{_num(_mj(m.memory_pj, n))} mJ/image"])
+        rows.append(
+            [
+                "memory-aware energy",
+                _num(_mj(m.compute_pj + m.memory_pj, n), 6),
+                "mJ/image",
+                f"memory-aware convention: compute {_num(_mj(m.compute_pj, n))} + memory "
+                f"{_num(_mj(m.memory_pj, n))} mJ/image",
+            ]
+        )
     return ["## Summary", "", *_table(["quantity", "value", "unit", "convention / definition"], rows, "lrll"), ""]
 
 
@@ -173,13 +226,24 @@ def _accuracy_rows(r) -> list[list[Any]]:
     if acc is None:
         why = r.provenance.get("accuracy_unavailable")
         return [["top-1 accuracy", "-", "-", why or "no labels: the data carries no class labels"]]
-    rows = [["top-1 accuracy", _num(100 * acc.top1, 4), "%",
-             f"{acc.correct} correct of {acc.labelled} labelled images (arg-max of the time-averaged output)"]]
+    rows = [
+        [
+            "top-1 accuracy",
+            _num(100 * acc.top1, 4),
+            "%",
+            f"{acc.correct} correct of {acc.labelled} labelled images (arg-max of the time-averaged output)",
+        ]
+    ]
     for conv in ("paper", "complete"):
         v = acc.energy_per_correct_mj.get(conv)
-        rows.append([f"energy per correct prediction, {conv} convention", _num(v, 6), "mJ / correct prediction",
-                     "energy of the labelled images / correct predictions" if v is not None else "no correct "
-                     "prediction"])
+        rows.append(
+            [
+                f"energy per correct prediction, {conv} convention",
+                _num(v, 6),
+                "mJ / correct prediction",
+                "energy of the labelled images / correct predictions" if v is not None else "no correct prediction",
+            ]
+        )
     return rows
 
 
@@ -188,17 +252,26 @@ def _difference_section(run: RunData) -> list[str]:
     comps = dotted_get(e, "difference.components_pj") or {}
     n = run.num_images
     diff_mj = dotted_get(e, "difference.per_image_mj")
-    lines = ["## What makes up the difference (complete - paper)", "",
-             "Each component is its complete-convention energy minus its paper-convention energy, in mJ/image; "
-             "negative: the paper convention counts more there (e.g. fr x T x dense above the exact ACs).", ""]
+    lines = [
+        "## What makes up the difference (complete - paper)",
+        "",
+        "Each component is its complete-convention energy minus its paper-convention energy, in mJ/image; "
+        "negative: the paper convention counts more there (e.g. fr x T x dense above the exact ACs).",
+        "",
+    ]
     items = [(k, v) for k, v in comps.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not items:
         return lines + ["_no difference components in report.json_", ""]
     items.sort(key=lambda kv: -abs(kv[1]))
     total = sum(v for _, v in items)
     rows = [[k, _num(_mj(v, n), 4), f"{100 * v / total:.1f}%" if total else "-"] for k, v in items]
-    rows.append(["**total**", _num(diff_mj if isinstance(diff_mj, (int, float)) else _mj(total, n), 4),
-                 "100.0%" if total else "-"])
+    rows.append(
+        [
+            "**total**",
+            _num(diff_mj if isinstance(diff_mj, (int, float)) else _mj(total, n), 4),
+            "100.0%" if total else "-",
+        ]
+    )
     return lines + _table(["component", "mJ/image (complete - paper)", "share of the difference"], rows, "lrr") + [""]
 
 
@@ -210,21 +283,40 @@ def _hardware_section(run: RunData) -> list[str]:
         return []
     ratio = mem.get("snn_over_ann") or {}
     mj = {k: v / PJ_PER_MJ for k, v in per.items() if isinstance(v, (int, float))}
-    lines = ["## Hardware view: memory-aware energy and the equivalent ANN", "",
-             f"{mem.get('model', 'memory-aware model')}; precision {mem.get('precision', '?')}, "
-             f"{mem.get('word_bits', '?')}-bit words, SRAM cost from the table's fit. The ANN is the same layers, "
-             "dense, run once on real-valued inputs.", ""]
-    lines += _table(["accounting", "SNN (mJ/image)", "ANN (mJ/image)", "SNN / ANN"], [
-        ["compute-only (arithmetic + addressing)", _num(mj.get("snn_compute")), _num(mj.get("ann_compute")),
-         _num(ratio.get("compute_only"))],
-        ["memory-aware (compute + memory accesses)", _num(mj.get("snn_total")), _num(mj.get("ann_total")),
-         _num(ratio.get("memory_aware"))],
-    ], "lrrr")
+    lines = [
+        "## Hardware view: memory-aware energy and the equivalent ANN",
+        "",
+        f"{mem.get('model', 'memory-aware model')}; precision {mem.get('precision', '?')}, "
+        f"{mem.get('word_bits', '?')}-bit words, SRAM cost from the table's fit. The ANN is the same layers, "
+        "dense, run once on real-valued inputs.",
+        "",
+    ]
+    lines += _table(
+        ["accounting", "SNN (mJ/image)", "ANN (mJ/image)", "SNN / ANN"],
+        [
+            [
+                "compute-only (arithmetic + addressing)",
+                _num(mj.get("snn_compute")),
+                _num(mj.get("ann_compute")),
+                _num(ratio.get("compute_only")),
+            ],
+            [
+                "memory-aware (compute + memory accesses)",
+                _num(mj.get("snn_total")),
+                _num(mj.get("ann_total")),
+                _num(ratio.get("memory_aware")),
+            ],
+        ],
+        "lrrr",
+    )
     bounds = mem.get("bounds") or {}
     if bounds:
         lines += ["", "Bounds on the complete energy with memory (mJ/image):", ""]
-        rows = [[name, _num(b.get("per_image_mj")), "; ".join(b.get("assumptions", []))]
-                for name, b in bounds.items() if isinstance(b, dict)]
+        rows = [
+            [name, _num(b.get("per_image_mj")), "; ".join(b.get("assumptions", []))]
+            for name, b in bounds.items()
+            if isinstance(b, dict)
+        ]
         lines += _table(["bound", "mJ/image", "assumptions"], rows, "lrl")
     return lines + [""]
 
@@ -254,16 +346,40 @@ def _consumers_section(run: RunData) -> list[str]:
     top = lay.nlargest(TOP_LAYERS, "complete_pj")
     rows = []
     for i, (_, r) in enumerate(top.iterrows(), 1):
-        rows.append([i, f"`{r['name']}`", r["op"], r["role"], r.get("input") or "-",
-                     _num(_mj(r["complete_pj"], n), 4), f"{100 * r['complete_pj'] / total_c:.1f}%",
-                     _num(_mj(r["paper_pj"], n), 4), f"{100 * r['paper_pj'] / total_p:.1f}%"])
-    head = ["#", "layer", "op", "role", "input", "complete mJ/image", "share of complete", "paper mJ/image",
-            "share of paper"]
-    return [f"## Largest consumers (top {len(rows)} layers, complete convention)", "",
-            *_table(head, rows, "rlllrrrrr"), "",
-            "LIF neuron updates are priced per site (complete convention only): "
-            f"{_num(_mj(float(run.lif['complete_pj'].sum()) if len(run.lif) else 0.0, n), 4)} mJ/image "
-            f"over {len(run.lif)} LIF sites.", ""]
+        rows.append(
+            [
+                i,
+                f"`{r['name']}`",
+                r["op"],
+                r["role"],
+                r.get("input") or "-",
+                _num(_mj(r["complete_pj"], n), 4),
+                f"{100 * r['complete_pj'] / total_c:.1f}%",
+                _num(_mj(r["paper_pj"], n), 4),
+                f"{100 * r['paper_pj'] / total_p:.1f}%",
+            ]
+        )
+    head = [
+        "#",
+        "layer",
+        "op",
+        "role",
+        "input",
+        "complete mJ/image",
+        "share of complete",
+        "paper mJ/image",
+        "share of paper",
+    ]
+    return [
+        f"## Largest consumers (top {len(rows)} layers, complete convention)",
+        "",
+        *_table(head, rows, "rlllrrrrr"),
+        "",
+        "LIF neuron updates are priced per site (complete convention only): "
+        f"{_num(_mj(float(run.lif['complete_pj'].sum()) if len(run.lif) else 0.0, n), 4)} mJ/image "
+        f"over {len(run.lif)} LIF sites.",
+        "",
+    ]
 
 
 def _provenance_section(run: RunData) -> list[str]:
@@ -305,9 +421,15 @@ def _provenance_section(run: RunData) -> list[str]:
         add("check: paper <= complete", checks["paper_le_complete"])
     mism = checks.get("input_kind_mismatches")
     if isinstance(mism, list):
-        add("check: declared/observed input-kind mismatches",
-            ", ".join(f"{m.get('name')} ({m.get('declared_input')} declared, {m.get('input')} seen)"
-                      for m in mism if isinstance(m, dict)) or "none")
+        add(
+            "check: declared/observed input-kind mismatches",
+            ", ".join(
+                f"{m.get('name')} ({m.get('declared_input')} declared, {m.get('input')} seen)"
+                for m in mism
+                if isinstance(m, dict)
+            )
+            or "none",
+        )
     return ["## Provenance", "", *_table(["item", "value"], rows), ""]
 
 
