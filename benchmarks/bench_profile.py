@@ -63,7 +63,7 @@ def _modes(model: nn.Module, x: torch.Tensor, with_sj: bool) -> dict[str, Callab
     """The forwards compared: plain, profiled (counters + report) and, optionally, SpikingJelly's counter."""
     from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 
-    from gac_analysis.accounting import Counter
+    from gac_analysis.accounting import OpCounter
     from gac_analysis.accounting.report import build_report
     from gac_analysis.energy.tables import load_energy_table
 
@@ -74,7 +74,7 @@ def _modes(model: nn.Module, x: torch.Tensor, with_sj: bool) -> dict[str, Callab
             model(x)
 
     def profiled():
-        with Counter(model) as c, torch.inference_mode():
+        with OpCounter(model) as c, torch.inference_mode():
             model(x)
         return build_report(c, table=table)
 

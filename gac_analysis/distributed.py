@@ -16,7 +16,7 @@ Building blocks:
   return a :class:`Session`, a context manager that always destroys the group;
 * :meth:`Session.run_local` -- run a rank's local work and agree on success: if any rank raised,
   every rank raises :class:`RankFailed` naming the failing rank and its one-line message;
-* :func:`reduce_counter` -- sum a :class:`~gac_analysis.accounting.engine.Counter` over all ranks;
+* :func:`reduce_counter` -- sum a :class:`~gac_analysis.accounting.engine.OpCounter` over all ranks;
 * :func:`count_images` / :func:`report_from_counter` -- the two halves of
   :func:`gac_analysis.accounting.profile`, with the reduction in between.
 """

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gac_analysis.accounting import Counter, profile
+from gac_analysis.accounting import OpCounter, profile
 from gac_analysis.models import build_model, load_model
 from gac_analysis.models.layers import declare, over_time
 from gac_analysis.models.neurons import LIF
@@ -253,7 +253,7 @@ def test_input_kind_mismatch_is_flagged():
 
 def test_counter_reset_and_no_retained_tensors():
     net = ToyNet(T=2)
-    with Counter(net) as c:
+    with OpCounter(net) as c:
         with torch.no_grad():
             net(torch.randn(1, 3, 6, 6))
         assert c.num_images == 1 and c.sites

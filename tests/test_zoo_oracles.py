@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import zoo_fixtures as zf
-from gac_analysis.accounting import Counter, CounterConfig, count_images, profile
+from gac_analysis.accounting import CounterConfig, OpCounter, count_images, profile
 
 SYNAPTIC_AND_PRODUCTS = ("conv1d", "conv2d", "conv3d", "linear", "matmul")
 
@@ -211,7 +211,7 @@ def test_counter_config_handles_are_per_counter():
     before = HANDLES
     table = register_handle(nn.Conv2d, "myconv", lambda m, i, o, cs: {"adds": cs.uniform(o.numel())})
     assert HANDLES is before and table[0][1] == "myconv" and len(table) == len(HANDLES) + 1
-    mine = Counter(model, CounterConfig(handles=table))
+    mine = OpCounter(model, CounterConfig(handles=table))
     with mine, torch.inference_mode():
         model(images)
     zf.functional.reset_net(model)

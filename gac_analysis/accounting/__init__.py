@@ -7,8 +7,8 @@ import warnings
 import torch
 
 from gac_analysis.accounting.engine import (
-    Counter,
     CounterConfig,
+    OpCounter,
     TimeStepsError,
     UnsupportedOpsError,
     resolve_T,
@@ -18,7 +18,7 @@ from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build
 from gac_analysis.data.batches import iter_image_batches  # one home, re-exported
 
 __all__ = [
-    "Counter",
+    "OpCounter",
     "CounterConfig",
     "HANDLES",
     "Report",
@@ -57,7 +57,7 @@ def _reset_neurons(model: torch.nn.Module) -> None:
     functional.reset_net(model)
 
 
-def _report_unsupported(counter: Counter, strict: bool) -> None:
+def _report_unsupported(counter: OpCounter, strict: bool) -> None:
     """``strict``: an :class:`UnsupportedOpsError` naming the ops without a rule; else one warning."""
     rows = counter.unsupported_rows()
     if not rows:
@@ -86,11 +86,11 @@ def count_images(
     T: int | None = None,
     strict: bool = False,
     handles: tuple | None = None,
-) -> Counter:
+) -> OpCounter:
     """Run ``model`` over ``images`` with counting hooks (the first half of :func:`profile`).
 
     Neuron state is reset (SpikingJelly's ``functional.reset_net``) before every batch; afterwards
-    the model is left as it was found (training flag, neuron memories). Returns the :class:`Counter`
+    the model is left as it was found (training flag, neuron memories). Returns the :class:`OpCounter`
     (hooks detached). No batches give a counter with no sites and ``num_images == 0`` (e.g. a
     process with an empty shard). Operations without a rule are warned about once, or raise
     :class:`UnsupportedOpsError` when ``strict``.
@@ -105,7 +105,7 @@ def count_images(
     memories = _neuron_memories(model)
     model.eval()
     try:
-        with Counter(model, config) as counter, FiniteWatch(model) as finite, torch.inference_mode():
+        with OpCounter(model, config) as counter, FiniteWatch(model) as finite, torch.inference_mode():
             counter.accuracy = Accuracy(counter.T)  # top-1 over the labelled images (accounting/accuracy.py)
             for i, (batch, labels) in enumerate(batches_with_labels(images)):
                 validate_images(batch, where=f"batch {i}")
@@ -125,7 +125,7 @@ def count_images(
 
 
 def report_from_counter(
-    counter: Counter,
+    counter: OpCounter,
     model: torch.nn.Module,
     *,
     energy: str = "45nm-fp32",

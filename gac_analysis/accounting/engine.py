@@ -15,11 +15,11 @@ Design (after fvcore's handle table and SpikingJelly's op_counter Config/Report 
   ``n * T // calls`` when the calls split evenly into T steps, else time-mixed work);
 - counters live as int64 tensors on the model's device and are updated in place: a hook never
   synchronises with the device (no ``.item()``, no ``bool(tensor)``) and retains no activation;
-  shape-only counts are python ints; the only device sync is in :meth:`Counter.compute`.
+  shape-only counts are python ints; the only device sync is in :meth:`OpCounter.compute`.
 
 Use :func:`gac_analysis.accounting.profile` for the one-call API, or the context manager::
 
-    with Counter(model) as c:
+    with OpCounter(model) as c:
         for x in batches:
             model(x)
     report = c.compute(provenance={...})
@@ -141,7 +141,7 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
     return T
 
 
-class Counter:
+class OpCounter:
     """Context manager that instruments ``model`` with counting hooks (see module docstring)."""
 
     def __init__(self, model: nn.Module, config: CounterConfig | None = None):
@@ -202,7 +202,7 @@ class Counter:
             for (op, path), (calls, elements) in self.unsupported.items()
         ]
 
-    def __enter__(self) -> "Counter":
+    def __enter__(self) -> "OpCounter":
         self.attach()
         return self
 

@@ -19,26 +19,12 @@ import torch
 from gac_analysis.energy.conventions import energy_summary, price_layers, price_neurons
 from gac_analysis.energy.network_memory import memory_summary
 from gac_analysis.energy.tables import EnergyTable
+from gac_analysis.report_model import LAYER_COUNTS, Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
 from gac_analysis.report_model import SCHEMA as SCHEMA  # re-exported by gac_analysis.accounting
 from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION
 from gac_analysis.report_model import Accuracy as ReportAccuracy
-from gac_analysis.report_model import Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
 
-LAYER_COUNTERS = (
-    "dense_macs",
-    "acs",
-    "effective_macs",
-    "bias_adds",
-    "muls",
-    "adds",
-    "compares",
-    "sigmoids",
-    "input_nnz",
-    "integer_ops",
-    "integer_value_ops",
-    "activations",
-    "acs_alt",
-)
+LAYER_COUNTERS = LAYER_COUNTS  # one home: the report model names the count columns
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
 
 
