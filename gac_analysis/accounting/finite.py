@@ -10,6 +10,8 @@ the first module, in execution order, whose output was not finite.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from gac_analysis.errors import GacError
@@ -24,8 +26,25 @@ class NonFiniteError(GacError):
     """Weights, statistics or activations hold NaN / inf (or a negative variance): no number is reported."""
 
 
+#: model -> the state signature last found finite (see :func:`_state_signature`).
+_FINITE_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _state_signature(model: torch.nn.Module) -> tuple:
+    """Which tensors the model holds and their in-place version counters (``Tensor._version``, bumped by
+    every in-place write such as ``load_state_dict``, an optimiser step or BN statistics in training): equal
+    signatures mean the same values, so a model checked once is not read again (the check reads every
+    weight, as long as a small batch's forward)."""
+    return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for t in (*model.parameters(), *model.buffers()))
+
+
 def check_finite_state(model: torch.nn.Module) -> None:
-    """Raise :class:`NonFiniteError` naming the first parameter or buffer (module order) that is not usable."""
+    """Raise :class:`NonFiniteError` naming the first parameter or buffer (module order) that is not usable.
+
+    A model whose tensors have not changed since they were last found usable is not read again."""
+    signature = _state_signature(model)
+    if _FINITE_STATES.get(model) == signature:
+        return
 
     def tensors():
         for mod_name, module in model.named_modules():
@@ -38,6 +57,7 @@ def check_finite_state(model: torch.nn.Module) -> None:
             f"the model's {bad}; no result can be computed from such weights: check the "
             "checkpoint (the first such tensor, in module order, is named)"
         )
+    _FINITE_STATES[model] = signature
 
 
 def _tensors(output):

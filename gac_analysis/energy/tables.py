@@ -26,6 +26,7 @@ This module only reads numbers; it knows nothing of torch or of models.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -296,6 +297,17 @@ def load_energy_table(name_or_path: str | os.PathLike = DEFAULT_TABLE) -> Energy
     Raises :class:`EnergyTableError` (one line: what, where, what to do) otherwise.
     """
     path = _resolve(name_or_path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _parse_table(path, None)  # _read_table_file gives the one-line error
+    return _parse_table(path, (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_table(path: Path, file_version: tuple | None) -> EnergyTable:
+    """The table in ``path``, parsed once per file version (modification time, size): tables are frozen,
+    and every profiling run loads its table (a YAML parse costs milliseconds, a batch-1 forward not many more)."""
     data = _read_table_file(path)
     # the order of the checks below is the order of the error messages a user meets
     name = _text(data, "name", path, default=path.stem)
