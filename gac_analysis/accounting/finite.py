@@ -35,7 +35,12 @@ def _state_signature(model: torch.nn.Module) -> tuple:
     every in-place write such as ``load_state_dict``, an optimiser step or BN statistics in training): equal
     signatures mean the same values, so a model checked once is not read again (the check reads every
     weight, as long as a small batch's forward)."""
-    return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for t in (*model.parameters(), *model.buffers()))
+    try:
+        return tuple(
+            (t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for t in (*model.parameters(), *model.buffers())
+        )
+    except RuntimeError:  # inference tensors keep no version counter: no signature, so always checked
+        return None
 
 
 def check_finite_state(model: torch.nn.Module) -> None:
@@ -43,7 +48,7 @@ def check_finite_state(model: torch.nn.Module) -> None:
 
     A model whose tensors have not changed since they were last found usable is not read again."""
     signature = _state_signature(model)
-    if _FINITE_STATES.get(model) == signature:
+    if signature is not None and _FINITE_STATES.get(model) == signature:
         return
 
     def tensors():
@@ -51,13 +56,15 @@ def check_finite_state(model: torch.nn.Module) -> None:
             for name, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
                 yield (f"{mod_name}.{name}" if mod_name else name), t
 
-    bad = nonfinite_state(tensors())
+    with torch.no_grad():  # a read: no autograd (parameters made under inference_mode still require grad)
+        bad = nonfinite_state(tensors())
     if bad:
         raise NonFiniteError(
             f"the model's {bad}; no result can be computed from such weights: check the "
             "checkpoint (the first such tensor, in module order, is named)"
         )
-    _FINITE_STATES[model] = signature
+    if signature is not None:
+        _FINITE_STATES[model] = signature
 
 
 def _tensors(output):
