@@ -156,7 +156,12 @@ def _make_parents(folder: Path) -> list[Path]:
     created = []
     try:
         for q in reversed(missing):
-            q.mkdir()
+            try:
+                q.mkdir()
+            except FileExistsError:
+                if q.is_dir():  # another process made it meanwhile (two runs, one --out): not ours to remove
+                    continue
+                raise
             created.append(q)
     except OSError as e:
         _remove_created(created)

@@ -317,6 +317,7 @@ def test_energy_package_imports_no_torch():
     allowed_roots = {
         "__future__",
         "dataclasses",
+        "functools",
         "math",
         "numbers",
         "os",
