@@ -135,7 +135,7 @@ def print_summary(report, out: Path | None = None) -> None:
             r["name"],
             r["op"],
             r["role"],
-            str(r["input"] or "-"),
+            r["input"] if isinstance(r["input"], str) else "-",  # NaN: no input kind observed (BN, pools)
             f"{r['complete_pj'] / n / PJ_PER_MJ:.4g}",
             f"{100 * r['complete_pj'] / total:.1f}%",
         )
