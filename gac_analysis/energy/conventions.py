@@ -10,7 +10,10 @@ never torch modules. All energies are in pJ, totals over the analysed images, un
 
 over the spiking conv/linear layers (roles backbone and head), where ``fr_in(l)`` is the firing
 rate of the LIF feeding layer ``l`` (its ``rate_source``; where none is declared, the observed
-fraction of non-zero inputs). GAC's attention (TA, SCA, sigmoid, gating) is not counted.
+fraction of non-zero inputs). GAC's attention (TA, SCA, sigmoid, gating) is not counted. On a model
+that declares no input kinds (any network but this project's), a conv/linear whose input was observed
+real-valued (the first layer on the image, linears on pooled values) is priced as the papers price
+their first layer: ``E_MAC`` x its dense MACs (:func:`paper_mac_layers`).
 
 **complete**: every operation of the inference:
 
@@ -126,6 +129,17 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df.columns else pd.Series(0, index=df.index)
 
 
+def paper_mac_layers(df: pd.DataFrame) -> pd.Series:
+    """The conv/linear rows the paper convention prices as MACs: the declared stem (role ``encoder``),
+    and, where a layer declares no input kind, every non-attention layer whose observed input was
+    real-valued (the papers' first layer on the image; a model without declarations names no stem)."""
+    synaptic = df["op"].isin(SYNAPTIC)
+    declared = df["declared_input"] if "declared_input" in df.columns else pd.Series(None, index=df.index)
+    observed = df["input"] if "input" in df.columns else pd.Series(None, index=df.index)
+    undeclared_real = declared.isna() & (observed == "real") & df["role"].isin(["backbone", "head"])
+    return synaptic & ((df["role"] == "encoder") | undeclared_real)
+
+
 def price_layers(
     layers: pd.DataFrame,
     lif_sites: pd.DataFrame,
@@ -150,11 +164,14 @@ def price_layers(
     scale = _static_scale(df, T, reuse_static)
     df["fr_in"] = input_rates(df, lif_sites, T, num_images)
     synaptic = df["op"].isin(SYNAPTIC)
-    spiking = synaptic & df["role"].isin(["backbone", "head"])
-    stem = synaptic & (df["role"] == "encoder")
+    as_mac = paper_mac_layers(df)
+    stem = as_mac & (df["role"] == "encoder")  # declared time-invariant: its dense MACs counted once
+    spiking = synaptic & df["role"].isin(["backbone", "head"]) & ~as_mac
     df["approx_acs"] = np.where(spiking, df["fr_in"] * df["dense_macs"], 0.0)
-    df["paper_pj"] = np.where(stem, df["dense_macs"] / T * table.mac, 0.0) + np.where(
-        spiking, df["approx_acs"] * table.ac, 0.0
+    df["paper_pj"] = (
+        np.where(stem, df["dense_macs"] / T * table.mac, 0.0)
+        + np.where(as_mac & ~stem, df["dense_macs"] * table.mac, 0.0)
+        + np.where(spiking, df["approx_acs"] * table.ac, 0.0)
     )
     check_integer_pricing(integer_pricing)
     as_macs = integer_pricing == "mac"
@@ -214,7 +231,7 @@ def energy_summary(
     """Both conventions, their difference and what makes it up (JSON-ready dict; pJ totals over images)."""
     lp, npd = layers_priced, neurons_priced
     neuron_pj = float(npd["complete_pj"].sum()) if len(npd) else 0.0
-    stem = lp["op"].isin(SYNAPTIC) & (lp["role"] == "encoder")
+    stem = paper_mac_layers(lp)  # the stem, or a model's real-input layers: priced as MACs
     paper = _summary(
         lp["paper_pj"].sum(),
         num_images,
