@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -44,47 +45,83 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def run_profile(
-    model,
-    source,
-    *,
-    batch_size: int,
-    energy_table: str,
-    reuse_static: bool,
-    fold_bn: bool,
-    indices=None,
-    show_progress: bool = True,
-    T: int | None = None,
-    strict: bool = False,
-    integer_pricing: str = "mac",
-):
-    """Profile ``model`` over ``source`` (optionally a subset of indices) with a progress bar."""
-    from gac_analysis.accounting import profile
+@dataclass(frozen=True)
+class EnergyRun:
+    """The options of one ``gac-analyze energy`` run, as given on the command line (one object for the
+    single-process and the distributed paths, so that an option is added in one place)."""
 
-    n = len(indices) if indices is not None else len(source)
-    total = math.ceil(n / batch_size) if n else 0
-    with Progress(
-        TextColumn("[bold]profiling"),
+    ckpt: Path | None
+    model_spec: str | None
+    model_kwargs: str | None
+    image_size: int | None
+    data: str | None
+    num_images: int | None
+    batch_size: int
+    device: str
+    energy_table: str
+    out: Path
+    T: int | None
+    seed: int
+    reuse_static: bool
+    fold_bn: bool
+    strict: bool
+    integer_pricing: str
+
+    def check_pricing(self) -> None:
+        """Fail fast, before any work, on an unknown integer pricing rule or a bad energy table."""
+        from gac_analysis.energy.conventions import check_integer_pricing
+        from gac_analysis.energy.tables import load_energy_table
+
+        check_integer_pricing(self.integer_pricing)
+        load_energy_table(self.energy_table)
+
+    def open(self):
+        """(model, its checkpoint path or None, data spec, data source) of this run."""
+        model, path = open_model(
+            self.ckpt, T=self.T, model=self.model_spec, model_kwargs=self.model_kwargs, seed=self.seed
+        )
+        spec = default_data_spec(uses_embedded_model(self.ckpt, self.model_spec), self.data)
+        source = open_data(spec, model, num_images=self.num_images, seed=self.seed, image_size=self.image_size)
+        return model, path, spec, source
+
+    def pricing(self) -> dict:
+        """The keyword arguments that price a counter (``report_from_counter`` / ``profile``)."""
+        return {
+            "energy": self.energy_table,
+            "reuse_static": self.reuse_static,
+            "fold_bn": self.fold_bn,
+            "integer_pricing": self.integer_pricing,
+        }
+
+
+def _progress(label: str, *, disable: bool = False) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("batches"),
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=not show_progress,
-    ) as bar:
-        task = bar.add_task("profile", total=total)
+        disable=disable,
+    )
+
+
+def run_profile(model, source, run: EnergyRun, *, show_progress: bool = True):
+    """Profile ``model`` over ``source`` as ``run`` says, with a progress bar."""
+    from gac_analysis.accounting import profile
+
+    n = len(source)
+    with _progress("profiling", disable=not show_progress) as bar:
+        task = bar.add_task("profile", total=math.ceil(n / run.batch_size) if n else 0)
         return profile(
             model,
-            source.batches(batch_size, indices=indices),
-            T=T,
-            strict=strict,
-            integer_pricing=integer_pricing,
-            energy=energy_table,
-            reuse_static=reuse_static,
-            fold_bn=fold_bn,
+            source.batches(run.batch_size),
+            T=run.T,
+            strict=run.strict,
             data=source.describe(),
             progress=lambda i, b: bar.advance(task),
+            **run.pricing(),
         )
 
 
@@ -235,51 +272,34 @@ def energy_cmd(
 ):
     """Exact per-layer, per-step operation and spike counts; energy in the paper and complete conventions."""
     from gac_analysis.distributed import resolve_launch
-    from gac_analysis.energy.tables import load_energy_table
 
+    run = EnergyRun(
+        ckpt=ckpt,
+        model_spec=model_spec,
+        model_kwargs=model_kwargs,
+        image_size=image_size,
+        data=data,
+        num_images=num_images,
+        batch_size=batch_size,
+        device=device,
+        energy_table=energy_table,
+        out=out,
+        T=T,
+        seed=seed,
+        reuse_static=reuse_static,
+        fold_bn=fold_bn,
+        strict=strict,
+        integer_pricing=integer_pricing,
+    )
     launch = resolve_launch(distributed)
     if launch is not None:
-        return _energy_distributed(
-            launch,
-            ckpt=ckpt,
-            model_spec=model_spec,
-            model_kwargs=model_kwargs,
-            image_size=image_size,
-            data=data,
-            num_images=num_images,
-            batch_size=batch_size,
-            device=device,
-            energy_table=energy_table,
-            out=out,
-            T=T,
-            seed=seed,
-            reuse_static=reuse_static,
-            fold_bn=fold_bn,
-            timeout_s=dist_timeout,
-            strict=strict,
-            integer_pricing=integer_pricing,
-        )
-    from gac_analysis.energy.conventions import check_integer_pricing
-
-    check_integer_pricing(integer_pricing)
-    load_energy_table(energy_table)  # fail fast on a bad table, before any work
+        return _energy_distributed(launch, run, timeout_s=dist_timeout)
+    run.check_pricing()
     dev = resolve_device(device)
-    model, path = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs, seed=seed)
-    spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
-    source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
+    model, path, spec, source = run.open()
     model = model.to(dev)
     with atomic_output_dir(out, kind="energy", inputs=input_paths(path, spec)) as tmp:
-        report = run_profile(
-            model,
-            source,
-            batch_size=batch_size,
-            energy_table=energy_table,
-            reuse_static=reuse_static,
-            fold_bn=fold_bn,
-            T=T,
-            strict=strict,
-            integer_pricing=integer_pricing,
-        )
+        report = run_profile(model, source, run)
         report.provenance["distributed"] = {"world_size": 1, "backend": None}
         report.save(tmp)
     print_summary(report, out)
@@ -288,70 +308,31 @@ def energy_cmd(
 # ---- distributed run (torchrun): see gac_analysis.distributed and docs/distributed.md ---------------------
 
 
-def _energy_distributed(
-    launch,
-    *,
-    ckpt,
-    model_spec,
-    model_kwargs,
-    image_size,
-    data,
-    num_images,
-    batch_size,
-    device,
-    energy_table,
-    out,
-    T,
-    seed,
-    reuse_static,
-    fold_bn,
-    timeout_s,
-    strict=False,
-    integer_pricing="mac",
-) -> None:
+def _energy_distributed(launch, run: EnergyRun, *, timeout_s: float) -> None:
     """``energy`` as one rank of a torchrun launch: analyse this rank's shard, sum the counts, rank 0 writes.
 
     Every rank runs the same steps; after the local work and after writing, the ranks agree on success,
     so a rank that fails makes every rank fail with that rank's message (and rank 0 writes nothing).
     """
     from gac_analysis import distributed as gd
-    from gac_analysis.energy.tables import load_energy_table
 
-    if device.startswith("cuda:"):
+    if run.device.startswith("cuda:"):
         raise ConfigError(
-            f"--device {device}: in a distributed run each process uses cuda:LOCAL_RANK; pass "
+            f"--device {run.device}: in a distributed run each process uses cuda:LOCAL_RANK; pass "
             "--device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES"
         )
-    if device == "cpu":
+    if run.device == "cpu":
         gd.configure_threads(launch.local_world_size)
     try:
-        with _sigterm_unwinds(), gd.init(timeout_s=timeout_s, device=device, env=launch) as sess:
-            report = _energy_ranks(
-                sess,
-                ckpt=ckpt,
-                model_spec=model_spec,
-                model_kwargs=model_kwargs,
-                image_size=image_size,
-                data=data,
-                num_images=num_images,
-                batch_size=batch_size,
-                energy_table=energy_table,
-                out=out,
-                T=T,
-                seed=seed,
-                reuse_static=reuse_static,
-                fold_bn=fold_bn,
-                load_table=load_energy_table,
-                strict=strict,
-                integer_pricing=integer_pricing,
-            )
+        with _sigterm_unwinds(), gd.init(timeout_s=timeout_s, device=run.device, env=launch) as sess:
+            report = _energy_ranks(sess, run)
     except gd.RankFailed as e:
         # the failing ranks and rank 0 say why; the other ranks only exit with the code
         if _prints_failure(e, launch):
             raise
         raise typer.Exit(code=e.exit_code) from None
     if report is not None:
-        print_summary(report, out)
+        print_summary(report, run.out)
 
 
 #: SIGTERM (torchrun stopping the workers after another one failed) unwinds the stack like Ctrl-C.
@@ -363,66 +344,32 @@ def _prints_failure(error, launch) -> bool:
     return launch.rank == 0 or any(r == launch.rank for r, _, _ in error.failures)
 
 
-def _energy_ranks(
-    sess,
-    *,
-    ckpt,
-    model_spec,
-    model_kwargs,
-    image_size,
-    data,
-    num_images,
-    batch_size,
-    energy_table,
-    out,
-    T,
-    seed,
-    reuse_static,
-    fold_bn,
-    load_table,
-    strict=False,
-    integer_pricing="mac",
-):
+def _energy_ranks(sess, run: EnergyRun):
     from gac_analysis import distributed as gd
 
     def analyse():
-        from gac_analysis.energy.conventions import check_integer_pricing
-
-        check_integer_pricing(integer_pricing)
-        load_table(energy_table)  # fail fast on a bad table, before any work
-        model, _ = open_model(ckpt, T=T, model=model_spec, model_kwargs=model_kwargs, seed=seed)
-        spec = default_data_spec(uses_embedded_model(ckpt, model_spec), data)
-        source = open_data(spec, model, num_images=num_images, seed=seed, image_size=image_size)
+        run.check_pricing()
+        model, _, spec, source = run.open()
         if sess.is_main:
-            check_output_dir(out, kind="energy", inputs=input_paths(ckpt, spec))
+            check_output_dir(run.out, kind="energy", inputs=input_paths(run.ckpt, spec))
         n = len(source)
-        indices = gd.shard_indices(n, sess.rank, sess.world_size, block=batch_size)
-        num_batches = math.ceil(n / batch_size)
+        indices = gd.shard_indices(n, sess.rank, sess.world_size, block=run.batch_size)
+        num_batches = math.ceil(n / run.batch_size)
         if sess.is_main and num_batches < sess.world_size:
             console.print(
-                f"note: {n} images make {num_batches} batch(es) of {batch_size} for {sess.world_size} "
+                f"note: {n} images make {num_batches} batch(es) of {run.batch_size} for {sess.world_size} "
                 f"processes: {sess.world_size - num_batches} process(es) stay idle; lower --batch-size to "
                 "use them all",
                 highlight=False,
             )
         model = model.to(sess.device)
-        total = math.ceil(len(indices) / batch_size)
-        with Progress(
-            TextColumn(f"[bold]profiling (rank 0 of {sess.world_size})"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("batches"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not sess.is_main,
-        ) as bar:
-            task = bar.add_task("profile", total=total)
+        with _progress(f"profiling (rank 0 of {sess.world_size})", disable=not sess.is_main) as bar:
+            task = bar.add_task("profile", total=math.ceil(len(indices) / run.batch_size))
             counter = gd.count_images(
                 model,
-                source.batches(batch_size, indices=indices),
-                T=T,
-                strict=strict,
+                source.batches(run.batch_size, indices=indices),
+                T=run.T,
+                strict=run.strict,
                 progress=lambda i, b: bar.advance(task),
             )
         return model, source, counter
@@ -433,17 +380,9 @@ def _energy_ranks(
     def write():
         if not sess.is_main:
             return None
-        report = gd.report_from_counter(
-            counter,
-            model,
-            energy=energy_table,
-            reuse_static=reuse_static,
-            fold_bn=fold_bn,
-            data=source.describe(),
-            integer_pricing=integer_pricing,
-        )
+        report = gd.report_from_counter(counter, model, data=source.describe(), **run.pricing())
         report.provenance["distributed"] = sess.describe()
-        with atomic_output_dir(out, kind="energy") as tmp:
+        with atomic_output_dir(run.out, kind="energy") as tmp:
             report.save(tmp)
         return report
 
