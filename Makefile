@@ -31,12 +31,11 @@ lint: $(VENV)/.installed-test
 # then its direct-coding twin on the same 360 held-out digits (its observer: its own stem's direct spikes vs a
 # seeded GAC encoder on that stem), the comparison in reports/demo/compare/, and report.md with the
 # "GAC vs direct coding on the same task" section. reports/demo/report.json stays the GAC default's (CI budget).
-DIRECT_TWIN := gac_analysis/assets/default_digits_direct.pt
 demo: $(VENV)/.installed-test
 	$(BIN)/gac-analyze energy --out reports/demo
 	$(BIN)/gac-analyze observe --num-images 8 --out reports/demo/observe
-	$(BIN)/gac-analyze energy $(DIRECT_TWIN) --data digits --out reports/demo/direct
-	$(BIN)/gac-analyze observe $(DIRECT_TWIN) --data digits --num-images 8 --seeded-gac --out reports/demo/direct/observe
+	$(BIN)/gac-analyze energy --model default-direct --out reports/demo/direct
+	$(BIN)/gac-analyze observe --model default-direct --num-images 8 --seeded-gac --out reports/demo/direct/observe
 	$(BIN)/gac-analyze compare reports/demo reports/demo/direct --names gac,direct --out reports/demo/compare
 	$(BIN)/gac-analyze report reports/demo
 

@@ -53,22 +53,28 @@ def parse_T_list(raw: str) -> list[int]:
     return sorted(set(values))
 
 
-def _open(ckpt: Path | None, model_spec: str | None = None, model_kwargs: str | None = None, seed: int = 0):
+def _open(
+    ckpt: Path | None,
+    model_spec: str | None = None,
+    model_kwargs: str | None = None,
+    seed: int = 0,
+    seeded_gac: bool = False,
+):
+    """The model to observe; it needs a GAC encoder of its own unless ``seeded_gac`` supplies one."""
     from gac_analysis.models import GACEncoder
 
     try:
         model, path = open_model(ckpt, model=model_spec, model_kwargs=model_kwargs, seed=seed)
     except TimeStepsUnknownError:
         raise ConfigError(
-            f"{ckpt} is a direct-coding checkpoint (no GAC weights): the observer compares GAC "
-            "with direct coding on the same Conv-BN and needs a GAC checkpoint (from Python: "
-            "observe(model, images, seeded_gac=True) compares with a seeded GAC encoder)"
+            f"{ckpt} is a direct-coding checkpoint without T: the observer needs the time steps; use a "
+            "checkpoint that carries them (this project's format) with --seeded-gac, or a GAC checkpoint"
         ) from None
-    if model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
+    if not seeded_gac and model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
         raise ConfigError(
             f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
             "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or "
-            "--model default"
+            "--model default, or --seeded-gac to compare with a seeded GAC encoder on its stem"
         )
     return model, path
 
@@ -118,7 +124,7 @@ def observe_cmd(
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be float32 or float64, got {precision!r}")
 
-    model, ckpt_path = _open(ckpt, model_spec, model_kwargs, seed)
+    model, ckpt_path = _open(ckpt, model_spec, model_kwargs, seed, seeded_gac)
     if Ts and ckpt_path is None:
         raise ConfigError(
             f"--T {T}: the sweep re-reads the model's checkpoint, and --model {model_spec} was built "
