@@ -147,3 +147,28 @@ def test_failure_inside_the_run_leaves_no_output_folder(small_ckpt, tmp_path, mo
     result = runner.invoke(app, ["observe", str(small_ckpt), "--num-images", "1", "--out", str(out)])
     assert result.exit_code == 2 and "figure failed on purpose" in one_error_line(result)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_direct_twin_is_observed_through_model_spec_only_with_seeded_gac(tmp_path):
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["observe", "--model", "default-direct", "--num-images", "2", "--out", str(out)])
+    error = res.output.strip().splitlines()[-1]  # after the line naming the embedded model
+    assert res.exit_code == 2 and error.startswith("error:") and "no GAC encoder" in error and "--seeded-gac" in error
+    assert not out.exists()
+    res = runner.invoke(
+        app,
+        [
+            "observe",
+            "--model",
+            "default-direct",
+            "--num-images",
+            "2",
+            "--seeded-gac",
+            "--no-figures",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "observer.json").read_text())
+    assert data["holds"] is True and data["seeded_gac"] is True
