@@ -27,6 +27,7 @@ Use :func:`gac_analysis.accounting.profile` for the one-call API, or the context
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from gac_analysis.accounting.functional import UNSUPPORTED, FunctionCounter, OpClassifier, _first_tensor
-from gac_analysis.accounting.handles import HANDLES, NEURON_TYPES, SYNAPTIC_OPS, CallShape, find_handle
+from gac_analysis.accounting.handles import HANDLES, NEURON_TYPES, SYNAPTIC_OPS, CallShape, Rows, find_handle
 from gac_analysis.errors import GacError
 from gac_analysis.models.neurons import LIF
 
@@ -141,8 +142,39 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
     return T
 
 
+class _ModuleRule:
+    """What the engine knows of one counted module before it runs (fixed at :meth:`OpCounter.attach`)."""
+
+    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "keeps_spikes")
+
+    def __init__(self, name: str, op: str, handle, module: nn.Module):
+        self.name = name
+        self.op = op
+        self.handle = handle
+        declared = getattr(module, "gac_time", None)
+        if declared is None and op == "lif":
+            steps = "T" if isinstance(module, LIF) else getattr(module, "step_mode", "m")
+            declared = "step" if steps == "s" else "T"
+        self.layout = declared  # None: read from each call's shape
+        self.synaptic = op in SYNAPTIC_OPS
+        self.binary_output = op == "lif" and _binary_neuron(module)
+        self.keeps_spikes = op == "maxpool"  # the max of 0/1 values is 0/1
+
+
+def _plain_container(module: nn.Module) -> bool:
+    """A torch container whose own forward only chains its children (no tensor operation of its own)."""
+    return type(module).forward in (nn.Sequential.forward, nn.ModuleList.forward, nn.ModuleDict.forward)
+
+
 class OpCounter:
-    """Context manager that instruments ``model`` with counting hooks (see module docstring)."""
+    """Context manager that instruments ``model`` with counting hooks (see module docstring).
+
+    Per forward, a counted call costs two small hooks and its handle's few tensor operations; the
+    data-dependent counts of all calls are summed into one int64 accumulator (``[slots]`` on the
+    model's device) with one ``index_add_`` at the end of the forward; ``sites[...].tensors`` are views
+    of it. The function interceptor is on the stack only during the model's forward and is taken off
+    it while a counted module runs (that module's rule covers its internal operations), so the
+    operations inside neurons and convolutions pay nothing."""
 
     def __init__(self, model: nn.Module, config: CounterConfig | None = None):
         self.model = model
@@ -150,6 +182,7 @@ class OpCounter:
         self.T = resolve_T(model, self.config.T)
         self._handles = []
         self._mode: FunctionCounter | None = None
+        self._mode_on = False  # the interceptor is on the torch-function stack
         self._neurons = [m for m in model.modules() if isinstance(m, NEURON_TYPES)]
         modes = {getattr(m, "step_mode", "m") for m in self._neurons}
         self.single_step = modes == {"s"}
@@ -166,6 +199,9 @@ class OpCounter:
         self.counted_calls = 0
         self.free_calls = 0
         self.unsupported: dict[tuple[str, str], list[int]] = {}  # (op, module path) -> [calls, elements]
+        self._slots: dict[tuple[str, str], int] = {}  # (site, counter) -> first of its T + 1 accumulator slots
+        self._acc: torch.Tensor | None = None  # int64 [slots] on the model's device
+        self._buf: list = []  # this forward's tensor counts, summed into _acc when it ends
 
     @property
     def unsupported_calls(self) -> int:
@@ -213,30 +249,76 @@ class OpCounter:
         if self._handles:
             return
         model = self.model
+        rules: dict[type, tuple | None] = {}  # a module type's rule, looked up once
+        covered: set[int] = set()  # modules inside a counted module: their work is that module's
         self._handles.append(model.register_forward_pre_hook(self._on_forward_start))
         for name, module in model.named_modules():
             path = name or "<model>"
-            rule = find_handle(module, self.config.handles)
+            kind = type(module)
+            if kind not in rules:
+                rules[kind] = find_handle(module, self.config.handles)
+            rule = rules[kind]
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
                 self._handles.append(module.register_forward_pre_hook(self._enter_counted))
-                self._handles.append(module.register_forward_hook(self._make_hook(path, op, handle)))
-            elif module is not model:
+                hook = self._make_hook(_ModuleRule(path, op, handle, module))
+                self._handles.append(module.register_forward_hook(hook))
+                covered.update(id(m) for m in module.modules() if m is not module)
+            elif module is not model and id(module) not in covered and not _plain_container(module):
                 self._handles.append(module.register_forward_pre_hook(self._make_push(path)))
                 self._handles.append(module.register_forward_hook(self._pop))
         self._handles.append(model.register_forward_hook(self._on_forward_end))
         self._mode = FunctionCounter(self, OpClassifier(self.config.function_rules))
-        self._mode.__enter__()
 
     def detach(self) -> None:
         if self._mode is not None:
-            self._mode.__exit__(None, None, None)
+            self._mode_off()
             self._mode = None
         for h in self._handles:
             h.remove()
         self._handles = []
         self.quiet = True
+        self._flush()
+
+    # -- the function interceptor on the torch-function stack -----------------------------------
+    def _mode_push(self) -> None:
+        if self._mode is not None and not self._mode_on:
+            torch._C._push_on_torch_function_stack(self._mode)
+            self._mode_on = True
+
+    def _mode_off(self) -> None:
+        """Take the interceptor off the stack wherever it is (other modes stay, in order)."""
+        if not self._mode_on:
+            return
+        above = []
+        while torch._C._len_torch_function_stack():
+            top = torch._C._pop_torch_function_stack()
+            if top is self._mode:
+                break
+            above.append(top)
+        for mode in reversed(above):
+            torch._C._push_on_torch_function_stack(mode)
+        self._mode_on = False
+
+    def _mode_suspend(self) -> None:
+        """A counted module starts: its internal operations are its rule's. Pop the interceptor when it
+        is on top of the stack; under another mode pushed inside the forward, silence it instead."""
+        if not self._mode_on:
+            return
+        n = torch._C._len_torch_function_stack()
+        if n and torch._C._get_function_stack_at(n - 1) is self._mode:
+            torch._C._pop_torch_function_stack()
+            self._mode_on = False
+            self._suspended = True
+        else:
+            self.quiet = True
+
+    def _mode_resume(self) -> None:
+        if self._suspended:
+            self._suspended = False
+            self._mode_push()
+        self.quiet = False
 
     # -- per forward -----------------------------------------------------------------------------
     def _new_forward(self, batch: int = 0) -> None:
@@ -244,6 +326,7 @@ class OpCounter:
         self._spike_outputs: dict[int, weakref.ref] = {}
         self._stack: list[list] = [["<model>", {}]]
         self._covered = 0
+        self._suspended = False
         self._pending: dict[str, list] = {}
         self._batch = batch
 
@@ -254,10 +337,13 @@ class OpCounter:
         self.num_images += batch
         self.batches += 1
         self.quiet = False
+        self._mode_push()
 
     def _on_forward_end(self, module, inputs, output) -> None:
+        self._mode_off()
         self.quiet = True
         self._resolve_steps()
+        self._flush()
 
     def _make_push(self, path: str):
         def push(module, inputs):
@@ -271,20 +357,17 @@ class OpCounter:
 
     def _enter_counted(self, module, inputs) -> None:
         self._covered += 1
-        self.quiet = True
+        if self._covered == 1:
+            self._mode_suspend()
 
-    def _layout(self, module: nn.Module, op: str, shape) -> str:
-        """``T``, ``TB``, ``mixed`` or ``step`` (one time step of ``[B, ...]``), see module docstring."""
-        declared = getattr(module, "gac_time", None)
-        if declared is not None:
-            return declared
-        if op == "lif":
-            if isinstance(module, LIF):
-                return "T"
-            return "step" if getattr(module, "step_mode", "m") == "s" else "T"
-        return self._shape_layout(shape)
+    def _leave_counted(self) -> None:
+        self._covered -= 1
+        if self._covered <= 0:
+            self._covered = 0
+            self._mode_resume()
 
     def _shape_layout(self, shape) -> str:
+        """``T``, ``TB``, ``mixed`` or ``step`` (one time step of ``[B, ...]``), see module docstring."""
         T, B = self.T, self._batch
         if len(shape) == 0:
             return "mixed"
@@ -297,27 +380,29 @@ class OpCounter:
             return "TB"
         return "step" if d0 == B else "mixed"
 
-    def _make_hook(self, name: str, op: str, handle):
+    def _make_hook(self, rule: _ModuleRule):
+        name, op, handle = rule.name, rule.op, rule.handle
+
         def hook(module, inputs, output):
             try:
                 x = inputs[0] if inputs else None
-                out = _first_tensor(output)
+                out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
                 if not isinstance(x, torch.Tensor) or out is None:
                     return
-                layout = self._layout(module, op, out.shape)
-                spike = self._is_spike_output(x) if op in SYNAPTIC_OPS else False
+                layout = rule.layout or self._shape_layout(out.shape)
+                spike = rule.synaptic and self._is_spike_output(x)
                 self.counted_calls += 1
                 if layout == "step":
                     key = name
                     h_out = out.unsqueeze(0) if op == "lif" else out
-                    counts = handle(module, (x, *inputs[1:]), h_out, CallShape(1, "TB", spike))
+                    counts = handle(module, (x, *inputs[1:]), h_out, CallShape(1, "TB", spike, rule.binary_output))
                 else:
                     idx = self._calls.get(name, 0)
                     self._calls[name] = idx + 1
                     key = name if idx == 0 else f"{name}#{idx + 1}"
-                    counts = handle(module, inputs, out, CallShape(self.T, layout, spike))
-                if op == "lif" and _binary_neuron(module):  # 0/1 by construction: remember the storage (weakly)
-                    self._spike_outputs[out.untyped_storage().data_ptr()] = weakref.ref(out)
+                    counts = handle(module, inputs, out, CallShape(self.T, layout, spike, rule.binary_output))
+                if rule.binary_output or (rule.keeps_spikes and self._is_spike_output(x)):
+                    self._mark_spikes(out)  # 0/1 by construction: remember the storage (weakly)
                 site = self.sites.get(key)
                 if site is None:
                     site = self._new_site(key, name, op, module, x, out, layout)
@@ -325,47 +410,46 @@ class OpCounter:
                 if layout == "step":
                     self._pending.setdefault(key, []).append(counts)
                 else:
-                    self._accumulate(site, counts, layout)
+                    self._add(site, counts, layout)
             finally:
-                self._covered -= 1
-                self.quiet = self._covered > 0
+                self._leave_counted()
 
         return hook
 
     def on_function(self, kind: int, name: str, rule, args, kwargs, out) -> None:
         """Count one intercepted function call made outside any counted module (see functional.py)."""
-        self.quiet = True
-        try:
-            path, per_op = self._stack[-1]
-            o = _first_tensor(out)
-            if kind != UNSUPPORTED:
-                layout = self._shape_layout(o.shape) if o is not None else "mixed"
-                spikes = False
-                if rule.op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
-                    spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
-                cs = CallShape(1, "TB", spikes) if layout == "step" else CallShape(self.T, layout, spikes)
-                counts = rule(args, kwargs, out, cs) if o is not None else None
-                if counts is not None:
-                    op = rule.op
-                    idx = per_op.get(op, 0)
-                    per_op[op] = idx + 1
-                    key = f"{path}:{op}" if idx == 0 else f"{path}:{op}#{idx + 1}"
-                    self.counted_calls += 1
-                    site = self.sites.get(key)
-                    if site is None:
-                        x = _first_tensor(args)
-                        site = self._new_site(key, path, op, None, x if x is not None else o, o, layout)
-                    site.calls += 1
-                    if layout == "step":
-                        self._pending.setdefault(key, []).append(counts)
-                    else:
-                        self._accumulate(site, counts, layout)
-                    return
-            rec = self.unsupported.setdefault((name, path), [0, 0])
-            rec[0] += 1
-            rec[1] += int(o.numel()) if o is not None else 0
-        finally:
-            self.quiet = self._covered > 0
+        path, per_op = self._stack[-1]
+        o = _first_tensor(out)
+        if kind != UNSUPPORTED:
+            layout = self._shape_layout(o.shape) if o is not None else "mixed"
+            spikes = False
+            if rule.op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
+                spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
+            cs = CallShape(1, "TB", spikes) if layout == "step" else CallShape(self.T, layout, spikes)
+            counts = rule(args, kwargs, out, cs) if o is not None else None
+            if counts is not None:
+                op = rule.op
+                if op == "maxpool" and isinstance(args[0], torch.Tensor) and self._is_spike_output(args[0]):
+                    self._mark_spikes(o)
+                elif o is not None and self._spike_outputs:
+                    self._forget_spikes(o)  # an in-place operation on a spike map: no longer 0/1 for sure
+                idx = per_op.get(op, 0)
+                per_op[op] = idx + 1
+                key = f"{path}:{op}" if idx == 0 else f"{path}:{op}#{idx + 1}"
+                self.counted_calls += 1
+                site = self.sites.get(key)
+                if site is None:
+                    x = _first_tensor(args)
+                    site = self._new_site(key, path, op, None, x if x is not None else o, o, layout)
+                site.calls += 1
+                if layout == "step":
+                    self._pending.setdefault(key, []).append(counts)
+                else:
+                    self._add(site, counts, layout)
+                return
+        rec = self.unsupported.setdefault((name, path), [0, 0])
+        rec[0] += 1
+        rec[1] += int(o.numel()) if o is not None else 0
 
     def _resolve_steps(self) -> None:
         """Place the single-step calls of the forward that just ended at their time steps."""
@@ -373,8 +457,18 @@ class OpCounter:
             n = len(calls)
             site = self.sites[key]
             for i, counts in enumerate(calls):
-                self._accumulate(site, counts, "step", step=i * self.T // n if n % self.T == 0 else self.T)
+                self._add(site, counts, "step", step=i * self.T // n if n % self.T == 0 else self.T)
         self._pending = {}
+
+    # -- spike provenance --------------------------------------------------------------------------
+    def _mark_spikes(self, out) -> None:
+        """Remember (weakly) that ``out``'s storage holds a 0/1 map of this forward."""
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self._spike_outputs[t.untyped_storage().data_ptr()] = weakref.ref(t)
+
+    def _forget_spikes(self, t: torch.Tensor) -> None:
+        self._spike_outputs.pop(t.untyped_storage().data_ptr(), None)
 
     def _is_spike_output(self, x: torch.Tensor) -> bool:
         """True when ``x`` shares its storage with a live 0/1 neuron output of this forward pass."""
@@ -382,6 +476,14 @@ class OpCounter:
         ref = self._spike_outputs.get(ptr)
         source = ref() if ref is not None else None
         return source is not None and source.untyped_storage().data_ptr() == ptr
+
+    def carry_spikes(self, name: str, args, out) -> None:
+        """A value-preserving free operation (copy, view, concatenation: functional.SPIKE_PRESERVING)
+        of 0/1 maps gives a 0/1 map: ``out`` is marked when every tensor it is made of is one."""
+        first = args[0] if args else None
+        parts = first if isinstance(first, (tuple, list)) else (first,)
+        if parts and all(isinstance(t, torch.Tensor) and self._is_spike_output(t) for t in parts):
+            self._mark_spikes(out)
 
     def _new_site(self, key, name, op, module, x, out, layout) -> Site:
         site = Site(
@@ -402,6 +504,7 @@ class OpCounter:
         self.sites[key] = site
         return site
 
+    # -- accumulation ------------------------------------------------------------------------------
     @staticmethod
     def _split_synaptic(counts: dict) -> None:
         """Split a call's exact synaptic ops by its observed input kind (no sync): ACs (binary),
@@ -418,37 +521,126 @@ class OpCounter:
             counts["integer_value_ops"] = value_ops * integer
         counts["effective_macs"] = ops - counts["acs"] - counts["integer_ops"]
 
-    def _accumulate(self, site: Site, counts: dict, layout: str, step: int | None = None) -> None:
-        """Add one call's counts: per step (``[T]`` tensors, per-step ints), at one ``step`` (single-step
-        calls), or into the time-mixed slot ``T`` (mixed layout, 0-dim totals, per-call flags)."""
+    def _add(self, site: Site, counts: dict, layout: str, step: int | None = None) -> None:
+        """Add one call's counts: python ints at once (per step, at one ``step``, or into the
+        time-mixed slot ``T``); tensors are queued for the end of the forward (:meth:`_flush`):
+        per-call flags (``*_calls``) and 0-dim totals into slot ``T``, ``[T]`` tensors per step,
+        :class:`~gac_analysis.accounting.handles.Rows` summed into their steps, and everything of a
+        single-step call at its ``step``."""
         T = self.T
         if "synaptic_ops" in counts:
             self._split_synaptic(counts)
         for key, value in counts.items():
-            if isinstance(value, torch.Tensor):
-                acc = site.tensors.get(key)
-                if acc is None:
-                    acc = site.tensors[key] = torch.zeros(T + 1, dtype=torch.int64, device=value.device)
-                if key.endswith("_calls"):
+            if isinstance(value, int):
+                acc = site.ints.setdefault(key, [0] * (T + 1))
+                if key.endswith("_calls") or (layout == "mixed" and step is None):
                     acc[T] += value
                 elif step is not None:
-                    acc[step] += value.sum()
-                elif value.dim() == 0:
-                    acc[T] += value
-                else:
-                    acc[:T] += value
-            else:
-                acc = site.ints.setdefault(key, [0] * (T + 1))
-                if step is not None:
                     acc[step] += value
-                elif layout == "mixed":
-                    acc[T] += value
                 else:
                     for t in range(T):
                         acc[t] += value
+                continue
+            base = self._slots.get((site.name, key))
+            if base is None:
+                base = self._new_slots(site, key)
+            if isinstance(value, Rows):
+                tensor, scale = value.values, value.scale
+                n = tensor.numel()
+                if key.endswith("_calls") or (step is None and (layout == "mixed" or n % T or n == 0)):
+                    where = (0, base + T)
+                elif step is not None:
+                    where = (0, base + step)
+                else:
+                    where = (2, base)  # rows split evenly into T steps
+            else:
+                tensor, scale = value, 1
+                if key.endswith("_calls"):
+                    where = (0, base + T)
+                elif step is not None:
+                    where = (0, base + step)
+                elif tensor.dim() == 0:
+                    where = (0, base + T)
+                else:
+                    where = (1, base)  # one value per step
+            self._buf.append((tensor, scale, where))
+
+    def _new_slots(self, site: Site, key: str) -> int:
+        base = len(self._slots) * (self.T + 1)
+        self._slots[(site.name, key)] = base
+        site.tensors[key] = None  # a view of the accumulator once it holds the slots (_flush)
+        return base
+
+    def _flush(self) -> None:
+        """Sum the queued tensor counts of the forward into the accumulator: the values of every call
+        are concatenated (float whole numbers converted exactly to int64), scaled, and added to their
+        slots with one ``index_add_``; the slot index of a forward's layout is built once and cached."""
+        buf, self._buf = self._buf, []
+        T = self.T
+        n_slots = len(self._slots) * (T + 1)
+        if buf:
+            device = buf[0][0].device
+            floats = [e for e in buf if e[0].is_floating_point()]
+            ints = [e for e in buf if not e[0].is_floating_point()] if len(floats) < len(buf) else []
+            ordered = ints + floats
+            signature = tuple((t.numel(), scale, where) for t, scale, where in ordered)
+            index, scales = _slot_index(signature, T, device)
+            parts = [_flat_on(t, device) for t, _, _ in ints]
+            if floats:
+                parts.append(torch.cat([_flat_on(t, device) for t, _, _ in floats]).to(torch.int64))
+            values = torch.cat(parts) if len(parts) > 1 else parts[0]
+            if scales is not None:
+                values = values * scales
+            if self._acc is None or self._acc.numel() < n_slots:
+                self._grow(n_slots, device)
+            self._acc.index_add_(0, index, values)
+        elif self._acc is None or self._acc.numel() < n_slots:
+            self._grow(n_slots, device=self._acc.device if self._acc is not None else None)
+
+    def _grow(self, n_slots: int, device) -> None:
+        """Make room for new slots and point every site's tensors at their views of the accumulator."""
+        if n_slots == 0:
+            return
+        device = device if device is not None else next(self.model.parameters(), torch.zeros(0)).device
+        old = self._acc
+        with torch.inference_mode(False):  # a normal tensor: usable inside and outside inference mode
+            self._acc = torch.zeros(n_slots, dtype=torch.int64, device=device)
+            if old is not None:
+                self._acc[: old.numel()] = old
+            T = self.T
+            for (site_name, key), base in self._slots.items():
+                self.sites[site_name].tensors[key] = self._acc[base : base + T + 1]
 
     def compute(self, **report_kwargs):
         """Synchronise once and build the :class:`~gac_analysis.accounting.report.Report`."""
         from gac_analysis.accounting.report import build_report
 
         return build_report(self, **report_kwargs)
+
+
+def _flat_on(t: torch.Tensor, device) -> torch.Tensor:
+    """``t`` as a 1-d tensor on ``device`` (no operation when it already is one)."""
+    if t.dim() != 1:
+        t = t.reshape(-1)
+    return t if t.device == device else t.to(device)
+
+
+@functools.lru_cache(maxsize=64)
+def _slot_index(signature: tuple, T: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The accumulator slot of every value of one forward's queued counts, and their scales (None when
+    all are 1). ``signature`` holds ``(numel, scale, (kind, slot))`` per count, in queue order: kind 0
+    sends every value to ``slot``, kind 1 one value per step (``slot + t``), kind 2 rows split evenly
+    into T steps (``slot + row // (numel // T)``)."""
+    index: list[int] = []
+    scales: list[int] = []
+    for numel, scale, (kind, slot) in signature:
+        if kind == 0:
+            index.extend([slot] * numel)
+        elif kind == 1:
+            index.extend(slot + t for t in range(numel))
+        else:
+            per_step = numel // T
+            index.extend(slot + r // per_step for r in range(numel))
+        scales.extend([scale] * numel)
+    scale_t = None if all(s == 1 for s in scales) else torch.tensor(scales, dtype=torch.int64, device=device)
+    return torch.tensor(index, dtype=torch.int64, device=device), scale_t

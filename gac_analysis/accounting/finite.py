@@ -2,8 +2,8 @@
 
 :class:`FiniteWatch` wraps a counting run (``count_images``). On entry it checks the model's parameters
 and buffers (finite; batch-norm ``running_var >= 0``). During the run, forward hooks on every leaf module
-OR a device-side flag "this output's sum is not finite" (a NaN or inf in it) per module, with no host
-synchronisation inside the hooks; the modules are numbered in the order they first run.
+sum its output (a neuron: its input, which its spikes would hide), with no host synchronisation inside
+the hooks; each forward's sums become one flag vector "this sum is not finite" (a NaN or inf in it).
 :meth:`FiniteWatch.check` reads the flags once, at the end, and raises :class:`NonFiniteError` naming
 the first module, in execution order, whose output was not finite.
 """
@@ -78,66 +78,117 @@ def _tensors(output):
             yield from _tensors(o)
 
 
+#: Leaf modules that only pass values on (no arithmetic): they cannot create NaN or inf, so no check.
+_PASS_THROUGH = (
+    torch.nn.Identity,
+    torch.nn.Flatten,
+    torch.nn.Unflatten,
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+)
+
+
 class FiniteWatch:
-    """Context manager: per-module device flags for non-finite outputs; :meth:`check` raises on the first."""
+    """Context manager: device flags for non-finite values per module; :meth:`check` raises on the first.
+
+    Every leaf module's output is summed (one reduction per call, no host sync; a NaN or inf anywhere
+    makes the sum non-finite), except that a neuron's **input** is summed instead: a neuron turns NaN
+    or inf into 0/1 spikes, so its output would hide them. When the model's forward ends, the sums of
+    that forward become one flag vector (one ``isfinite``), OR-ed into the previous forward's when the
+    modules ran in the same order."""
 
     def __init__(self, model: torch.nn.Module):
+        from gac_analysis.accounting.handles import NEURON_TYPES
+
         self.model = model
-        self._names = {m: n for n, m in model.named_modules() if not any(True for _ in m.children())}
-        self._order: list[torch.nn.Module] = []  # leaf modules in the order they first ran
-        self._flags: dict[torch.nn.Module, torch.Tensor] = {}
+        self._neurons = tuple(NEURON_TYPES)
+        self._names: dict[torch.nn.Module, str] = {}  # the watched modules: leaves, and neurons as a whole
+        inside: set[int] = set()
+        for name, m in model.named_modules():
+            if id(m) in inside:
+                continue
+            if isinstance(m, self._neurons):
+                self._names[m] = name
+                inside.update(id(d) for d in m.modules() if d is not m)
+            elif not any(True for _ in m.children()):
+                self._names[m] = name
+        self._seq: list[torch.nn.Module] = []  # modules checked in the running forward, in order
+        self._sums: list[torch.Tensor] = []  # their 0-dim sums
+        self._runs: list[list] = []  # [modules in execution order, bool flags tensor] per distinct order
         self._handles = []
+
+    @property
+    def _order(self) -> list[torch.nn.Module]:
+        """Modules checked so far, in the order they first ran."""
+        self._close_forward()
+        seen: dict[torch.nn.Module, None] = {}
+        for modules, _ in self._runs:
+            seen.update(dict.fromkeys(modules))
+        return list(seen)
 
     def _hook(self, module, inputs, output):
         # The check's own tensor calls are not the model's work: keep them out of any torch-function mode
         # (the counter's functional interception would otherwise list them as operations of the model).
         with torch._C.DisableTorchFunction():
-            self._flag_outputs(module, output)
+            self._flag(module, inputs if isinstance(module, self._neurons) else output)
 
-    def _flag_outputs(self, module, output) -> None:
-        for t in _tensors(output):
-            if not t.is_floating_point():
-                continue
-            # One reduction pass (9 % on count_images vs 29 % for a float64 sum, 1-thread CPU): a NaN or inf
-            # anywhere makes the sum non-finite; half types are summed in float32 so that their sum does not
-            # overflow. A 0-d tensor on t's device: no host sync here.
-            bad = ~torch.isfinite(t.sum(dtype=torch.float32) if t.dtype in _HALF else t.sum())
-            flag = self._flags.get(module)
-            if flag is None:
-                self._order.append(module)
-                self._flags[module] = bad
-            else:
-                self._flags[module] = flag | bad
+    def _flag(self, module, values) -> None:
+        for t in _tensors(values):
+            if t.is_floating_point() and t.numel():
+                # Half types are summed in float32 so that a finite map's sum does not overflow.
+                self._sums.append(t.sum(dtype=torch.float32) if t.dtype in _HALF else t.sum())
+                self._seq.append(module)
+
+    def _end_of_forward(self, module, inputs, output) -> None:
+        with torch._C.DisableTorchFunction():
+            self._close_forward()
+
+    def _close_forward(self) -> None:
+        """Turn the running forward's sums into one flag vector (no host sync)."""
+        if not self._sums:
+            return
+        bad = ~torch.isfinite(torch.stack(self._sums))
+        seq, self._seq, self._sums = self._seq, [], []
+        last = self._runs[-1] if self._runs else None
+        if last is not None and last[0] == seq:
+            last[1] |= bad.to(last[1].device)
+        else:
+            self._runs.append([seq, bad])
 
     def __enter__(self) -> "FiniteWatch":
         check_finite_state(self.model)
-        self._handles = [m.register_forward_hook(self._hook) for m in self._names]
+        watched = [m for m in self._names if not isinstance(m, _PASS_THROUGH)]
+        self._handles = [m.register_forward_hook(self._hook) for m in watched]
+        self._handles.append(self.model.register_forward_hook(self._end_of_forward))
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._close_forward()
 
     def first_nonfinite(self) -> str | None:
-        """Name of the first module (execution order) whose output held NaN or inf; one host read."""
-        if not self._order:
-            return None
-        first = self._flags[self._order[0]]
-        flags = torch.stack([self._flags[m].to(first.device) for m in self._order]).cpu().tolist()
-        for module, bad in zip(self._order, flags):
-            if bad:
-                return self._names[module] or type(module).__name__
+        """Name of the first module (execution order) whose checked values held NaN or inf; one host read
+        per distinct module order."""
+        self._close_forward()
+        for modules, bad in self._runs:
+            for module, flag in zip(modules, bad.cpu().tolist()):
+                if flag:
+                    return self._names[module] or type(module).__name__
         return None
 
     def check(self) -> None:
-        """Raise :class:`NonFiniteError` when some module's output was not finite."""
+        """Raise :class:`NonFiniteError` when some module's output (a neuron's input) was not finite."""
         name = self.first_nonfinite()
         if name is not None:
             module = self.model.get_submodule(name) if name in self._names.values() else None
             kind = f" ({type(module).__name__})" if module is not None else ""
+            what = "input" if isinstance(module, self._neurons) else "output"
             raise NonFiniteError(
-                f"the output of module '{name}'{kind} holds NaN or inf values (or values so "
+                f"the {what} of module '{name}'{kind} holds NaN or inf values (or values so "
                 "large that their sum overflows; the first module, in execution order, where "
                 "they appear; inputs and weights were finite): no "
                 "result is reported; check the model's numerics (overflow, division by zero)"

@@ -497,9 +497,63 @@ class OpClassifier:
         return entry
 
 
+#: Free operations whose output holds only values of their tensor inputs (copies, views, selections,
+#: concatenation, dtype moves): a 0/1 spike map stays one, so a conv or product reading the result
+#: needs no value check (:meth:`OpCounter.carry_spikes <gac_analysis.accounting.engine.OpCounter.carry_spikes>`).
+SPIKE_PRESERVING = frozenset(
+    {
+        "getitem",
+        "view",
+        "view_as",
+        "reshape",
+        "reshape_as",
+        "flatten",
+        "unflatten",
+        "permute",
+        "transpose",
+        "t",
+        "swapaxes",
+        "swapdims",
+        "movedim",
+        "moveaxis",
+        "squeeze",
+        "unsqueeze",
+        "expand",
+        "expand_as",
+        "broadcast_to",
+        "repeat",
+        "tile",
+        "repeat_interleave",
+        "contiguous",
+        "clone",
+        "detach",
+        "to",
+        "double",
+        "half",
+        "bfloat16",
+        "cat",
+        "concat",
+        "concatenate",
+        "stack",
+        "chunk",
+        "split",
+        "tensor_split",
+        "unbind",
+        "narrow",
+        "select",
+        "index_select",
+        "gather",
+        "flip",
+        "roll",
+    }
+)
+
+
 class FunctionCounter(TorchFunctionMode):
     """The narrow interception layer: hands every call made inside the model's forward, outside any
-    counted module, to ``counter.on_function(kind, name, rule, func, args, kwargs)``."""
+    counted module, to ``counter.on_function(kind, name, rule, args, kwargs, out)``. The counter puts it
+    on the torch-function stack only while the model's forward runs, and takes it off while a counted
+    module runs."""
 
     def __init__(self, counter, classifier: OpClassifier):
         super().__init__()
@@ -512,12 +566,26 @@ class FunctionCounter(TorchFunctionMode):
         if c.quiet:
             return func(*args, **kwargs)
         kind, name, rule = self.classifier.classify(func)
+        out = func(*args, **kwargs)
         if kind == FREE:
             c.free_calls += 1
-            return func(*args, **kwargs)
-        out = func(*args, **kwargs)
+            if c._spike_outputs:
+                if name in SPIKE_PRESERVING:
+                    c.carry_spikes(name, args, out)
+                elif name == "setitem" and isinstance(args[0], torch.Tensor):
+                    c._forget_spikes(args[0])  # written in place: no longer 0/1 for sure
+            return out
         c.on_function(kind, name, rule, args, kwargs, out)
         return out
 
 
-__all__ = ["FREE_OPS", "FUNCTION_RULES", "FunctionCounter", "OpClassifier", "matmul_counts", "op_name", "_first_tensor"]
+__all__ = [
+    "FREE_OPS",
+    "FUNCTION_RULES",
+    "SPIKE_PRESERVING",
+    "FunctionCounter",
+    "OpClassifier",
+    "matmul_counts",
+    "op_name",
+    "_first_tensor",
+]

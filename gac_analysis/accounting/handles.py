@@ -42,10 +42,12 @@ from spikingjelly.activation_based.neuron.base_node import BaseNode, SimpleBaseN
 from torch import nn
 
 from gac_analysis.accounting.kernels import (
+    FLOAT32_EXACT,
     binary_channel_counts,
     channel_nonzero_counts,
-    conv_dense_macs_per_row,
+    conv_dense_macs,
     conv_ops_from_counts,
+    conv_row_counts,
     is_binary,
     nonzero_count,
 )
@@ -67,15 +69,17 @@ class CallShape:
     step, is given ``T=1`` and layout ``"TB"``; the engine places it at its step.) ``spike_input`` is
     True when the engine saw the input tensor come out of a neuron whose outputs are 0/1 by
     construction (observed provenance, not a guess); the handle may then skip the value check. For a
-    product (matmul) it is a pair of such flags, one per operand.
+    product (matmul) it is a pair of such flags, one per operand. ``binary_output`` is True for a
+    neuron whose own outputs are 0/1 by construction.
     """
 
-    __slots__ = ("T", "layout", "spike_input")
+    __slots__ = ("T", "layout", "spike_input", "binary_output")
 
-    def __init__(self, T: int, layout: str, spike_input: bool | tuple[bool, bool] = False):
+    def __init__(self, T: int, layout: str, spike_input: bool | tuple[bool, bool] = False, binary_output: bool = False):
         self.T = T
         self.layout = layout
         self.spike_input = spike_input
+        self.binary_output = binary_output
 
     def per_step(self, per_row: torch.Tensor) -> torch.Tensor:
         """Sum a per-row int64 count ``[rows]`` (time-major rows) into ``[T]``; mixed (or rows that do
@@ -87,6 +91,21 @@ class CallShape:
     def uniform(self, total: int) -> int:
         """A shape-only count of the whole call, as a count per time step (mixed: the total)."""
         return total if self.layout == "mixed" else total // self.T
+
+
+class Rows:
+    """A data-dependent count of one call given per row: ``values[r]`` (whole numbers, any dtype, rows
+    time-major as :meth:`CallShape.per_step` reads them) times the python int ``scale``.
+
+    A handle may return it instead of a ``[T]`` tensor: the engine then sums every call's rows into
+    their time steps once per forward, with a few tensor operations for all calls together, instead of
+    a reduction (and a dtype conversion) per call."""
+
+    __slots__ = ("values", "scale")
+
+    def __init__(self, values: torch.Tensor, scale: int = 1):
+        self.values = values
+        self.scale = scale
 
 
 def _input_kind(binary: torch.Tensor, nnz_total: torch.Tensor, integer: torch.Tensor | None = None) -> dict:
@@ -110,76 +129,161 @@ def is_integer_valued(x: torch.Tensor) -> torch.Tensor:
     return (x == x.round()).all()
 
 
+def host_input_kind(x: torch.Tensor) -> tuple[str, bool]:
+    """``(kind, active)`` of a CPU tensor read on the host: kind ``binary`` (every value 0 or 1),
+    ``integer`` (whole numbers, not all 0/1) or ``real``; ``active``: some value is non-zero. One
+    min/max pass and one whole-number comparison; NaN is real."""
+    if x.numel() == 0:
+        return "binary", False
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    active = lo != 0 or hi != 0
+    if not x.is_floating_point():
+        whole = True
+    elif lo != lo or hi != hi:  # NaN
+        return "real", True
+    else:
+        whole = torch.equal(x, x.round())
+    if whole and lo >= 0 and hi <= 1:
+        return "binary", active
+    return ("integer" if whole else "real"), active
+
+
+def _kind_flags(kind: str, active: bool, integer_key: bool = True) -> dict:
+    """The per-call input-kind flags (python ints) of a host-known kind, as :func:`_input_kind` sets them."""
+    flags = {"binary_calls": int(active and kind == "binary")}
+    if integer_key:
+        flags["integer_calls"] = int(active and kind == "integer")
+    flags["real_calls"] = int(active and kind == "real")
+    return flags
+
+
+def _synaptic_by_kind(kind: str, ops: Rows, value_ops) -> dict:
+    """Exact synaptic ops of a call whose input kind is known on the host, under its counter: ACs
+    (binary), integer ops and their value-weighted count (integer), effective MACs (real)."""
+    if kind == "binary":
+        return {"acs": ops, "effective_macs": 0}
+    if kind == "integer":
+        return {"acs": 0, "integer_ops": ops, "integer_value_ops": value_ops, "effective_macs": 0}
+    return {"acs": 0, "integer_ops": 0, "effective_macs": ops}
+
+
 def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """Conv1d/2d/3d: dense MACs, exact synaptic ops, input events, bias adds.
 
     For an integer-valued input (values k, e.g. the sum of two spike maps) ``synaptic_value_ops``
     weights every (input, weight) pair by ``abs(k)``: the count of the "k ACs for value k" pricing.
-    On the CPU, where reading a flag costs nothing, the input kind is decided first and only the
-    counts it needs are computed; elsewhere every count is computed and selected without a sync."""
+    The input kind comes from the input's provenance (a neuron's 0/1 output) or, on the CPU where
+    reading a value costs nothing, from one look at the values; then one matrix product per count
+    gives every row's counts (:func:`~gac_analysis.accounting.kernels.conv_row_counts`). Elsewhere
+    (other devices, half precision, non-'zeros' padding) every count is computed and selected without
+    a sync."""
     x = inputs[0]
     nd = len(m.kernel_size)
     rows = x.reshape(-1, *x.shape[x.dim() - nd - 1 :])
-    result = {"dense_macs": cs.uniform(conv_dense_macs_per_row(rows.shape, m) * rows.shape[0])}
-    on_cpu = x.device.type == "cpu"
-    if cs.spike_input or (on_cpu and bool(is_binary(rows))):  # 0/1 values: the float channel sum counts
+    geometry = (m.kernel_size, m.stride, m.padding, m.dilation, m.in_channels, m.out_channels, m.groups)
+    result = {"dense_macs": cs.uniform(conv_dense_macs(tuple(rows.shape), *geometry) * rows.shape[0])}
+    if m.bias is not None:
+        result["bias_adds"] = cs.uniform(out.numel())
+    if m.padding_mode == "zeros" and rows.dtype in _EXACT_FLOATS:
+        if cs.spike_input is True:  # a neuron's 0/1 output: every non-zero input is a spike
+            kind, flags = "binary", {"binary_calls": 1}
+        elif x.device.type == "cpu":
+            kind, active = host_input_kind(rows)
+            flags = _kind_flags(kind, active, integer_key=kind != "binary")
+        else:
+            kind = None
+        if kind is not None:
+            return {**result, **flags, **_conv_counts_by_kind(m, rows, kind)}
+    return {**result, **_conv_counts_on_device(m, rows, cs)}
+
+
+#: Float dtypes whose sums of 0/1 values the fast paths keep exact (float32 below 2**24, else float64).
+_EXACT_FLOATS = (torch.float32, torch.float64)
+
+
+def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
+    """Counts of a conv call whose input kind is known on the host (see :func:`conv_handle`)."""
+    scale = int(m.out_channels) // int(m.groups)
+    events = rows if kind == "binary" else (rows != 0).to(rows.dtype)
+    counts = conv_row_counts(events, m)
+    value_ops = None
+    if kind == "integer":
+        value_ops = Rows(conv_row_counts(rows.abs(), m, torch.float64)[:, 0], scale)
+    return {"input_nnz": Rows(counts[:, 1]), **_synaptic_by_kind(kind, Rows(counts[:, 0], scale), value_ops)}
+
+
+def _conv_counts_on_device(m: nn.Module, rows: torch.Tensor, cs: CallShape) -> dict:
+    """Counts of a conv call without a host-known input kind: every count computed, the kind kept as
+    0-dim flags on the device (no sync); ``engine._split_synaptic`` selects the counters."""
+    nd = len(m.kernel_size)
+    result = {}
+    if cs.spike_input:  # a neuron output (0/1 by construction): the float channel sum counts
         counts = binary_channel_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
-        if cs.spike_input:  # a neuron output (0/1 by construction)
-            result["binary_calls"] = torch.ones((), dtype=torch.int64, device=x.device)
-        else:
-            result.update(_input_kind(torch.ones((), dtype=torch.bool), per_row_nnz.sum()))
+        result["binary_calls"] = torch.ones((), dtype=torch.int64, device=rows.device)
     else:
         counts = channel_nonzero_counts(rows, nd)
         per_row_nnz = counts.sum(dim=tuple(range(1, nd + 1)))
         nnz = per_row_nnz.sum()
-        integer = is_integer_valued(rows)
-        if on_cpu:  # not binary (decided above): integer or real
-            binary = torch.zeros((), dtype=torch.bool)
-            integer = torch.tensor(bool(integer))
-        else:
-            binary = torch.count_nonzero(rows == 1) == nnz
-        result.update(_input_kind(binary, nnz, integer))
-        if not on_cpu or bool(integer):
-            magnitude = rows.abs().sum(dim=-(nd + 1), dtype=torch.float64).round().to(torch.int64)
-            result["synaptic_value_ops"] = cs.per_step(conv_ops_from_counts(magnitude, m))
+        binary = torch.count_nonzero(rows == 1) == nnz
+        result.update(_input_kind(binary, nnz, is_integer_valued(rows)))
+        magnitude = rows.abs().sum(dim=-(nd + 1), dtype=torch.float64).round().to(torch.int64)
+        result["synaptic_value_ops"] = cs.per_step(conv_ops_from_counts(magnitude, m))
     result["synaptic_ops"] = cs.per_step(conv_ops_from_counts(counts, m))
     result["input_nnz"] = cs.per_step(per_row_nnz)
-    if m.bias is not None:
-        result["bias_adds"] = cs.uniform(out.numel())
     return result
 
 
 def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """Linear: dense MACs, exact synaptic ops (nnz x out_features), input events, bias adds
-    (integer input: also the value-weighted count, see :func:`conv_handle`)."""
+    (integer input: also the value-weighted count, see :func:`conv_handle`; the input kind from
+    provenance or, on the CPU, from the values, as there)."""
     x = inputs[0].reshape(-1, m.in_features)
-    per_row_nnz = nonzero_count(x, dims=(1,))
-    result = {
-        "dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features),
-        "synaptic_ops": cs.per_step(per_row_nnz * m.out_features),
-        **_input_kind(binary := is_binary(x), per_row_nnz.sum(), integer := is_integer_valued(x)),
-        "input_nnz": cs.per_step(per_row_nnz),
-    }
-    if not cs.spike_input and (x.device.type != "cpu" or bool(integer & ~binary)):
-        magnitude = x.abs().sum(dim=1, dtype=torch.float64).round().to(torch.int64)
-        result["synaptic_value_ops"] = cs.per_step(magnitude * m.out_features)
+    result = {"dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features)}
     if m.bias is not None:
         result["bias_adds"] = cs.uniform(out.numel())
+    if x.dtype in _EXACT_FLOATS and (cs.spike_input is True or x.device.type == "cpu"):
+        if cs.spike_input is True:
+            kind, flags = "binary", {"binary_calls": 1}
+        else:
+            kind, active = host_input_kind(x)
+            flags = _kind_flags(kind, active)
+        sum_dtype = torch.float32 if m.in_features < FLOAT32_EXACT else torch.float64
+        nnz = (x if kind == "binary" else (x != 0)).sum(1, dtype=sum_dtype)
+        value_ops = Rows(x.abs().sum(1, dtype=torch.float64), m.out_features) if kind == "integer" else None
+        return {
+            **result,
+            **flags,
+            "input_nnz": Rows(nnz),
+            **_synaptic_by_kind(kind, Rows(nnz, m.out_features), value_ops),
+        }
+    per_row_nnz = nonzero_count(x, dims=(1,))
+    result.update(
+        {
+            "synaptic_ops": cs.per_step(per_row_nnz * m.out_features),
+            **_input_kind(is_binary(x), per_row_nnz.sum(), is_integer_valued(x)),
+            "input_nnz": cs.per_step(per_row_nnz),
+        }
+    )
+    if not cs.spike_input:
+        magnitude = x.abs().sum(dim=1, dtype=torch.float64).round().to(torch.int64)
+        result["synaptic_value_ops"] = cs.per_step(magnitude * m.out_features)
     return result
 
 
 def lif_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
     """Neuron ``[T, B, ...]``: spikes per step (exact int64) and neuron updates (one per neuron per step).
 
-    The output of :class:`LIF` is 0/1 by construction, so the float sum of one sample's step (fewer
-    than 2**24 neurons) is its exact spike count; other neuron types are counted by non-zeros.
+    The output of :class:`LIF` (and of a neuron the engine knows fires 0/1, ``cs.binary_output``) is
+    0/1 by construction, so the float sum of one step is its exact spike count (float32 below 2**24
+    neurons per step, float64 above); other neuron types are counted by non-zeros.
     """
-    per_sample = out.reshape(out.shape[0], out.shape[1], -1)
-    if isinstance(m, LIF) and per_sample.shape[-1] < 2**24:
-        spikes = per_sample.sum(-1).to(torch.int64).sum(1)
+    per_step = out.reshape(out.shape[0], -1)
+    if (cs.binary_output or isinstance(m, LIF)) and out.dtype in _EXACT_FLOATS:
+        dtype = torch.float32 if per_step.shape[1] < FLOAT32_EXACT else torch.float64
+        spikes = per_step.sum(1, dtype=dtype)  # whole numbers: the engine converts them exactly
     else:
-        spikes = nonzero_count(per_sample, dims=(1, 2))
+        spikes = nonzero_count(per_step, dims=(1,))
     return {"spikes": spikes, "neuron_steps": out.numel() // out.shape[0]}
 
 

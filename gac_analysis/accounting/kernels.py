@@ -51,6 +51,7 @@ from torch import nn
 
 __all__ = [
     "brute_force_synaptic_ops",
+    "conv_dense_macs",
     "conv_dense_macs_per_row",
     "conv_fanout",
     "conv_output_spatial",
@@ -59,6 +60,7 @@ __all__ = [
     "linear_dense_macs_per_row",
     "linear_synaptic_ops",
     "nonzero_count",
+    "conv_row_counts",
 ]
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -261,6 +263,54 @@ def conv_ops_from_counts(counts: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     return per_row.reshape(lead)
 
 
+#: float32 sums of whole numbers are exact below this bound (24-bit significand).
+FLOAT32_EXACT = 2**24
+
+
+@functools.lru_cache(maxsize=256)
+def _row_count_weights(
+    channels: int,
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: Padding,
+    dilation: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """``[C * prod(spatial), 2]`` matrix for :func:`conv_row_counts`: column 0 the fanout of each input
+    element (the geometry's fanout map repeated over the C channels, channel-major as a flattened
+    ``[C, *spatial]`` row), column 1 ones; float32 when every sum over a 0/1 row stays below 2**24
+    (``dtype`` None), else float64 (or ``dtype``). Cached per geometry; shared: do not modify."""
+    geometry = _norm_geometry(spatial, kernel, stride, padding, dilation)
+    if dtype is None:
+        bound = channels * math.prod(spatial) * math.prod(geometry[1])
+        dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
+    fanout = _fanout_cached(*geometry, device).reshape(-1)
+    return torch.stack([fanout.repeat(channels), torch.ones_like(fanout).repeat(channels)], 1).to(dtype)
+
+
+def conv_row_counts(rows: torch.Tensor, conv: nn.Module, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Per-row fanout-weighted sums and sums of a conv input of **non-negative whole numbers**, in one pass.
+
+    ``rows`` is ``[R, C, *spatial]`` (float) for a conv with ``padding_mode='zeros'``: a 0/1 map (spikes,
+    or the indicator ``x != 0``), or magnitudes ``abs(x)`` of an integer input with ``dtype=float64``.
+    Returns a float ``[R, 2]`` tensor of whole numbers: column 0 is ``sum_p v_c(p) * fanout[p]``
+    (times ``C_out / groups``: the exact synaptic ops of :func:`conv_ops_from_counts` for the
+    indicator, their value-weighted count for magnitudes), column 1 the row's sum (its non-zero count
+    for a 0/1 map). One matrix product with a cached ``[C * prod(spatial), 2]`` matrix, float32 where
+    every sum of a 0/1 row stays below 2**24 (exact in any summation order), else float64. No sync.
+    """
+    nd = len(conv.kernel_size)
+    spatial = tuple(rows.shape[-nd:])
+    channels = rows.shape[-(nd + 1)]
+    weights = _row_count_weights(
+        channels, spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation, rows.device, dtype
+    )
+    flat = rows.reshape(rows.shape[0], weights.shape[0])
+    return (flat if flat.dtype == weights.dtype else flat.to(weights.dtype)) @ weights
+
+
 def conv_synaptic_ops(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     """Exact synaptic operations of each input row of a convolution.
 
@@ -319,10 +369,19 @@ def conv_dense_macs_per_row(x_shape: Sequence[int], conv: nn.Module) -> int:
     shape = tuple(operator.index(s) for s in x_shape)
     if len(shape) < nd + 1:
         raise ValueError(f"x_shape {shape} has fewer than {nd + 1} dims")
-    c_in = int(conv.in_channels) or shape[-(nd + 1)]
-    out_spatial = conv_output_spatial(shape[-nd:], conv.kernel_size, conv.stride, conv.padding, conv.dilation)
-    out_numel = int(conv.out_channels) * math.prod(out_spatial)
-    return out_numel * (c_in // int(conv.groups)) * math.prod(conv.kernel_size)
+    geometry = (conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    return conv_dense_macs(shape, *geometry, int(conv.in_channels), int(conv.out_channels), int(conv.groups))
+
+
+@functools.lru_cache(maxsize=4096)
+def conv_dense_macs(shape: tuple, kernel, stride, padding, dilation, c_in: int, c_out: int, groups: int) -> int:
+    """Dense MACs of one row ``[C, *spatial]`` (the last dims of ``shape``) of a conv geometry: ``C_out *
+    prod(output spatial) * (C_in / groups) * prod(kernel)`` (python int; ``c_in`` 0, an uninitialised
+    lazy conv: read from ``shape``). Cached per geometry (all arguments hashable)."""
+    nd = len(kernel)
+    c_in = c_in or shape[-(nd + 1)]
+    out_spatial = conv_output_spatial(shape[-nd:], kernel, stride, padding, dilation)
+    return c_out * math.prod(out_spatial) * (c_in // groups) * math.prod(kernel)
 
 
 # --------------------------------------------------------------------------- linear

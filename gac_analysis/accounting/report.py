@@ -32,7 +32,9 @@ def host_counters(site) -> dict[str, list[int]]:
     """Every counter of a site as ``T + 1`` python ints (last slot: time-mixed totals and per-call
     flags); reading the device tensors here is the report's one synchronisation."""
     counters = {k: list(v) for k, v in site.ints.items()}
-    counters.update({k: v.cpu().tolist() for k, v in site.tensors.items()})
+    for k, v in site.tensors.items():  # a counter may be a python int in some calls, a tensor in others
+        values = v.cpu().tolist()
+        counters[k] = [a + b for a, b in zip(counters[k], values)] if k in counters else values
     return counters
 
 
