@@ -57,7 +57,7 @@ ZOO = {
     "spiking_resnet18": ("spikingjelly:spiking_resnet18", {"num_classes": 10}),
     "spiking_vgg11_bn": ("spikingjelly:spiking_vgg11_bn", {"num_classes": 10}),
 }
-METHODS = ("plain", "count", "profile", "synop", "ac_mac")
+METHODS = ("plain", "count", "profile", "synop", "ac_mac", "profile_one")
 THRESHOLD = 0.05
 
 
@@ -100,8 +100,8 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def methods_for(model, x, T: int):
-    """The five timed callables on ``model`` and batch ``x``."""
+def methods_for(model, xs: list, T: int):
+    """The timed callables on ``model`` over the batches ``xs`` (one data set: every method sees all of them)."""
     from spikingjelly.activation_based import functional
     from spikingjelly.activation_based.op_counter import ACCounter, DispatchCounterMode, MACCounter, SynOpCounter
 
@@ -109,40 +109,54 @@ def methods_for(model, x, T: int):
     from gac_analysis.accounting import count_images
 
     def plain():
-        functional.reset_net(model)
-        with torch.inference_mode():
-            model(x)
+        for x in xs:
+            functional.reset_net(model)
+            with torch.inference_mode():
+                model(x)
 
     def count():
-        return count_images(model, x, T=T)
+        return count_images(model, xs, T=T)
 
     def profile():
-        return ga.profile(model, x, T=T)
+        return ga.profile(model, xs, T=T)
+
+    def profile_one():  # one batch: what the fixed costs (hooks set up, report built) weigh alone
+        return ga.profile(model, xs[:1], T=T)
 
     def synop():
-        functional.reset_net(model)
         c = SynOpCounter()
         with torch.no_grad(), DispatchCounterMode([c]):
-            model(x)
+            for x in xs:
+                functional.reset_net(model)
+                model(x)
         return c.get_total()
 
     def ac_mac():
-        functional.reset_net(model)
         counters = [ACCounter(), MACCounter()]
         with torch.no_grad(), DispatchCounterMode(counters):
-            model(x)
+            for x in xs:
+                functional.reset_net(model)
+                model(x)
         return [c.get_total() for c in counters]
 
-    return {"plain": plain, "count": count, "profile": profile, "synop": synop, "ac_mac": ac_mac}
+    return {
+        "plain": plain,
+        "count": count,
+        "profile": profile,
+        "synop": synop,
+        "ac_mac": ac_mac,
+        "profile_one": profile_one,
+    }
 
 
-def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
+def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int) -> dict:
     from gac_analysis.models.specs import build_from_spec
 
     spec, kwargs = ZOO[name]
     model = prepare(build_from_spec(spec, kwargs=kwargs, T=T, seed=0)).to(device)
-    x = (torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2).to(device)
-    fns = methods_for(model, x, T)
+    gen = torch.Generator().manual_seed(1)
+    xs = [(torch.rand(batch, 3, 32, 32, generator=gen) * 2).to(device) for _ in range(batches)]
+    fns = methods_for(model, xs, T)
     report = fns["profile"]()  # warm-up of every method, and the coverage / firing facts of the row
     for m in METHODS:
         if m != "profile":
@@ -157,16 +171,19 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
             _sync(device)
             times[m].append(time.perf_counter() - t0)
     ratios = {m: statistics.median(t / p for t, p in zip(times[m], times["plain"])) for m in METHODS if m != "plain"}
+    # profile_one ran one batch, plain all of them: its ratio is to one plain forward (the mean of the run's)
+    ratios["profile_one"] *= batches
     sj = max(ratios["synop"], ratios["ac_mac"])
     cov = getattr(report, "coverage", None) or {}
     return {
         "model": name,
         "batch": batch,
+        "batches_per_run": batches,
         "T": T,
         "image": [3, 32, 32],
         "device": str(device),
         "reps": reps,
-        "plain_s": statistics.median(times["plain"]),
+        "plain_s": statistics.median(times["plain"]) / batches,  # per forward
         "ratio": ratios,
         "profile_vs_sj_synop": ratios["profile"] / ratios["synop"],
         "profile_vs_sj_ac_mac": ratios["profile"] / ratios["ac_mac"],
@@ -179,16 +196,17 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| model | batch | plain s | count / plain | profile / plain | SynOpCounter / plain | "
-        "AC+MAC / plain | profile / SynOp | profile / AC+MAC |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| model | batch | plain s/forward | count / plain | profile / plain | SynOpCounter / plain | "
+        "AC+MAC / plain | profile / SynOp | profile / AC+MAC | profile, 1 batch / plain |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
         q = r["ratio"]
         lines.append(
-            f"| {r['model']} | {r['batch']} | {r['plain_s']:.3f} | {q['count']:.2f} | {q['profile']:.2f} | "
+            f"| {r['model']} | {r['batch']} | {r['plain_s']:.4f} | {q['count']:.2f} | {q['profile']:.2f} | "
             f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
-            f"{r['profile_vs_sj_ac_mac']:.2f} |"
+            f"{r['profile_vs_sj_ac_mac']:.2f} | {q['profile_one']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -199,6 +217,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--T", type=int, default=2)
+    ap.add_argument("--batches-per-run", type=int, default=8, help="batches in the data set each method runs over")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="append the JSON lines to this file too")
@@ -225,7 +244,7 @@ def main() -> None:
     rows = []
     for name in [n.strip() for n in args.models.split(",") if n.strip()]:
         for batch in [int(b) for b in args.batches.split(",")]:
-            row = bench_one(name, batch, T=args.T, reps=args.reps, device=device)
+            row = bench_one(name, batch, T=args.T, reps=args.reps, device=device, batches=args.batches_per_run)
             row["loadavg"] = os.getloadavg() if hasattr(os, "getloadavg") else None
             rows.append(row)
             print(json.dumps(row), flush=True)

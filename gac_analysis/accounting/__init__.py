@@ -96,7 +96,7 @@ def count_images(
     :class:`UnsupportedOpsError` when ``strict``.
     """
     from gac_analysis.accounting.accuracy import Accuracy, batches_with_labels
-    from gac_analysis.accounting.finite import FiniteWatch
+    from gac_analysis.accounting.finite import FiniteWatch, NonFiniteError, first_nonfinite_module
     from gac_analysis.data.validate import validate_images
 
     config = CounterConfig(T=resolve_T(model, T), handles=HANDLES if handles is None else tuple(handles))
@@ -105,15 +105,25 @@ def count_images(
     memories = _neuron_memories(model)
     model.eval()
     try:
-        with OpCounter(model, config) as counter, FiniteWatch(model) as finite, torch.inference_mode():
+        # Non-finite weights or activations are an error, not a number: the weights are checked on entry,
+        # the activations where NaN or inf could vanish (one host read per batch); a batch that is not
+        # finite is run again under a full watch that names the module where the values first appear.
+        sentinel = FiniteWatch(model, sentinel=True)
+        with OpCounter(model, config) as counter, sentinel, torch.inference_mode():
             counter.accuracy = Accuracy(counter.T)  # top-1 over the labelled images (accounting/accuracy.py)
             for i, (batch, labels) in enumerate(batches_with_labels(images)):
                 validate_images(batch, where=f"batch {i}")
                 _reset_neurons(model)
-                counter.accuracy.update(model(batch.to(device, non_blocking=True)), labels)
+                batch = batch.to(device, non_blocking=True)
+                counter.accuracy.update(model(batch), labels)
+                if not sentinel.forward_finite():
+                    counter.detach()
+                    sentinel.__exit__(None, None, None)
+                    raise first_nonfinite_module(model, batch) or NonFiniteError(
+                        f"batch {i} gave NaN or inf values in the model's forward; no result is reported"
+                    )
                 if progress is not None:
                     progress(i, int(batch.shape[0]))
-        finite.check()  # non-finite weights or activations are an error, not a number (one host read)
     finally:
         _reset_neurons(model)
         for module, saved in memories:

@@ -462,20 +462,24 @@ class OpCounter:
 
     # -- spike provenance --------------------------------------------------------------------------
     def _mark_spikes(self, out) -> None:
-        """Remember (weakly) that ``out``'s storage holds a 0/1 map of this forward."""
+        """Remember (weakly) that ``out``'s storage holds a 0/1 map of this forward (a view of a storage
+        already remembered keeps the entry of the tensor that owns it, which outlives the view)."""
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                self._spike_outputs[t.untyped_storage().data_ptr()] = weakref.ref(t)
+                ptr = _storage_ptr(t)
+                ref = self._spike_outputs.get(ptr)
+                if ref is None or ref() is None:
+                    self._spike_outputs[ptr] = weakref.ref(t)
 
     def _forget_spikes(self, t: torch.Tensor) -> None:
-        self._spike_outputs.pop(t.untyped_storage().data_ptr(), None)
+        self._spike_outputs.pop(_storage_ptr(t), None)
 
     def _is_spike_output(self, x: torch.Tensor) -> bool:
         """True when ``x`` shares its storage with a live 0/1 neuron output of this forward pass."""
-        ptr = x.untyped_storage().data_ptr()
+        ptr = _storage_ptr(x)
         ref = self._spike_outputs.get(ptr)
         source = ref() if ref is not None else None
-        return source is not None and source.untyped_storage().data_ptr() == ptr
+        return source is not None and _storage_ptr(source) == ptr
 
     def carry_spikes(self, name: str, args, out) -> None:
         """A value-preserving free operation (copy, view, concatenation: functional.SPIKE_PRESERVING)
@@ -532,7 +536,9 @@ class OpCounter:
             self._split_synaptic(counts)
         for key, value in counts.items():
             if isinstance(value, int):
-                acc = site.ints.setdefault(key, [0] * (T + 1))
+                acc = site.ints.get(key)
+                if acc is None:
+                    acc = site.ints[key] = [0] * (T + 1)
                 if key.endswith("_calls") or (layout == "mixed" and step is None):
                     acc[T] += value
                 elif step is not None:
@@ -616,6 +622,11 @@ class OpCounter:
         from gac_analysis.accounting.report import build_report
 
         return build_report(self, **report_kwargs)
+
+
+def _storage_ptr(t: torch.Tensor) -> int:
+    """Address of the start of ``t``'s storage (shared by all its views), without building a storage object."""
+    return t.data_ptr() - t.storage_offset() * t.element_size()
 
 
 def _flat_on(t: torch.Tensor, device) -> torch.Tensor:

@@ -19,7 +19,7 @@ from gac_analysis.models.checkpoint import nonfinite_state
 
 _HALF = (torch.float16, torch.bfloat16)
 
-__all__ = ["FiniteWatch", "NonFiniteError", "check_finite_state"]
+__all__ = ["FiniteWatch", "NonFiniteError", "check_finite_state", "first_nonfinite_module"]
 
 
 class NonFiniteError(GacError):
@@ -90,6 +90,36 @@ _PASS_THROUGH = (
 )
 
 
+#: Activations whose output can hide a NaN or inf of their input (a saturating or clipping map):
+#: a sentinel watch checks their inputs.
+_SATURATING = (
+    torch.nn.Sigmoid,
+    torch.nn.Tanh,
+    torch.nn.Hardtanh,
+    torch.nn.Hardsigmoid,
+    torch.nn.Softsign,
+    torch.nn.ReLU,
+    torch.nn.LeakyReLU,
+    torch.nn.ELU,
+)
+
+
+def first_nonfinite_module(model: torch.nn.Module, batch: torch.Tensor) -> NonFiniteError | None:
+    """Run ``batch`` through ``model`` again under a full :class:`FiniteWatch` (neuron state reset first,
+    no autograd) and return the error naming the first module whose values are not finite (None if
+    this forward is finite)."""
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(model)
+    with FiniteWatch(model) as watch, torch.inference_mode():
+        model(batch)
+    try:
+        watch.check()
+    except NonFiniteError as err:
+        return err
+    return None
+
+
 class FiniteWatch:
     """Context manager: device flags for non-finite values per module; :meth:`check` raises on the first.
 
@@ -97,13 +127,21 @@ class FiniteWatch:
     makes the sum non-finite), except that a neuron's **input** is summed instead: a neuron turns NaN
     or inf into 0/1 spikes, so its output would hide them. When the model's forward ends, the sums of
     that forward become one flag vector (one ``isfinite``), OR-ed into the previous forward's when the
-    modules ran in the same order."""
+    modules ran in the same order.
 
-    def __init__(self, model: torch.nn.Module):
+    ``sentinel=True`` watches only where NaN or inf could vanish: the inputs of neurons and of
+    saturating activations (sigmoid, tanh, ReLU, ...), and the model's output; every other
+    non-finite value flows into one of them. It cannot name the module where the values first
+    appear: when :meth:`forward_finite` says a forward was not, run that batch again under a full
+    watch (:func:`first_nonfinite_module`)."""
+
+    def __init__(self, model: torch.nn.Module, *, sentinel: bool = False):
         from gac_analysis.accounting.handles import NEURON_TYPES
 
         self.model = model
+        self.sentinel = sentinel
         self._neurons = tuple(NEURON_TYPES)
+        self._by_input = self._neurons + _SATURATING if sentinel else self._neurons
         self._names: dict[torch.nn.Module, str] = {}  # the watched modules: leaves, and neurons as a whole
         inside: set[int] = set()
         for name, m in model.named_modules():
@@ -132,7 +170,7 @@ class FiniteWatch:
         # The check's own tensor calls are not the model's work: keep them out of any torch-function mode
         # (the counter's functional interception would otherwise list them as operations of the model).
         with torch._C.DisableTorchFunction():
-            self._flag(module, inputs if isinstance(module, self._neurons) else output)
+            self._flag(module, inputs if isinstance(module, self._by_input) else output)
 
     def _flag(self, module, values) -> None:
         for t in _tensors(values):
@@ -143,7 +181,15 @@ class FiniteWatch:
 
     def _end_of_forward(self, module, inputs, output) -> None:
         with torch._C.DisableTorchFunction():
+            if self.sentinel:
+                self._flag(module, output)
             self._close_forward()
+
+    def forward_finite(self) -> bool:
+        """Whether every value watched in the forward(s) since the last call was finite (one host read)."""
+        self._close_forward()
+        runs, self._runs = self._runs, []
+        return not any(bool(bad.any()) for _, bad in runs)
 
     def _close_forward(self) -> None:
         """Turn the running forward's sums into one flag vector (no host sync)."""
@@ -159,7 +205,10 @@ class FiniteWatch:
 
     def __enter__(self) -> "FiniteWatch":
         check_finite_state(self.model)
-        watched = [m for m in self._names if not isinstance(m, _PASS_THROUGH)]
+        if self.sentinel:
+            watched = [m for m in self._names if isinstance(m, self._by_input)]
+        else:
+            watched = [m for m in self._names if not isinstance(m, _PASS_THROUGH)]
         self._handles = [m.register_forward_hook(self._hook) for m in watched]
         self._handles.append(self.model.register_forward_hook(self._end_of_forward))
         return self

@@ -42,11 +42,14 @@ from torch.overrides import TorchFunctionMode
 
 from gac_analysis.accounting.handles import (
     CallShape,
+    Rows,
+    host_is_binary,
     is_binary,
     layernorm_counts,
     softmax_counts,
     window_pool_counts,
 )
+from gac_analysis.accounting.kernels import FLOAT32_EXACT
 
 #: Functions that perform no arithmetic (data movement, views, metadata, allocation, eval dropout).
 FREE_OPS = frozenset(
@@ -372,11 +375,64 @@ def _product_counts(c: dict, cs: CallShape) -> dict:
     }
 
 
+def _operand_binary(t: torch.Tensor, known: bool) -> bool | None:
+    """Whether a product operand holds only 0 and 1, known on the host: from provenance, or read on the
+    CPU (where reading costs nothing); None elsewhere (or for dtypes whose float sums are not exact)."""
+    if t.dtype not in (torch.float32, torch.float64):
+        return None
+    if known:
+        return True
+    if t.device.type != "cpu":
+        return None
+    return host_is_binary(t)
+
+
+def _host_product_counts(a: torch.Tensor, b: torch.Tensor, ba: bool, bb: bool, cs: CallShape) -> dict:
+    """The counters of :func:`_product_counts` for a product whose operand kinds are known on the host:
+    only the counts that kind needs, per element of the broadcast batch as
+    :class:`~gac_analysis.accounting.handles.Rows` (float sums of whole numbers, float32 while every
+    sum stays below 2**24, else float64)."""
+    if a.dim() == 1:
+        a = a.unsqueeze(0)
+    if b.dim() == 1:
+        b = b.unsqueeze(-1)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    dtype = torch.float32 if m * k * n < FLOAT32_EXACT else torch.float64
+
+    def per_batch(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1) if tuple(t.shape) == tuple(batch) else t.expand(batch).reshape(-1)
+
+    counts: dict = {"dense_macs": cs.uniform(math.prod(batch) * m * k * n)}
+    if ba and bb:  # spike x spike: products of two ones; the alternative nnz(a) x N reported
+        col_a, row_b = a.sum(-2, dtype=dtype), b.sum(-1, dtype=dtype)
+        nnz_a = col_a.sum(-1)
+        counts.update(acs=Rows(per_batch((col_a * row_b).sum(-1))), effective_macs=0, acs_alt=Rows(per_batch(nnz_a), n))
+    elif ba:  # spike x real: every spike of a meets a row of N weights
+        nnz_a = a.sum((-2, -1), dtype=dtype)
+        counts.update(acs=Rows(per_batch(nnz_a), n), effective_macs=0, acs_alt=0)
+    elif bb:
+        nnz_a = (a != 0).sum((-2, -1), dtype=dtype)
+        counts.update(acs=Rows(per_batch(b.sum((-2, -1), dtype=dtype)), m), effective_macs=0, acs_alt=0)
+    else:  # real x real: products of two non-zeros
+        col_a, row_b = (a != 0).sum(-2, dtype=dtype), (b != 0).sum(-1, dtype=dtype)
+        nnz_a = col_a.sum(-1)
+        counts.update(acs=0, effective_macs=Rows(per_batch((col_a * row_b).sum(-1))), acs_alt=0)
+    active = nnz_a.sum() > 0  # a call whose a is all zeros is evidence of no kind
+    active = int(bool(active)) if a.device.type == "cpu" else active.long()
+    flags = {"spike_spike_calls": active * (ba and bb), "binary_calls": active * (ba or bb)}
+    return {**counts, **flags, "real_calls": active * (not (ba or bb))}
+
+
 def _matmul(args, kwargs, out, cs):
     a, b = args[0], _arg(args, kwargs, 1, "other", None)
     if b is None:
         b = _arg(args, kwargs, 1, "mat2")
     spikes = cs.spike_input if isinstance(cs.spike_input, tuple) else (False, False)
+    ba = _operand_binary(a, spikes[0])
+    bb = _operand_binary(b, spikes[1]) if ba is not None else None
+    if ba is not None and bb is not None:
+        return _host_product_counts(a, b, ba, bb, cs)
     return _product_counts(matmul_counts(a, b, spikes), cs)
 
 

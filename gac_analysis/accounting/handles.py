@@ -129,12 +129,31 @@ def is_integer_valued(x: torch.Tensor) -> torch.Tensor:
     return (x == x.round()).all()
 
 
+#: Values looked at first by :func:`host_input_kind` (a real-valued map almost always shows it there).
+_KIND_SAMPLE = 64
+
+
+def host_is_binary(x: torch.Tensor) -> bool:
+    """Every value of a CPU tensor is 0 or 1, read on the host: a value of the first few that is
+    neither decides it at once; otherwise one full check."""
+    if x.is_floating_point() and x.is_contiguous() and x.numel():
+        head = x.view(-1)[:_KIND_SAMPLE]
+        if bool(((head != 0) & (head != 1)).any()):
+            return False
+    return bool(is_binary(x))
+
+
 def host_input_kind(x: torch.Tensor) -> tuple[str, bool]:
     """``(kind, active)`` of a CPU tensor read on the host: kind ``binary`` (every value 0 or 1),
-    ``integer`` (whole numbers, not all 0/1) or ``real``; ``active``: some value is non-zero. One
-    min/max pass and one whole-number comparison; NaN is real."""
+    ``integer`` (whole numbers, not all 0/1) or ``real``; ``active``: some value is non-zero. A
+    real-valued map is told by its first few values (one not whole decides it); otherwise one min/max
+    pass and one whole-number comparison; NaN is real."""
     if x.numel() == 0:
         return "binary", False
+    if x.is_floating_point() and x.is_contiguous():
+        head = x.view(-1)[:_KIND_SAMPLE]
+        if bool((head != head.round()).any()):  # a value that is not whole (or NaN): real, and non-zero
+            return "real", True
     lo, hi = (float(v) for v in torch.aminmax(x))
     active = lo != 0 or hi != 0
     if not x.is_floating_point():
@@ -204,12 +223,17 @@ _EXACT_FLOATS = (torch.float32, torch.float64)
 def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
     """Counts of a conv call whose input kind is known on the host (see :func:`conv_handle`)."""
     scale = int(m.out_channels) // int(m.groups)
-    events = rows if kind == "binary" else (rows != 0).to(rows.dtype)
-    counts = conv_row_counts(events, m)
+    if kind == "binary":
+        counts = conv_row_counts(rows, m)
+    else:  # one pass: the non-zero channels at each position, as a one-channel map
+        nd = len(m.kernel_size)
+        per_position = torch.count_nonzero(rows, dim=-(nd + 1)).unsqueeze(-(nd + 1))
+        counts = conv_row_counts(per_position, m, max_value=rows.shape[-(nd + 1)])
     value_ops = None
     if kind == "integer":
-        value_ops = Rows(conv_row_counts(rows.abs(), m, torch.float64)[:, 0], scale)
-    return {"input_nnz": Rows(counts[:, 1]), **_synaptic_by_kind(kind, Rows(counts[:, 0], scale), value_ops)}
+        value_ops = Rows(conv_row_counts(rows.abs(), m, max_value=None)[:, 0], scale)
+    ops, nnz = counts.unbind(-1)
+    return {"input_nnz": Rows(nnz), **_synaptic_by_kind(kind, Rows(ops, scale), value_ops)}
 
 
 def _conv_counts_on_device(m: nn.Module, rows: torch.Tensor, cs: CallShape) -> dict:

@@ -269,46 +269,45 @@ FLOAT32_EXACT = 2**24
 
 @functools.lru_cache(maxsize=256)
 def _row_count_weights(
-    channels: int,
     spatial: tuple[int, ...],
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     padding: Padding,
     dilation: tuple[int, ...],
     device: torch.device,
-    dtype: torch.dtype | None,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """``[C * prod(spatial), 2]`` matrix for :func:`conv_row_counts`: column 0 the fanout of each input
-    element (the geometry's fanout map repeated over the C channels, channel-major as a flattened
-    ``[C, *spatial]`` row), column 1 ones; float32 when every sum over a 0/1 row stays below 2**24
-    (``dtype`` None), else float64 (or ``dtype``). Cached per geometry; shared: do not modify."""
-    geometry = _norm_geometry(spatial, kernel, stride, padding, dilation)
-    if dtype is None:
-        bound = channels * math.prod(spatial) * math.prod(geometry[1])
-        dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
-    fanout = _fanout_cached(*geometry, device).reshape(-1)
-    return torch.stack([fanout.repeat(channels), torch.ones_like(fanout).repeat(channels)], 1).to(dtype)
+    """``[*spatial, 2]`` tensor for :func:`conv_row_counts`: ``[..., 0]`` the fanout map, ``[..., 1]``
+    ones. Cached per geometry, device and dtype; shared: do not modify."""
+    fanout = _fanout_cached(*_norm_geometry(spatial, kernel, stride, padding, dilation), device)
+    return torch.stack([fanout, torch.ones_like(fanout)], -1).to(dtype)
 
 
-def conv_row_counts(rows: torch.Tensor, conv: nn.Module, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Per-row fanout-weighted sums and sums of a conv input of **non-negative whole numbers**, in one pass.
+def conv_row_counts(rows: torch.Tensor, conv: nn.Module, max_value: int | None = 1) -> torch.Tensor:
+    """Per-row fanout-weighted sums and sums of a conv input of **non-negative whole numbers**.
 
-    ``rows`` is ``[R, C, *spatial]`` (float) for a conv with ``padding_mode='zeros'``: a 0/1 map (spikes,
-    or the indicator ``x != 0``), or magnitudes ``abs(x)`` of an integer input with ``dtype=float64``.
-    Returns a float ``[R, 2]`` tensor of whole numbers: column 0 is ``sum_p v_c(p) * fanout[p]``
-    (times ``C_out / groups``: the exact synaptic ops of :func:`conv_ops_from_counts` for the
-    indicator, their value-weighted count for magnitudes), column 1 the row's sum (its non-zero count
-    for a 0/1 map). One matrix product with a cached ``[C * prod(spatial), 2]`` matrix, float32 where
-    every sum of a 0/1 row stays below 2**24 (exact in any summation order), else float64. No sync.
+    ``rows`` is ``[R, C, *spatial]`` for a conv with ``padding_mode='zeros'``, its values whole numbers
+    from 0 to ``max_value``: a 0/1 map (spikes), per-position counts of non-zero channels (a one-channel
+    ``[R, 1, *spatial]`` map, ``max_value`` the conv's channels), or magnitudes ``abs(x)`` of an integer
+    input (``max_value=None``: no bound known).
+    Returns a float ``[R, 2]`` tensor of whole numbers: column 0 is ``sum_p v(p) * fanout[p]`` with
+    ``v(p)`` the channel sum at position ``p`` (times ``C_out / groups``: the exact synaptic ops of
+    :func:`conv_ops_from_counts` for a 0/1 map, their value-weighted count for magnitudes), column 1
+    the row's sum (its non-zero count for a 0/1 map). One channel reduction, then a small matrix
+    product with a cached ``[*spatial, 2]`` tensor; float32 while every sum of a 0/1 row stays
+    below 2**24 (exact in any summation order), else float64. No sync.
     """
     nd = len(conv.kernel_size)
     spatial = tuple(rows.shape[-nd:])
     channels = rows.shape[-(nd + 1)]
+    bound = None if max_value is None else channels * max_value * math.prod(spatial) * math.prod(conv.kernel_size)
+    exact32 = bound is not None and bound < FLOAT32_EXACT
+    dtype = torch.float32 if exact32 else torch.float64
     weights = _row_count_weights(
-        channels, spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation, rows.device, dtype
+        spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation, rows.device, dtype
     )
-    flat = rows.reshape(rows.shape[0], weights.shape[0])
-    return (flat if flat.dtype == weights.dtype else flat.to(weights.dtype)) @ weights
+    per_position = rows.sum(-(nd + 1), dtype=dtype)
+    return per_position.reshape(rows.shape[0], -1) @ weights.view(-1, 2)
 
 
 def conv_synaptic_ops(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:

@@ -1,0 +1,217 @@
+"""The fast counting paths (host-known input kinds, per-row counts summed once per forward) give exactly
+the counts of the general path (every count computed on the device, kinds as 0-dim flags) and of brute
+force, for every input kind, geometry and product layout; spike provenance survives copies and max
+pooling and is dropped by in-place writes; the sentinel finiteness watch still names the first module."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from spikingjelly.activation_based import neuron
+from torch import nn
+
+from gac_analysis.accounting import count_images, profile
+from gac_analysis.accounting.engine import CounterConfig, OpCounter
+from gac_analysis.accounting.functional import FUNCTION_RULES, _product_counts, matmul_counts
+from gac_analysis.accounting.handles import (
+    HANDLES,
+    CallShape,
+    Rows,
+    _conv_counts_on_device,
+    conv_handle,
+    register_handle,
+)
+from gac_analysis.accounting.kernels import brute_force_synaptic_ops
+from gac_analysis.accounting.report import host_counters
+
+KINDS = ("binary", "integer", "real", "silent")
+
+
+def _input(kind: str, shape, dtype, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    r = torch.rand(shape, generator=g, dtype=torch.float64)
+    if kind == "binary":
+        x = (r > 0.6).double()
+    elif kind == "integer":
+        x = torch.floor(r * 4) - (r > 0.9).double() * 3  # whole numbers in -3..3, many zeros
+    elif kind == "real":
+        x = torch.where(r > 0.5, torch.randn(shape, generator=g, dtype=torch.float64), torch.zeros(()))
+    else:
+        x = torch.zeros(shape, dtype=torch.float64)
+    return x.to(dtype)
+
+
+def _device_path_conv(m, inputs, out, cs):
+    """The conv rule with the general (device, flag) path forced: the reference for the fast paths."""
+    x = inputs[0]
+    nd = len(m.kernel_size)
+    rows = x.reshape(-1, *x.shape[x.dim() - nd - 1 :])
+    result = {k: v for k, v in conv_handle(m, inputs, out, cs).items() if k in ("dense_macs", "bias_adds")}
+    return {**result, **_conv_counts_on_device(m, rows, CallShape(cs.T, cs.layout, False))}
+
+
+class _Wrap(nn.Module):
+    """Feeds a fixed input to one module, T time steps as ``[T*B, ...]`` rows."""
+
+    def __init__(self, module, x, T):
+        super().__init__()
+        self.m, self.x, self.T = module, x, T
+
+    def forward(self, images):
+        return self.m(self.x)
+
+
+def _site_counts(module, x, T, handles=HANDLES) -> dict:
+    model = _Wrap(module, x, T).eval()
+    with OpCounter(model, CounterConfig(T=T, handles=handles)) as c, torch.inference_mode():
+        model(torch.zeros(x.shape[0] // T, 3, 1, 1))
+    (site,) = c.sites.values()
+    counts = host_counters(site)
+    return {k: v for k, v in counts.items() if any(v)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(KINDS),
+    nd=st.sampled_from([1, 2]),
+    c_in=st.integers(1, 5),
+    groups=st.sampled_from([1, 2]),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.sampled_from([0, 1, 2, "same", "valid"]),
+    dilation=st.integers(1, 2),
+    size=st.integers(4, 9),
+    bias=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 10_000),
+)
+def test_conv_fast_path_equals_device_path_and_brute_force(
+    kind, nd, c_in, groups, kernel, stride, padding, dilation, size, bias, dtype, seed
+):
+    if padding == "same":
+        stride = 1
+    pad = {"same": kernel, "valid": 0}.get(padding, padding)
+    assume(dilation * (kernel - 1) + 1 <= size + 2 * pad)  # a geometry PyTorch accepts
+    c_in, c_out, T = c_in * groups, 3 * groups, 2
+    conv_t = nn.Conv1d if nd == 1 else nn.Conv2d
+    conv = conv_t(c_in, c_out, kernel, stride, padding, dilation, groups, bias).to(dtype)
+    x = _input(kind, (T * 2, c_in, *([size] * nd)), dtype, seed)
+    fast = _site_counts(conv, x, T)
+    slow = _site_counts(conv, x, T, handles=register_handle(conv_t, f"conv{nd}d", _device_path_conv))
+    assert fast == slow
+    ops = brute_force_synaptic_ops(x, conv).reshape(T, -1).sum(1).tolist()
+    key = {"binary": "acs", "integer": "integer_ops", "real": "effective_macs"}.get(kind)
+    if key is not None:
+        assert fast[key][:T] == ops
+        assert fast["input_nnz"][:T] == (x != 0).reshape(T, -1).sum(1).tolist()
+    if kind == "integer":  # every (input, weight) pair weighted by abs(value): conv of |x| with ones
+        weight = torch.ones_like(conv.weight, dtype=torch.float64)
+        conv_fn = torch.nn.functional.conv1d if nd == 1 else torch.nn.functional.conv2d
+        out = conv_fn(x.abs().double(), weight, None, conv.stride, conv.padding, conv.dilation, groups)
+        assert fast["integer_value_ops"][:T] == out.reshape(T, -1).sum(1).round().long().tolist()
+
+
+def _spike(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) > 0.5).float()
+
+
+@pytest.mark.parametrize("kind_a,kind_b", [(a, b) for a in KINDS[:3] for b in KINDS[:3]])
+@pytest.mark.parametrize("shapes", [((2, 3, 4, 5), (2, 3, 5, 6)), ((2, 1, 4, 5), (3, 5, 2)), ((4, 5), (5, 3))])
+def test_matmul_fast_path_equals_general_path(kind_a, kind_b, shapes):
+    a = _input(kind_a, shapes[0], torch.float32, 1)
+    b = _input(kind_b, shapes[1], torch.float32, 2)
+    cs = CallShape(2 if a.dim() > 2 else 1, "TB", (False, False))
+    fast = FUNCTION_RULES["matmul"]((a, b), {}, a @ b, cs)
+    general = _product_counts(matmul_counts(a, b), cs)
+
+    def total(v):
+        if isinstance(v, int):
+            return v
+        if isinstance(v, Rows):
+            return int(v.values.double().sum().item()) * v.scale
+        return int(v.sum().item())
+
+    for key in ("acs", "effective_macs", "acs_alt", "spike_spike_calls", "binary_calls", "real_calls"):
+        assert total(fast[key]) == total(general[key]), key
+    assert fast["dense_macs"] == general["dense_macs"]
+
+
+class _LifPoolConv(nn.Module):
+    """LIF -> max pool -> conv (spikes through a pool), and LIF -> contiguous copy -> conv."""
+
+    def __init__(self, write_in_place=False):
+        super().__init__()
+        self.T = 2
+        self.lif = neuron.LIFNode(v_threshold=0.2, step_mode="m")
+        self.pool = nn.MaxPool2d(2)
+        self.conv_a = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv_b = nn.Conv2d(3, 4, 3, padding=1)
+        self.write_in_place = write_in_place
+
+    def forward(self, images):
+        s = self.lif(images.unsqueeze(0).repeat(2, 1, 1, 1, 1))
+        a = self.conv_a(self.pool(s.flatten(0, 1)))
+        copy = s.flatten(0, 1).transpose(-1, -2).contiguous()
+        if self.write_in_place:
+            copy[..., 0, 0] = 0.5
+        return a.sum() + self.conv_b(copy).sum()
+
+
+@pytest.mark.parametrize("write_in_place", [False, True])
+def test_spike_provenance_through_pool_and_copies(write_in_place, monkeypatch):
+    seen = []
+    original = OpCounter._is_spike_output
+
+    def spy(self, x):
+        known = original(self, x)
+        seen.append((tuple(x.shape), known))
+        return known
+
+    monkeypatch.setattr(OpCounter, "_is_spike_output", spy)
+    model = _LifPoolConv(write_in_place)
+    x = torch.rand(2, 3, 8, 8)
+    report = profile(model, x)
+    rows = report.layers.set_index("name")
+    conv_inputs = [known for shape, known in seen if len(shape) == 4 and shape[1] == 3]
+    assert conv_inputs[0] is True  # the pooled spikes
+    assert conv_inputs[-1] is (not write_in_place)  # a copy of spikes, unless written in place
+    assert rows.loc["conv_a", "input"] == "binary"
+    assert rows.loc["conv_b", "input"] == ("real" if write_in_place else "binary")
+    # exact either way
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(model)
+    with torch.no_grad():
+        s = model.lif(x.unsqueeze(0).repeat(2, 1, 1, 1, 1)).flatten(0, 1)
+    pooled = model.pool(s)
+    assert rows.loc["conv_a", "acs"] == int(brute_force_synaptic_ops(pooled, model.conv_a).sum())
+    copy = s.transpose(-1, -2).contiguous()
+    if write_in_place:
+        copy[..., 0, 0] = 0.5
+        assert rows.loc["conv_b", "effective_macs"] == int(brute_force_synaptic_ops(copy, model.conv_b).sum())
+    else:
+        assert rows.loc["conv_b", "acs"] == int(brute_force_synaptic_ops(copy, model.conv_b).sum())
+
+
+class _NanBetween(nn.Module):
+    """A NaN made by a functional op between modules (no module's output holds it): the neuron's input does."""
+
+    def __init__(self):
+        super().__init__()
+        self.T = 1
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.lif = neuron.LIFNode(step_mode="m")
+
+    def forward(self, images):
+        y = self.conv(images)
+        return self.lif((y / torch.zeros_like(y) * 0).unsqueeze(0))
+
+
+def test_sentinel_finds_nan_made_between_modules_and_names_the_neuron():
+    from gac_analysis.accounting.finite import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match=r"the input of module 'lif' \(LIFNode\) holds NaN"):
+        count_images(_NanBetween(), torch.rand(1, 3, 6, 6))
