@@ -323,7 +323,7 @@ class OpCounter:
     # -- per forward -----------------------------------------------------------------------------
     def _new_forward(self, batch: int = 0) -> None:
         self._calls: dict[str, int] = {}
-        self._spike_outputs: dict[int, weakref.ref] = {}
+        self._spike_outputs: dict[int, list[weakref.ref]] = {}  # storage address -> tensors on it
         self._stack: list[list] = [["<model>", {}]]
         self._covered = 0
         self._suspended = False
@@ -462,24 +462,26 @@ class OpCounter:
 
     # -- spike provenance --------------------------------------------------------------------------
     def _mark_spikes(self, out) -> None:
-        """Remember (weakly) that ``out``'s storage holds a 0/1 map of this forward (a view of a storage
-        already remembered keeps the entry of the tensor that owns it, which outlives the view)."""
+        """Remember (weakly) that ``out``'s storage holds a 0/1 map of this forward. Every tensor marked on
+        one storage is kept (weakly): the storage is known while any of them lives, even after the
+        neuron's own output is dropped for a view of it (``x = lif(x).reshape(...)``)."""
         for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and t.numel():
                 ptr = _storage_ptr(t)
-                ref = self._spike_outputs.get(ptr)
-                if ref is None or ref() is None:
-                    self._spike_outputs[ptr] = weakref.ref(t)
+                refs = self._spike_outputs.get(ptr)
+                if refs is None or not _alive(refs):  # new storage (a dead entry: an address reused)
+                    self._spike_outputs[ptr] = [weakref.ref(t)]
+                else:
+                    refs.append(weakref.ref(t))
 
     def _forget_spikes(self, t: torch.Tensor) -> None:
         self._spike_outputs.pop(_storage_ptr(t), None)
 
     def _is_spike_output(self, x: torch.Tensor) -> bool:
-        """True when ``x`` shares its storage with a live 0/1 neuron output of this forward pass."""
-        ptr = _storage_ptr(x)
-        ref = self._spike_outputs.get(ptr)
-        source = ref() if ref is not None else None
-        return source is not None and _storage_ptr(source) == ptr
+        """True when ``x`` shares its storage with a live 0/1 neuron output of this forward pass (a live
+        tensor marked on that address holds the storage, so the address cannot have been reused)."""
+        refs = self._spike_outputs.get(_storage_ptr(x))
+        return refs is not None and _alive(refs)
 
     def carry_spikes(self, name: str, args, out) -> None:
         """A value-preserving free operation (copy, view, concatenation: functional.SPIKE_PRESERVING)
@@ -622,6 +624,11 @@ class OpCounter:
         from gac_analysis.accounting.report import build_report
 
         return build_report(self, **report_kwargs)
+
+
+def _alive(refs: list) -> bool:
+    """Some weakly held tensor of ``refs`` is alive."""
+    return any(r() is not None for r in refs)
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

@@ -46,6 +46,7 @@ from gac_analysis.accounting.handles import (
     host_is_binary,
     is_binary,
     layernorm_counts,
+    nonzero_map,
     softmax_counts,
     window_pool_counts,
 )
@@ -387,6 +388,17 @@ def _operand_binary(t: torch.Tensor, known: bool) -> bool | None:
     return host_is_binary(t)
 
 
+def _has_nonzero(t: torch.Tensor) -> torch.Tensor | bool:
+    """Some value of ``t`` is non-zero: a look at its first values, else one min/max pass (a 0-dim
+    tensor on devices other than the CPU: no sync)."""
+    if t.numel() == 0:
+        return False
+    if t.device.type == "cpu" and t.is_contiguous() and bool(t.view(-1)[:64].any()):
+        return True
+    lo, hi = torch.aminmax(t)
+    return (lo != 0) | (hi != 0)
+
+
 def _host_product_counts(a: torch.Tensor, b: torch.Tensor, ba: bool, bb: bool, cs: CallShape) -> dict:
     """The counters of :func:`_product_counts` for a product whose operand kinds are known on the host:
     only the counts that kind needs, per element of the broadcast batch as
@@ -412,13 +424,14 @@ def _host_product_counts(a: torch.Tensor, b: torch.Tensor, ba: bool, bb: bool, c
         nnz_a = a.sum((-2, -1), dtype=dtype)
         counts.update(acs=Rows(per_batch(nnz_a), n), effective_macs=0, acs_alt=0)
     elif bb:
-        nnz_a = (a != 0).sum((-2, -1), dtype=dtype)
+        nnz_a = None  # only whether a has a non-zero is needed (the flags below)
         counts.update(acs=Rows(per_batch(b.sum((-2, -1), dtype=dtype)), m), effective_macs=0, acs_alt=0)
     else:  # real x real: products of two non-zeros
-        col_a, row_b = (a != 0).sum(-2, dtype=dtype), (b != 0).sum(-1, dtype=dtype)
+        col_a, row_b = nonzero_map(a).sum(-2, dtype=dtype), nonzero_map(b).sum(-1, dtype=dtype)
         nnz_a = col_a.sum(-1)
         counts.update(acs=0, effective_macs=Rows(per_batch((col_a * row_b).sum(-1))), acs_alt=0)
-    active = nnz_a.sum() > 0  # a call whose a is all zeros is evidence of no kind
+    # a call whose a is all zeros is evidence of no kind
+    active = _has_nonzero(a) if nnz_a is None else nnz_a.sum() > 0
     active = int(bool(active)) if a.device.type == "cpu" else active.long()
     flags = {"spike_spike_calls": active * (ba and bb), "binary_calls": active * (ba or bb)}
     return {**counts, **flags, "real_calls": active * (not (ba or bb))}

@@ -133,35 +133,54 @@ def is_integer_valued(x: torch.Tensor) -> torch.Tensor:
 _KIND_SAMPLE = 64
 
 
+def nonzero_map(x: torch.Tensor) -> torch.Tensor:
+    """A float map of ``x``'s non-zeros: 1 where ``x != 0``, else 0 (NaN stays NaN). Float arithmetic:
+    on the CPU a bool-valued comparison is several times slower than these two float passes."""
+    return x.sign().abs()
+
+
+def _whole(x: torch.Tensor) -> bool:
+    """Every value of a float tensor is a whole number (one pass; read on the host)."""
+    lo, hi = torch.aminmax(torch.frac(x))
+    return float(lo) == 0 and float(hi) == 0
+
+
+def _head_not_whole(x: torch.Tensor) -> bool:
+    """One of the first few values of a float tensor is not a whole number (or is NaN): the tensor is
+    real-valued, told without a pass over it."""
+    if not (x.is_floating_point() and x.is_contiguous()):
+        return False
+    head = x.view(-1)[:_KIND_SAMPLE]
+    return bool(torch.frac(head).any())
+
+
 def host_is_binary(x: torch.Tensor) -> bool:
-    """Every value of a CPU tensor is 0 or 1, read on the host: a value of the first few that is
-    neither decides it at once; otherwise one full check."""
-    if x.is_floating_point() and x.is_contiguous() and x.numel():
-        head = x.view(-1)[:_KIND_SAMPLE]
-        if bool(((head != 0) & (head != 1)).any()):
-            return False
-    return bool(is_binary(x))
+    """Every value of a CPU tensor is 0 or 1, read on the host: a first value that is not whole decides
+    it at once; then a min/max pass (a value outside [0, 1] decides it); then a whole-number pass."""
+    if x.numel() == 0 or x.dtype == torch.bool:
+        return True
+    if _head_not_whole(x):
+        return False
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    if not (lo >= 0 and hi <= 1):  # also NaN
+        return False
+    return not x.is_floating_point() or _whole(x)
 
 
 def host_input_kind(x: torch.Tensor) -> tuple[str, bool]:
     """``(kind, active)`` of a CPU tensor read on the host: kind ``binary`` (every value 0 or 1),
     ``integer`` (whole numbers, not all 0/1) or ``real``; ``active``: some value is non-zero. A
     real-valued map is told by its first few values (one not whole decides it); otherwise one min/max
-    pass and one whole-number comparison; NaN is real."""
+    pass and one whole-number pass; NaN is real."""
     if x.numel() == 0:
         return "binary", False
-    if x.is_floating_point() and x.is_contiguous():
-        head = x.view(-1)[:_KIND_SAMPLE]
-        if bool((head != head.round()).any()):  # a value that is not whole (or NaN): real, and non-zero
-            return "real", True
+    if _head_not_whole(x):  # a value that is not whole (or NaN): real, and non-zero
+        return "real", True
     lo, hi = (float(v) for v in torch.aminmax(x))
     active = lo != 0 or hi != 0
-    if not x.is_floating_point():
-        whole = True
-    elif lo != lo or hi != hi:  # NaN
+    if lo != lo or hi != hi:  # NaN
         return "real", True
-    else:
-        whole = torch.equal(x, x.round())
+    whole = not x.is_floating_point() or _whole(x)
     if whole and lo >= 0 and hi <= 1:
         return "binary", active
     return ("integer" if whole else "real"), active
@@ -227,7 +246,7 @@ def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
         counts = conv_row_counts(rows, m)
     else:  # one pass: the non-zero channels at each position, as a one-channel map
         nd = len(m.kernel_size)
-        per_position = torch.count_nonzero(rows, dim=-(nd + 1)).unsqueeze(-(nd + 1))
+        per_position = nonzero_map(rows).sum(-(nd + 1), keepdim=True)
         counts = conv_row_counts(per_position, m, max_value=rows.shape[-(nd + 1)])
     value_ops = None
     if kind == "integer":
@@ -273,7 +292,7 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
             kind, active = host_input_kind(x)
             flags = _kind_flags(kind, active)
         sum_dtype = torch.float32 if m.in_features < FLOAT32_EXACT else torch.float64
-        nnz = (x if kind == "binary" else (x != 0)).sum(1, dtype=sum_dtype)
+        nnz = (x if kind == "binary" else nonzero_map(x)).sum(1, dtype=sum_dtype)
         value_ops = Rows(x.abs().sum(1, dtype=torch.float64), m.out_features) if kind == "integer" else None
         return {
             **result,
