@@ -1,17 +1,21 @@
 """Benchmark: gac_analysis.profile vs a plain forward vs SpikingJelly 2.0's counters, on SpikingJelly's zoo.
 
 For each zoo model (built as ``--model spikingjelly:NAME`` builds it, with ``--model-kwargs``-style arguments
-below) and each batch size, five methods run alternately in one process (the order rotates every repetition):
+below) and each batch size, the methods run alternately in one process (the order rotates every repetition),
+each over the same data set of ``--batches-per-run`` seeded batches (default 4), as a user profiles a data set:
 
-- ``plain``:   the model's forward under ``torch.inference_mode()``;
-- ``count``:   ``gac_analysis.accounting.count_images`` (hooks and counting, no report);
-- ``profile``: ``gac_analysis.profile`` (counting plus the priced report, what a user calls);
-- ``synop``:   SpikingJelly's ``SynOpCounter`` in a ``DispatchCounterMode`` (under ``torch.no_grad()``: its
-               counters count nothing under ``inference_mode``);
-- ``ac_mac``:  SpikingJelly's ``ACCounter`` + ``MACCounter`` in one ``DispatchCounterMode``.
+- ``plain``:   the model's forward under ``torch.inference_mode()``, batch after batch;
+- ``count``:   ``gac_analysis.accounting.count_images`` over the batches (hooks and counting, no report);
+- ``profile``: ``gac_analysis.profile`` over the batches (counting plus the priced report, what a user calls);
+- ``synop``:   SpikingJelly's ``SynOpCounter`` in a ``DispatchCounterMode`` around the batches (under
+               ``torch.no_grad()``: its counters count nothing under ``inference_mode``);
+- ``ac_mac``:  SpikingJelly's ``ACCounter`` + ``MACCounter`` in one ``DispatchCounterMode``;
+- ``profile_one``: ``gac_analysis.profile`` on the first batch alone: the fixed costs (hooks set up, the
+               report built) weigh most there; its ratio is to one plain forward.
 
 Every figure is the median over ``--reps`` repetitions of the ratio ``t(method) / t(plain)`` measured in the
-same repetition (plus the median plain time in seconds). Neuron state is reset before every forward.
+same repetition (plus the median plain time per forward in seconds). Neuron state is reset before every
+forward.
 Models are prepared so that every neuron layer fires (BN weights 1, thresholds 0.05, images ``rand * 2``),
 as in the counting tests: a silent network would flatter the spike-dependent counters.
 
@@ -24,7 +28,8 @@ import from it (``load_state_dict_from_url``, which is never called: no pretrain
 Run (2 threads; the malloc settings halve CPU time here, see README, Performance):
 
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \\
-        .venv/bin/python benchmarks/bench_zoo.py [--batches 1,16] [--reps 3] [--T 2] [--device cpu|cuda] \\
+        .venv/bin/python benchmarks/bench_zoo.py [--batches 1,16] [--batches-per-run 4] [--reps 3] [--T 2] \\
+        [--device cpu|cuda] \\
         [--models ms_resnet18,spikformer_cifar10] [--json out.jsonl] [--markdown out.md]
 
 Prints one JSON line per (model, batch) and, at the end, the markdown table of README's Performance section.
@@ -217,7 +222,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--T", type=int, default=2)
-    ap.add_argument("--batches-per-run", type=int, default=8, help="batches in the data set each method runs over")
+    ap.add_argument("--batches-per-run", type=int, default=4, help="batches in the data set each method runs over")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="append the JSON lines to this file too")

@@ -72,7 +72,7 @@ def _site_counts(module, x, T, handles=HANDLES) -> dict:
     return {k: v for k, v in counts.items() if any(v)}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(KINDS),
     nd=st.sampled_from([1, 2]),
@@ -104,13 +104,14 @@ def test_conv_fast_path_equals_device_path_and_brute_force(
     ops = brute_force_synaptic_ops(x, conv).reshape(T, -1).sum(1).tolist()
     key = {"binary": "acs", "integer": "integer_ops", "real": "effective_macs"}.get(kind)
     if key is not None:
-        assert fast[key][:T] == ops
-        assert fast["input_nnz"][:T] == (x != 0).reshape(T, -1).sum(1).tolist()
+        zeros = [0] * (T + 1)  # counters that stayed 0 are left out of the site's counts
+        assert fast.get(key, zeros)[:T] == ops
+        assert fast.get("input_nnz", zeros)[:T] == (x != 0).reshape(T, -1).sum(1).tolist()
     if kind == "integer":  # every (input, weight) pair weighted by abs(value): conv of |x| with ones
         weight = torch.ones_like(conv.weight, dtype=torch.float64)
         conv_fn = torch.nn.functional.conv1d if nd == 1 else torch.nn.functional.conv2d
         out = conv_fn(x.abs().double(), weight, None, conv.stride, conv.padding, conv.dilation, groups)
-        assert fast["integer_value_ops"][:T] == out.reshape(T, -1).sum(1).round().long().tolist()
+        assert fast.get("integer_value_ops", [0] * (T + 1))[:T] == out.reshape(T, -1).sum(1).round().long().tolist()
 
 
 def _spike(shape, seed):

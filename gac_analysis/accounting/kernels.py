@@ -301,7 +301,8 @@ def conv_row_counts(rows: torch.Tensor, conv: nn.Module, max_value: int | None =
     spatial = tuple(rows.shape[-nd:])
     channels = rows.shape[-(nd + 1)]
     bound = None if max_value is None else channels * max_value * math.prod(spatial) * math.prod(conv.kernel_size)
-    exact32 = bound is not None and bound < FLOAT32_EXACT
+    # Off the CPU a float32 product may run in TF32 (10-bit inputs) when a user enables it: float64 there.
+    exact32 = bound is not None and bound < FLOAT32_EXACT and rows.device.type == "cpu"
     dtype = torch.float32 if exact32 else torch.float64
     weights = _row_count_weights(
         spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation, rows.device, dtype
