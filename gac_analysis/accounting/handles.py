@@ -136,7 +136,7 @@ _KIND_SAMPLE = 64
 def nonzero_map(x: torch.Tensor) -> torch.Tensor:
     """A float map of ``x``'s non-zeros: 1 where ``x != 0``, else 0 (NaN stays NaN). Float arithmetic:
     on the CPU a bool-valued comparison is several times slower than these two float passes."""
-    return x.sign().abs()
+    return x.sign().abs_()
 
 
 def _whole(x: torch.Tensor) -> bool:
@@ -150,8 +150,7 @@ def _head_not_whole(x: torch.Tensor) -> bool:
     real-valued, told without a pass over it."""
     if not (x.is_floating_point() and x.is_contiguous()):
         return False
-    head = x.view(-1)[:_KIND_SAMPLE]
-    return bool(torch.frac(head).any())
+    return any(v % 1 or v != v for v in x.view(-1)[:_KIND_SAMPLE].tolist())  # inf % 1 is NaN: truthy
 
 
 def host_is_binary(x: torch.Tensor) -> bool:
@@ -246,8 +245,8 @@ def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
         counts = conv_row_counts(rows, m)
     else:  # one pass: the non-zero channels at each position, as a one-channel map
         nd = len(m.kernel_size)
-        per_position = nonzero_map(rows).sum(-(nd + 1), keepdim=True)
-        counts = conv_row_counts(per_position, m, max_value=rows.shape[-(nd + 1)])
+        per_position = nonzero_map(rows).sum(-(nd + 1))
+        counts = conv_row_counts(per_position, m, max_value=rows.shape[-(nd + 1)], summed=True)
     value_ops = None
     if kind == "integer":
         value_ops = Rows(conv_row_counts(rows.abs(), m, max_value=None)[:, 0], scale)

@@ -283,13 +283,15 @@ def _row_count_weights(
     return torch.stack([fanout, torch.ones_like(fanout)], -1).to(dtype)
 
 
-def conv_row_counts(rows: torch.Tensor, conv: nn.Module, max_value: int | None = 1) -> torch.Tensor:
+def conv_row_counts(
+    rows: torch.Tensor, conv: nn.Module, max_value: int | None = 1, summed: bool = False
+) -> torch.Tensor:
     """Per-row fanout-weighted sums and sums of a conv input of **non-negative whole numbers**.
 
     ``rows`` is ``[R, C, *spatial]`` for a conv with ``padding_mode='zeros'``, its values whole numbers
-    from 0 to ``max_value``: a 0/1 map (spikes), per-position counts of non-zero channels (a one-channel
-    ``[R, 1, *spatial]`` map, ``max_value`` the conv's channels), or magnitudes ``abs(x)`` of an integer
-    input (``max_value=None``: no bound known).
+    from 0 to ``max_value``: a 0/1 map (spikes), or magnitudes ``abs(x)`` of an integer input
+    (``max_value=None``: no bound known); or, with ``summed=True``, per-position sums ``[R, *spatial]``
+    already taken over the channels (e.g. counts of non-zero channels, ``max_value`` the channels).
     Returns a float ``[R, 2]`` tensor of whole numbers: column 0 is ``sum_p v(p) * fanout[p]`` with
     ``v(p)`` the channel sum at position ``p`` (times ``C_out / groups``: the exact synaptic ops of
     :func:`conv_ops_from_counts` for a 0/1 map, their value-weighted count for magnitudes), column 1
@@ -299,7 +301,7 @@ def conv_row_counts(rows: torch.Tensor, conv: nn.Module, max_value: int | None =
     """
     nd = len(conv.kernel_size)
     spatial = tuple(rows.shape[-nd:])
-    channels = rows.shape[-(nd + 1)]
+    channels = 1 if summed else rows.shape[-(nd + 1)]
     bound = None if max_value is None else channels * max_value * math.prod(spatial) * math.prod(conv.kernel_size)
     # Off the CPU a float32 product may run in TF32 (10-bit inputs) when a user enables it: float64 there.
     exact32 = bound is not None and bound < FLOAT32_EXACT and rows.device.type == "cpu"
@@ -307,7 +309,7 @@ def conv_row_counts(rows: torch.Tensor, conv: nn.Module, max_value: int | None =
     weights = _row_count_weights(
         spatial, conv.kernel_size, conv.stride, conv.padding, conv.dilation, rows.device, dtype
     )
-    per_position = rows.sum(-(nd + 1), dtype=dtype)
+    per_position = rows.to(dtype) if summed else rows.sum(-(nd + 1), dtype=dtype)
     return per_position.reshape(rows.shape[0], -1) @ weights.view(-1, 2)
 
 
