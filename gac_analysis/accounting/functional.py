@@ -569,52 +569,13 @@ class OpClassifier:
 #: Free operations whose output holds only values of their tensor inputs (copies, views, selections,
 #: concatenation, dtype moves): a 0/1 spike map stays one, so a conv or product reading the result
 #: needs no value check (:meth:`OpCounter.carry_spikes <gac_analysis.accounting.engine.OpCounter.carry_spikes>`).
-SPIKE_PRESERVING = frozenset(
-    {
-        "getitem",
-        "view",
-        "view_as",
-        "reshape",
-        "reshape_as",
-        "flatten",
-        "unflatten",
-        "permute",
-        "transpose",
-        "t",
-        "swapaxes",
-        "swapdims",
-        "movedim",
-        "moveaxis",
-        "squeeze",
-        "unsqueeze",
-        "expand",
-        "expand_as",
-        "broadcast_to",
-        "repeat",
-        "tile",
-        "repeat_interleave",
-        "contiguous",
-        "clone",
-        "detach",
-        "to",
-        "double",
-        "half",
-        "bfloat16",
-        "cat",
-        "concat",
-        "concatenate",
-        "stack",
-        "chunk",
-        "split",
-        "tensor_split",
-        "unbind",
-        "narrow",
-        "select",
-        "index_select",
-        "gather",
-        "flip",
-        "roll",
-    }
+SPIKE_PRESERVING = FREE_OPS & frozenset(
+    """
+    getitem view view_as reshape reshape_as flatten unflatten permute transpose t swapaxes swapdims movedim
+    moveaxis squeeze unsqueeze expand expand_as broadcast_to repeat tile repeat_interleave contiguous clone
+    detach to double half bfloat16 cat concat concatenate stack chunk split tensor_split unbind narrow select
+    index_select gather flip roll
+    """.split()
 )
 
 
