@@ -4,7 +4,8 @@ For each model below, the counting forward runs once; the counter is then priced
 (``45nm-fp32``, ``45nm-fp16``, ``45nm-int8``, ``45nm-int32``) x ``fold_bn`` x ``reuse_static`` x
 ``integer_pricing`` (32 reports) through :func:`gac_analysis.accounting.report_from_counter` (the path of
 ``gac_analysis.profile`` and of ``gac-analyze energy``), and each report is saved (``report.json``,
-``layers.csv``, ``lif_sites.csv``, ``per_step.csv``) under ``OUT/MODEL/TABLE-fold..-reuse..-PRICING/``.
+``layers.csv``, ``lif_sites.csv``, ``per_step.csv``; and ``facts.txt``: dtypes and reprs) under
+``OUT/MODEL/TABLE-fold..-reuse..-PRICING/``.
 Run it before and after a change to the pricing code and compare the two folders byte for byte:
 
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \\
@@ -107,6 +108,23 @@ def counted(name: str):
     return model, count_images(model, x, T=2), None
 
 
+def facts(report) -> str:
+    """What the saved files do not show: the frames' columns, dtypes, index and the python types of the values
+    in their object columns, and the reprs (numpy scalars show as ``np.float64(...)``) of the report's dicts."""
+    lines = []
+    for key in ("layers", "lif_sites", "per_step"):
+        df = getattr(report, key)
+        lines.append(f"{key}: {df.shape} index {df.index!r}")
+        for col, dtype in df.dtypes.items():
+            types = sorted({type(v).__name__ for v in df[col].to_numpy()}) if dtype.kind == "O" else ""
+            lines.append(f"  {col}: {dtype} {types}")
+    for key in ("energy", "checks", "coverage", "unsupported", "accuracy"):
+        lines.append(f"{key}: {getattr(report, key)!r}")
+    lines.append(f"totals: {report.totals()!r}")
+    lines.append(f"mean_firing_rate: {report.mean_firing_rate!r}")
+    return "\n".join(lines) + "\n"
+
+
 def dump(models: list[str], out: Path) -> None:
     """Save the 32 priced reports of every model under ``out``."""
     from gac_analysis.accounting import report_from_counter
@@ -119,7 +137,9 @@ def dump(models: list[str], out: Path) -> None:
             report = report_from_counter(
                 counter, model, energy=table, fold_bn=fold, reuse_static=reuse, integer_pricing=pricing, data=data
             )
-            report.save(out / name / f"{table}-fold{int(fold)}-reuse{int(reuse)}-{pricing}")
+            folder = out / name / f"{table}-fold{int(fold)}-reuse{int(reuse)}-{pricing}"
+            report.save(folder)
+            (folder / "facts.txt").write_text(facts(report))
         print(f"{name}: {len(counter.sites)} sites, {time.perf_counter() - t0:.1f} s", flush=True)
 
 
