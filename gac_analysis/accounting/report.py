@@ -8,15 +8,17 @@ totals over the images (``*_pj``) or mJ per image (``per_image_mj``). See README
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from gac_analysis.energy.conventions import energy_summary, price_layers, price_neurons
+from gac_analysis.energy.conventions import LayerFacts, energy_summary, price_layers, price_neurons
 from gac_analysis.energy.network_memory import memory_summary
 from gac_analysis.energy.tables import EnergyTable
 from gac_analysis.report_model import LAYER_COUNTS, Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
@@ -62,7 +64,17 @@ def _mismatch(declared: str | None, observed: str | None) -> bool:
     return bool(declared and observed not in (None, "silent", declared))
 
 
-def _layer_row(site, c: dict, T: int) -> dict:
+def _counter_array(sites: list, host: dict, T: int) -> np.ndarray:
+    """``counts[site, counter, slot]``: the :data:`STEP_COUNTERS` of every site (zeros for those it lacks),
+    ``T + 1`` slots each, as one int64 array."""
+    zeros = [0] * (T + 1)
+    slots = itertools.chain.from_iterable(host[s.name].get(key, zeros) for s in sites for key in STEP_COUNTERS)
+    shape = (len(sites), len(STEP_COUNTERS), T + 1)
+    return np.fromiter(slots, dtype=np.int64, count=math.prod(shape)).reshape(shape)
+
+
+def _layer_row(site, c: dict, T: int, totals: list[int]) -> dict:
+    """One row of the layers table; ``totals``: the site's :data:`LAYER_COUNTERS` summed over all slots."""
     observed = _observed_input(c, T)
     row = {
         "name": site.name,
@@ -81,8 +93,7 @@ def _layer_row(site, c: dict, T: int) -> dict:
         "rate_source": site.rate_source,
         "output_neurons": site.output_neurons,
     }
-    for key in LAYER_COUNTERS:
-        row[key] = int(sum(_slots(c, key, T)))
+    row.update(zip(LAYER_COUNTERS, totals))
     for key in ("c_in", "c_out", "kernel", "stride", "groups", "has_bias"):
         value = site.geometry.get(key)
         row[key] = list(value) if isinstance(value, (list, tuple)) else value
@@ -106,15 +117,27 @@ def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
     }
 
 
-def _step_rows(site, c: dict, T: int, kind: str) -> list[dict]:
-    rows = []
-    slots = {k: _slots(c, k, T) for k in STEP_COUNTERS}
-    for t in [T] if site.time == "mixed" else range(T + 1):
-        values = {k: int(v[t]) for k, v in slots.items()}
-        if t == T and not any(values.values()):
-            continue
-        rows.append({"name": site.name, "kind": kind, "role": site.role, "step": t if t < T else -1, **values})
-    return rows
+def _per_step(sites: list, counts: np.ndarray, T: int) -> pd.DataFrame:
+    """The long per-step table from :func:`_counter_array`'s ``counts``: per site, one row per time step
+    ``0..T-1`` with that step's counters, then (``step`` -1) its time-mixed work when it has any; a
+    time-mixed site has only that last row."""
+    by_step = counts.transpose(0, 2, 1)  # [site, slot, counter]
+    keep = np.zeros(by_step.shape[:2], dtype=bool)
+    keep[:, :T] = np.array([s.time != "mixed" for s in sites], dtype=bool)[:, None]
+    keep[:, T] = by_step[:, T].any(axis=1)
+    if not keep.any():
+        return pd.DataFrame([])
+    rows = keep.sum(axis=1).tolist()
+    values = by_step[keep]
+    return pd.DataFrame(
+        {
+            "name": [s.name for s, k in zip(sites, rows) for _ in range(k)],
+            "kind": ["lif" if s.op == "lif" else "layer" for s, k in zip(sites, rows) for _ in range(k)],
+            "role": [s.role for s, k in zip(sites, rows) for _ in range(k)],
+            "step": np.broadcast_to(np.r_[np.arange(T), -1], keep.shape)[keep],
+            **{key: values[:, j] for j, key in enumerate(STEP_COUNTERS)},
+        }
+    )
 
 
 @dataclass
@@ -220,9 +243,12 @@ def build_report(
     """Synchronise the counters once and build the priced tables."""
     T, n = counter.T, counter.num_images
     host = {name: host_counters(site) for name, site in counter.sites.items()}  # the one device sync
-    lif = [s for s in counter.sites.values() if s.op == "lif"]
-    other = [s for s in counter.sites.values() if s.op != "lif"]
-    layers = pd.DataFrame([_layer_row(s, host[s.name], T) for s in other], columns=None)
+    sites = list(counter.sites.values())
+    counts = _counter_array(sites, host, T)
+    totals = counts[:, : len(LAYER_COUNTERS)].sum(axis=2).tolist()  # per site, over all slots
+    lif = [s for s in sites if s.op == "lif"]
+    other = [(s, t) for s, t in zip(sites, totals) if s.op != "lif"]
+    layers = pd.DataFrame([_layer_row(s, host[s.name], T, t) for s, t in other], columns=None)
     if layers.empty:
         layers = pd.DataFrame(
             columns=["name", "op", "role", "static", "input", "rate_source", "in_numel", *LAYER_COUNTERS]
@@ -241,9 +267,8 @@ def build_report(
             "per_step_rate",
         ],
     )
-    per_step = pd.DataFrame(
-        [r for s in counter.sites.values() for r in _step_rows(s, host[s.name], T, "lif" if s.op == "lif" else "layer")]
-    )
+    per_step = _per_step(sites, counts, T)
+    facts = LayerFacts.of(layers)  # what every pricing below reads of the layer table, extracted once
     layers = price_layers(
         layers,
         lif_df,
@@ -253,6 +278,7 @@ def build_report(
         reuse_static=reuse_static,
         fold_bn=fold_bn,
         integer_pricing=integer_pricing,
+        facts=facts,
     )
     lif_df = price_neurons(lif_df, table)
     energy = energy_summary(
@@ -264,15 +290,17 @@ def build_report(
         reuse_static=reuse_static,
         fold_bn=fold_bn,
         integer_pricing=integer_pricing,
+        facts=facts,
     )
-    energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static)
+    energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, facts=facts)
+    mismatch = layers["input_mismatch"].to_numpy().astype(bool) if "input_mismatch" in layers else None
     mismatches = (
-        layers.loc[layers["input_mismatch"].astype(bool), ["name", "declared_input", "input"]]
-        if "input_mismatch" in layers
-        else pd.DataFrame()
+        layers.loc[mismatch, ["name", "declared_input", "input"]].to_dict(orient="records")
+        if mismatch is not None and mismatch.any()
+        else []
     )
     checks = {
-        "input_kind_mismatches": mismatches.to_dict(orient="records"),
+        "input_kind_mismatches": mismatches,
         "paper_le_complete": energy["complete"]["total_pj"] >= energy["paper"]["total_pj"],
     }
     coverage = counter.coverage() if hasattr(counter, "coverage") else {}

@@ -76,6 +76,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gac_analysis.energy.tables import EnergyTable, load_energy_table
@@ -86,7 +87,10 @@ __all__ = [
     "PLACEMENTS",
     "LayerMemoryEnergy",
     "LayerTraffic",
+    "TrafficColumns",
     "ann_equivalent",
+    "check_traffic_row",
+    "estimate_columns",
     "estimate_layer",
     "estimate_network",
     "totals",
@@ -290,31 +294,39 @@ def _cost(value: float | None, default: float, key: str) -> float:
     return float(value)
 
 
-def _spiking_counts(lt: LayerTraffic) -> dict[str, float]:
-    """Operations, address computations and memory accesses of an event-driven (spiking) layer."""
-    hk, wk = lt.kernel
-    sh, sw = lt.stride
-    out, t_in, t_out = lt.out_numel, lt.theta_in, lt.theta_out
-    synaptic = t_in * lt.c_out * hk * wk  # weight reads = potential updates per event
-    potential_reads = synaptic + lt.T * out
+def _as_float(value):
+    """A count as a double: ``float`` of a number, float64 of an array (one conversion, as for one layer)."""
+    return value.astype(np.float64) if isinstance(value, np.ndarray) else float(value)
+
+
+def _spiking_counts(T, c_out, kernel, stride, out, t_in, t_out, has_bias) -> dict:
+    """Operations, address computations and memory accesses of an event-driven (spiking) layer (per
+    inference). Every argument is a number (one layer) or a numpy array (many layers; ``kernel``/``stride``
+    are then pairs of arrays): ``out`` output elements per step, ``t_in``/``t_out`` input events / output
+    spikes (floats), ``has_bias`` a bool (array)."""
+    hk, wk = kernel
+    sh, sw = stride
+    synaptic = t_in * c_out * hk * wk  # weight reads = potential updates per event
+    potential_reads = synaptic + T * out
     return {
-        "acc_ops": t_in * _ceil_div(hk, sh) * _ceil_div(wk, sw) * lt.c_out + lt.T * out + t_out,
-        "mul_ops": float(lt.T * out),
+        "acc_ops": t_in * _ceil_div(hk, sh) * _ceil_div(wk, sw) * c_out + T * out + t_out,
+        "mul_ops": _as_float(T * out),
         "mac_ops": 0.0,
         "mac_addr": 2.0 * t_in,
         "acc_addr": t_in * hk * wk,
         "input_reads": t_in,
         "weight_reads": synaptic,
-        "bias_reads": float(lt.T * out) if lt.has_bias else 0.0,
+        "bias_reads": _as_float(T * out * has_bias),  # no bias, no bias reads
         "potential_reads": potential_reads,
         "potential_writes": potential_reads,
         "output_writes": t_out,
     }
 
 
-def _dense_counts(lt: LayerTraffic) -> dict[str, float]:
-    """Operations and memory accesses of a dense (ANN-style, real-valued input) layer."""
-    dense, out = float(lt.dense_macs), lt.out_numel
+def _dense_counts(dense_macs, out, has_bias) -> dict:
+    """Operations and memory accesses of a dense (ANN-style, real-valued input) layer, run once; numbers or
+    numpy arrays as in :func:`_spiking_counts`."""
+    dense = _as_float(dense_macs)
     return {
         "acc_ops": 0.0,
         "mul_ops": 0.0,
@@ -323,24 +335,61 @@ def _dense_counts(lt: LayerTraffic) -> dict[str, float]:
         "acc_addr": 0.0,
         "input_reads": dense,
         "weight_reads": dense,
-        "bias_reads": float(out) if lt.has_bias else 0.0,
+        "bias_reads": _as_float(out * has_bias),
         "potential_reads": 0.0,
         "potential_writes": 0.0,
-        "output_writes": float(out),
+        "output_writes": _as_float(out),
     }
 
 
-def _access_pj(lt: LayerTraffic, table: EnergyTable, placement: str) -> dict[str, float]:
-    """pJ per access of each memory stream: SRAM cost from the size of the array read, weights at the
-    DRAM cost per access with ``placement="dram"``."""
+def _access_pj(table: EnergyTable, placement: str, *, in_numel, weight_numel, c_out, out_numel) -> dict:
+    """pJ per access of each memory stream: SRAM cost from the size (elements x ``word_bits``) of the array
+    read, weights at the DRAM cost per access with ``placement="dram"``. Numbers or numpy arrays."""
     bits = table.word_bits
-    e_potential = table.sram_access_pj(lt.out_numel * bits)
+    e_out = table.sram_access_pj(out_numel * bits)
     return {
-        "input": table.sram_access_pj(lt.in_numel * bits),
-        "weight": table.dram_pj_per_access if placement == "dram" else table.sram_access_pj(lt.weight_numel * bits),
-        "bias": table.sram_access_pj(lt.c_out * bits),
-        "potential": e_potential,
-        "output": table.sram_access_pj(lt.out_numel * bits),
+        "input": table.sram_access_pj(in_numel * bits),
+        "weight": table.dram_pj_per_access if placement == "dram" else table.sram_access_pj(weight_numel * bits),
+        "bias": table.sram_access_pj(c_out * bits),
+        "potential": e_out,
+        "output": e_out,
+    }
+
+
+def _energies(c: dict, e: dict, *, add: float, mul: float) -> dict:
+    """Stream, arithmetic, addressing, memory and total energies (pJ) and the memory accesses, from the
+    counts ``c`` and the per-access costs ``e`` (numbers or numpy arrays); every sum in one fixed order."""
+    mac = mul + add
+    stream_pj = {
+        "input_read_pj": c["input_reads"] * e["input"],
+        "weight_read_pj": c["weight_reads"] * e["weight"],
+        "bias_read_pj": c["bias_reads"] * e["bias"],
+        "potential_read_pj": c["potential_reads"] * e["potential"],
+        "potential_write_pj": c["potential_writes"] * e["potential"],
+        "output_write_pj": c["output_writes"] * e["output"],
+    }
+    arithmetic_pj = (c["mul_ops"] + c["mac_ops"]) * mac + c["acc_ops"] * add
+    addressing_pj = c["mac_addr"] * mac + c["acc_addr"] * add
+    memory_pj = (
+        stream_pj["input_read_pj"]
+        + stream_pj["weight_read_pj"]
+        + stream_pj["bias_read_pj"]
+        + stream_pj["potential_read_pj"]
+        + stream_pj["potential_write_pj"]
+        + stream_pj["output_write_pj"]
+    )
+    return {
+        "memory_accesses": c["input_reads"]
+        + c["weight_reads"]
+        + c["bias_reads"]
+        + c["potential_reads"]
+        + c["potential_writes"]
+        + c["output_writes"],
+        **stream_pj,
+        "arithmetic_pj": arithmetic_pj,
+        "addressing_pj": addressing_pj,
+        "memory_pj": memory_pj,
+        "total_pj": arithmetic_pj + addressing_pj + memory_pj,
     }
 
 
@@ -376,27 +425,14 @@ def estimate_layer(
     table = _check_estimate_args(lt, table, placement)
     add = _cost(e_add, table.add, "e_add")
     mul = _cost(e_mul, table.mul, "e_mul")
-    mac = mul + add
-    c = _spiking_counts(lt) if lt.spiking else _dense_counts(lt)
-    e = _access_pj(lt, table, placement)
-    stream_pj = {
-        "input_read_pj": c["input_reads"] * e["input"],
-        "weight_read_pj": c["weight_reads"] * e["weight"],
-        "bias_read_pj": c["bias_reads"] * e["bias"],
-        "potential_read_pj": c["potential_reads"] * e["potential"],
-        "potential_write_pj": c["potential_writes"] * e["potential"],
-        "output_write_pj": c["output_writes"] * e["output"],
-    }
-    arithmetic_pj = (c["mul_ops"] + c["mac_ops"]) * mac + c["acc_ops"] * add
-    addressing_pj = c["mac_addr"] * mac + c["acc_addr"] * add
-    memory_pj = (
-        stream_pj["input_read_pj"]
-        + stream_pj["weight_read_pj"]
-        + stream_pj["bias_read_pj"]
-        + stream_pj["potential_read_pj"]
-        + stream_pj["potential_write_pj"]
-        + stream_pj["output_write_pj"]
+    if lt.spiking:
+        c = _spiking_counts(lt.T, lt.c_out, lt.kernel, lt.stride, lt.out_numel, lt.theta_in, lt.theta_out, lt.has_bias)
+    else:
+        c = _dense_counts(lt.dense_macs, lt.out_numel, lt.has_bias)
+    e = _access_pj(
+        table, placement, in_numel=lt.in_numel, weight_numel=lt.weight_numel, c_out=lt.c_out, out_numel=lt.out_numel
     )
+    energies = _energies(c, e, add=add, mul=mul)
     return LayerMemoryEnergy(
         name=lt.name,
         kind=lt.kind,
@@ -405,20 +441,83 @@ def estimate_layer(
         e_add_pj=add,
         e_mul_pj=mul,
         **{k: float(v) for k, v in c.items()},
-        memory_accesses=float(
-            c["input_reads"]
-            + c["weight_reads"]
-            + c["bias_reads"]
-            + c["potential_reads"]
-            + c["potential_writes"]
-            + c["output_writes"]
-        ),
-        **stream_pj,
-        arithmetic_pj=arithmetic_pj,
-        addressing_pj=addressing_pj,
-        memory_pj=memory_pj,
-        total_pj=arithmetic_pj + addressing_pj + memory_pj,
+        **energies,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class TrafficColumns:
+    """The traffic of many layers (the fields of one :class:`LayerTraffic` each, as numpy arrays with one
+    entry per layer, in the units of LayerTraffic), for pricing them all at once (:func:`estimate_columns`)."""
+
+    names: list
+    T: int
+    c_in: np.ndarray
+    c_out: np.ndarray
+    kernel: tuple[np.ndarray, np.ndarray]  # (height, width)
+    stride: tuple[np.ndarray, np.ndarray]
+    out_numel: np.ndarray  # |out| per time step per image
+    in_numel: np.ndarray
+    theta_in: np.ndarray  # events per inference (float)
+    theta_out: np.ndarray
+    has_bias: np.ndarray
+    spiking: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[dict], *, T: int) -> TrafficColumns:
+        """The columns of layers given as :class:`LayerTraffic` keyword arguments that
+        :func:`check_traffic_row` accepted, each for ``T`` steps."""
+
+        def ints(key, at=None):
+            return np.array([r[key] if at is None else r[key][at] for r in rows], dtype=np.int64)
+
+        return cls(
+            names=[r["name"] for r in rows],
+            T=T,
+            c_in=ints("c_in"),
+            c_out=ints("c_out"),
+            kernel=(ints("kernel", 0), ints("kernel", 1)),
+            stride=(ints("stride", 0), ints("stride", 1)),
+            out_numel=np.array([math.prod(r["out_shape"]) for r in rows], dtype=np.int64),
+            in_numel=ints("in_numel"),
+            theta_in=np.array([r["theta_in"] for r in rows], dtype=np.float64),
+            theta_out=np.array([r["theta_out"] for r in rows], dtype=np.float64),
+            has_bias=np.array([r["has_bias"] for r in rows], dtype=bool),
+            spiking=np.array([r["spiking"] for r in rows], dtype=bool),
+        )
+
+
+def check_traffic_row(row: dict) -> dict:
+    """``row`` (:class:`LayerTraffic` keyword arguments already in the form LayerTraffic normalises to:
+    ``kind`` conv or linear; ``kernel``, ``stride`` and ``out_shape`` tuples of ints that fit the kind and
+    ``c_out``; bools) when its numbers pass LayerTraffic's checks (positive sizes, finite non-negative
+    events), without building one; otherwise LayerTraffic's :class:`EnergyTableError` for it."""
+    sizes = (row["T"], row["c_in"], row["c_out"], row["in_numel"], *row["kernel"], *row["stride"], *row["out_shape"])
+    events = (row["theta_in"], row["theta_out"])
+    if not (min(sizes) >= 1 and all(0 <= e < math.inf for e in events)):
+        LayerTraffic(**row)  # raises the error
+    return row
+
+
+def estimate_columns(columns: TrafficColumns, table: EnergyTable, *, placement: str, ann: bool) -> dict:
+    """:func:`estimate_layer` (the table's costs) of every layer of ``columns`` at once: each count and energy
+    of :class:`LayerMemoryEnergy` as a float64 array, every element computed as for that one layer;
+    ``ann=True`` prices every layer as its dense ANN equivalent (:func:`ann_equivalent`)."""
+    if placement not in PLACEMENTS:
+        raise EnergyTableError(f"estimate_columns: placement = {placement!r} is unknown; use one of {PLACEMENTS}")
+    k = columns
+    dense_macs = k.out_numel * k.c_in * k.kernel[0] * k.kernel[1]
+    dense = _dense_counts(dense_macs, k.out_numel, k.has_bias)
+    if ann:
+        counts = {key: np.full(len(k.names), value) if np.isscalar(value) else value for key, value in dense.items()}
+    else:
+        spiking = _spiking_counts(k.T, k.c_out, k.kernel, k.stride, k.out_numel, k.theta_in, k.theta_out, k.has_bias)
+        counts = {key: np.where(k.spiking, spiking[key], dense[key]) for key in spiking}
+    weight_numel = k.c_out * k.c_in * k.kernel[0] * k.kernel[1]
+    e = _access_pj(
+        table, placement, in_numel=k.in_numel, weight_numel=weight_numel, c_out=k.c_out, out_numel=k.out_numel
+    )
+    return {**counts, **_energies(counts, e, add=float(table.add), mul=float(table.mul))}
 
 
 def estimate_network(layers: list[LayerTraffic], table: EnergyTable | str, **kw: Any) -> pd.DataFrame:

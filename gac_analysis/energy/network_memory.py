@@ -23,10 +23,18 @@ Bounds on the complete energy with memory (all pJ, totals over images):
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from gac_analysis.energy.conventions import SYNAPTIC, energy_summary, price_layers, price_neurons
-from gac_analysis.energy.memory import LayerTraffic, ann_equivalent, estimate_layer
+from gac_analysis.energy.conventions import (
+    SYNAPTIC,
+    LayerFacts,
+    column_sum,
+    complete_energy,
+    neuron_energy,
+    neuron_total,
+)
+from gac_analysis.energy.memory import LayerTraffic, TrafficColumns, check_traffic_row, estimate_columns
 from gac_analysis.energy.tables import EnergyTable
 from gac_analysis.energy.units import PJ_PER_MJ
 
@@ -53,65 +61,79 @@ def _pair(value, default=(1, 1)) -> tuple[int, int]:
     return (dims[-2], dims[-1]) if len(dims) >= 2 else (dims[0], dims[0])
 
 
+def _traffic_rows(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_images: int) -> list[tuple[dict, bool]]:
+    """One ``(LayerTraffic keyword arguments, static)`` per synaptic layer of a report, in row order, per image
+    (events averaged), each checked as LayerTraffic checks it (:func:`check_traffic_row`)."""
+    ops = layers["op"].tolist()
+    synaptic = [i for i, op in enumerate(ops) if op in SYNAPTIC]
+    if not synaptic:
+        return []
+    spikes = dict(zip(lif_sites["name"].tolist(), lif_sites["spikes"].tolist())) if len(lif_sites) else {}
+    n = max(num_images, 1)
+    keys = ("name", "out_shape", "c_in", "c_out", "kernel", "stride", "in_numel", "input_nnz", "has_bias", "input")
+    col = {key: layers[key].tolist() for key in (*keys, "static")}
+    neurons_of = layers["output_neurons"].tolist() if "output_neurons" in layers.columns else [None] * len(layers)
+    out = []
+    for i in synaptic:
+        op = ops[i]
+        linear = op == "linear"
+        out_shape = tuple(int(v) for v in col["out_shape"][i])
+        c_out = int(col["c_out"][i])
+        if not linear:
+            out_shape = (c_out, *(out_shape[-2:] if len(out_shape) >= 3 else (1, 1)))
+            if op == "conv3d":  # TA MLP: a 1x1x1 conv over a [T, 1, 1, 1] vector
+                out_shape = (c_out, 1, 1)
+        else:
+            out_shape = (c_out,)
+        neurons = neurons_of[i]
+        row = {
+            "name": col["name"][i],
+            "kind": "linear" if linear else "conv",
+            "T": T,
+            "c_in": int(col["c_in"][i]),
+            "c_out": c_out,
+            "kernel": (1, 1) if linear else _pair(col["kernel"][i]),
+            "stride": (1, 1) if linear else _pair(col["stride"][i]),
+            "out_shape": out_shape,
+            "in_numel": int(col["in_numel"][i]),
+            "theta_in": col["input_nnz"][i] / n,
+            "theta_out": spikes.get(neurons, 0) / n if isinstance(neurons, str) else 0.0,
+            "has_bias": bool(col["has_bias"][i]),
+            "spiking": col["input"][i] == "binary",
+        }
+        out.append((check_traffic_row(row), bool(col["static"][i])))
+    return out
+
+
 def layer_traffic(
     layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_images: int
 ) -> list[tuple[LayerTraffic, bool]]:
     """One ``(LayerTraffic, static)`` per synaptic layer of a report, per image (events averaged)."""
-    spikes = dict(zip(lif_sites["name"], lif_sites["spikes"])) if len(lif_sites) else {}
-    n = max(num_images, 1)
-    out = []
-    for _, r in layers[layers["op"].isin(SYNAPTIC)].iterrows():
-        linear = r["op"] == "linear"
-        out_shape = tuple(int(v) for v in r["out_shape"])
-        c_out = int(r["c_out"])
-        if not linear:
-            out_shape = (c_out, *(out_shape[-2:] if len(out_shape) >= 3 else (1, 1)))
-            if r["op"] == "conv3d":  # TA MLP: a 1x1x1 conv over a [T, 1, 1, 1] vector
-                out_shape = (c_out, 1, 1)
-        else:
-            out_shape = (c_out,)
-        neurons = r.get("output_neurons")
-        theta_out = spikes.get(neurons, 0) / n if isinstance(neurons, str) else 0.0
-        lt = LayerTraffic(
-            name=r["name"],
-            kind="linear" if linear else "conv",
-            T=T,
-            c_in=int(r["c_in"]),
-            c_out=c_out,
-            kernel=(1, 1) if linear else _pair(r["kernel"]),
-            stride=(1, 1) if linear else _pair(r["stride"]),
-            out_shape=out_shape,
-            in_numel=int(r["in_numel"]),
-            theta_in=r["input_nnz"] / n,
-            theta_out=theta_out,
-            has_bias=bool(r["has_bias"]),
-            spiking=r["input"] == "binary",
-        )
-        out.append((lt, bool(r["static"])))
-    return out
+    return [
+        (LayerTraffic(**row), static) for row, static in _traffic_rows(layers, lif_sites, T=T, num_images=num_images)
+    ]
 
 
-def _price(traffic, table: EnergyTable, *, placement: str, reuse_static: bool, ann: bool, T: int) -> pd.DataFrame:
-    rows = []
-    for lt, static in traffic:
-        layer = ann_equivalent(lt) if ann else lt
-        est = estimate_layer(layer, table, placement=placement)
-        # a dense layer inside the SNN runs once if time-invariant, else once per step; the ANN runs once
-        repeat = 1 if (ann or layer.spiking or (static and reuse_static)) else T
-        rows.append(
-            {
-                "name": lt.name,
-                "spiking": layer.spiking,
-                "repeat": repeat,
-                "compute_pj": (est.arithmetic_pj + est.addressing_pj) * repeat,
-                "memory_pj": est.memory_pj * repeat,
-                "total_pj": est.total_pj * repeat,
-                "memory_accesses": est.memory_accesses * repeat,
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["name", "spiking", "repeat", "compute_pj", "memory_pj", "total_pj", "memory_accesses"]
-    )
+def _traffic_columns(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_images: int):
+    """(:class:`TrafficColumns`, static flags) of the synaptic layers of a report, per image."""
+    rows = _traffic_rows(layers, lif_sites, T=T, num_images=num_images)
+    return TrafficColumns.of([row for row, _ in rows], T=T), np.array([static for _, static in rows], dtype=bool)
+
+
+def _price(
+    traffic: TrafficColumns, static: np.ndarray, table: EnergyTable, *, placement: str, reuse_static: bool, ann: bool
+) -> dict[str, np.ndarray]:
+    """Per synaptic layer (pJ per image): ``compute_pj`` (arithmetic + addressing), ``memory_pj``, ``total_pj``
+    and ``memory_accesses``, each times the layer's runs per inference: a dense layer inside the SNN runs once
+    if time-invariant (``reuse_static``), else once per step; spiking layers and the ANN run once."""
+    est = estimate_columns(traffic, table, placement=placement, ann=ann)
+    repeat = np.where(ann | traffic.spiking | (static & reuse_static), 1, traffic.T)
+    return {
+        "compute_pj": (est["arithmetic_pj"] + est["addressing_pj"]) * repeat,
+        "memory_pj": est["memory_pj"] * repeat,
+        "total_pj": est["total_pj"] * repeat,
+        "memory_accesses": est["memory_accesses"] * repeat,
+    }
 
 
 def memory_summary(
@@ -122,17 +144,30 @@ def memory_summary(
     T: int,
     num_images: int,
     reuse_static: bool = True,
+    facts: LayerFacts | None = None,
 ) -> dict:
     """Compute-only vs memory-aware energy of the SNN and its equivalent ANN (``per_image_pj``: pJ per
     image), their ratios, bounds on (complete + memory) energy per image, and per-layer rows (``layers``:
-    pJ totals over the images, like every other per-layer energy of a report). JSON-ready."""
-    traffic = layer_traffic(layers, lif_sites, T=T, num_images=num_images)
-    snn = _price(traffic, table, placement="sram", reuse_static=reuse_static, ann=False, T=T)
-    ann = _price(traffic, table, placement="sram", reuse_static=True, ann=True, T=T)
+    pJ totals over the images, like every other per-layer energy of a report). JSON-ready. ``facts``:
+    ``LayerFacts.of(layers)`` when the caller has it already."""
+    traffic, static = _traffic_columns(layers, lif_sites, T=T, num_images=num_images)
+    snn_pricings: dict = {}
+
+    def snn_priced(placement: str, reuse: bool) -> dict:
+        """The SNN's layers priced with weights in ``placement`` and static reuse ``reuse``, once per option
+        pair (the report's own pricing serves a bound with the same options)."""
+        if (placement, reuse) not in snn_pricings:
+            snn_pricings[placement, reuse] = _price(
+                traffic, static, table, placement=placement, reuse_static=reuse, ann=False
+            )
+        return snn_pricings[placement, reuse]
+
+    snn = snn_priced("sram", reuse_static)
+    ann = _price(traffic, static, table, placement="sram", reuse_static=True, ann=True)
     n = max(num_images, 1)
 
-    def tot(df, col):
-        return float(df[col].sum())
+    def tot(priced, key):
+        return float(column_sum(priced[key]))
 
     res = {
         "model": "Lemaire et al., ICONIP 2022 (arXiv 2210.13107), fully connected form corrected",
@@ -153,34 +188,32 @@ def memory_summary(
         "memory_aware": p["snn_total"] / p["ann_total"] if p["ann_total"] else None,
     }
     # per-layer rows follow the report's convention: pJ totals over the analysed images
+    per_layer = zip(
+        traffic.names,
+        (snn["compute_pj"] * n).tolist(),
+        (snn["memory_pj"] * n).tolist(),
+        (ann["compute_pj"] * n).tolist(),
+        (ann["memory_pj"] * n).tolist(),
+    )
     res["layers"] = [
-        {
-            "name": r["name"],
-            "compute_pj": r["compute_pj"] * n,
-            "memory_pj": r["memory_pj"] * n,
-            "ann_compute_pj": a["compute_pj"] * n,
-            "ann_memory_pj": a["memory_pj"] * n,
-        }
-        for (_, r), (_, a) in zip(snn.iterrows(), ann.iterrows())
+        {"name": name, "compute_pj": c, "memory_pj": m, "ann_compute_pj": ac, "ann_memory_pj": am}
+        for name, c, m, ac, am in per_layer
     ]
-    res["bounds"] = _bounds(layers, lif_sites, table, traffic, T=T, num_images=n)
+    facts = facts if facts is not None else LayerFacts.of(layers)
+    res["bounds"] = _bounds(facts, lif_sites, table, snn_priced, T=T, num_images=n)
     return res
 
 
-def _bounds(layers, lif_sites, table, traffic, *, T: int, num_images: int) -> dict:
+def _bounds(facts: LayerFacts, lif_sites, table, snn_priced, *, T: int, num_images: int) -> dict:
+    """Lower and upper bounds on (complete + memory) energy per image (:data:`BOUND_ASSUMPTIONS`): the complete
+    convention (integer inputs priced as MACs) and the SNN's memory traffic under each bound's options
+    (``snn_priced(placement, reuse_static)``: the per-layer pricing of :func:`_price`)."""
+    neuron_pj = neuron_total(neuron_energy(lif_sites, table)["complete_pj"])
     out = {}
     for name, fold, reuse, placement in (("lower", True, True, "sram"), ("upper", False, False, "dram")):
-        priced = price_layers(layers, lif_sites, table, T=T, num_images=num_images, reuse_static=reuse, fold_bn=fold)
-        neurons = price_neurons(lif_sites, table)
-        compute = (
-            energy_summary(priced, neurons, table, T=T, num_images=num_images, reuse_static=reuse, fold_bn=fold)[
-                "complete"
-            ]["total_pj"]
-            / num_images
-        )
-        memory = float(
-            _price(traffic, table, placement=placement, reuse_static=reuse, ann=False, T=T)["memory_pj"].sum()
-        )
+        layers_pj = complete_energy(facts, table, T=T, reuse_static=reuse, fold_bn=fold, integer_pricing="mac")
+        compute = float(column_sum(layers_pj["complete_pj"]) + neuron_pj) / num_images
+        memory = float(column_sum(snn_priced(placement, reuse)["memory_pj"]))
         out[name] = {
             "per_image_pj": compute + memory,
             "per_image_mj": (compute + memory) / PJ_PER_MJ,

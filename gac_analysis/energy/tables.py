@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gac_analysis.energy.yaml_config import parse_yaml
 from gac_analysis.errors import EnergyTableError
 
@@ -86,10 +88,16 @@ class EnergyTable:
         """Every field as plain python values (for report provenance)."""
         return asdict(self)
 
-    def sram_access_pj(self, memory_bits: float) -> float:
-        """pJ for one access to an SRAM of ``memory_bits`` bits: slope * bits + intercept."""
-        bits = float(memory_bits)
-        if not math.isfinite(bits) or bits < 0:
+    def sram_access_pj(self, memory_bits):
+        """pJ for one access to an SRAM of ``memory_bits`` bits: slope * bits + intercept. ``memory_bits`` is a
+        number (a float comes back) or a numpy array of sizes (an array comes back, one cost per size)."""
+        if isinstance(memory_bits, np.ndarray):
+            bits = memory_bits.astype(np.float64)
+            ok = bool(np.isfinite(bits).all() and (bits >= 0).all())
+        else:
+            bits = float(memory_bits)
+            ok = math.isfinite(bits) and bits >= 0
+        if not ok:
             raise EnergyTableError(
                 f"energy table {self.name!r}: memory size {memory_bits!r} bits is not a finite "
                 "non-negative number; pass the memory's size in bits (n_elements * word_bits)"
