@@ -20,11 +20,9 @@ from gac_analysis.accounting import count_images
 from gac_analysis.accounting.report import STEP_COUNTERS, build_report
 from gac_analysis.energy.conventions import (
     DIFFERENCE_GROUPS,
-    GROUPED_SUM_PANDAS,
     SYNAPTIC,
     column_sum,
     energy_summary,
-    group_sums,
     paper_mac_layers,
     price_layers,
     price_neurons,
@@ -399,27 +397,3 @@ def test_with_columns_is_assignment():
         want[name] = values
     pd.testing.assert_frame_equal(with_columns(df, columns), want, check_exact=True)
     assert list(df.columns) == ["a", "s"]  # unchanged
-
-
-@pytest.mark.parametrize("sorted_keys", [False, True])
-def test_group_sums_is_pandas_grouped_sum(sorted_keys):
-    """Rows sorted by key or not (pandas adds them differently), one key or several, missing keys, NaN and
-    infinite values, magnitudes far apart (where the order of additions shows in the last bits)."""
-    rng = np.random.default_rng(11)
-    names = np.array(["attention", "backbone", "encoder", "head", None, np.nan], dtype=object)
-    differ = 0
-    for _ in range(400):
-        n = int(rng.integers(1, 200))
-        keys = names[rng.integers(0, int(rng.integers(1, 7)), size=n)]
-        values = rng.random(n) * 10.0 ** rng.integers(-3, 12, size=n)
-        if rng.random() < 0.2:
-            values[rng.integers(0, n)] = rng.choice([np.nan, np.inf, -np.inf])
-        if sorted_keys:
-            order = sorted(range(n), key=lambda i: (isinstance(keys[i], str), str(keys[i])))
-            keys, values = keys[order], values[order]
-        want = pd.Series(values).groupby(keys).sum().to_dict()
-        got = group_sums(keys.tolist(), values)
-        assert json.dumps(got) == json.dumps(want)
-        differ += any(v != math.fsum(values[[k == key for k in keys]]) for key, v in got.items() if math.isfinite(v))
-    assert differ  # the order of additions mattered somewhere: the comparison above is not vacuous
-    assert pd.__version__ in GROUPED_SUM_PANDAS or not differ  # else pandas grouped (still exact)

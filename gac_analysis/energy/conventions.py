@@ -357,45 +357,10 @@ def column_sum(values: np.ndarray):
     return (np.where(missing, 0.0, values) if missing.any() else values).sum()
 
 
-#: pandas versions whose grouped float sum :func:`group_sums` reproduces (tests/test_fast_pricing.py holds it to
-#: pandas' own); under any other version :func:`group_sums` lets pandas group.
-GROUPED_SUM_PANDAS = frozenset({"3.1.1"})
-
-
-def _missing(key) -> bool:
-    return key is None or (isinstance(key, float) and key != key)
-
-
 def group_sums(keys: list, values: np.ndarray) -> dict:
-    """``pd.Series(values).groupby(keys).sum().to_dict()`` for float64 ``values``, bit for bit, without pandas'
-    fixed cost per grouping: one sum per distinct key, keys sorted, missing keys (None, NaN) dropped. pandas
-    (:data:`GROUPED_SUM_PANDAS`) adds a group's values with numpy's ``add.reduceat`` when the rows are already
-    sorted by key and no value is NaN, else in row order with Kahan compensation skipping NaN; so does this
-    function, and under another pandas version it calls pandas."""
-    if pd.__version__ not in GROUPED_SUM_PANDAS or values.dtype != np.float64:
-        return pd.Series(values, dtype=values.dtype).groupby(np.asarray(keys, dtype=object)).sum().to_dict()
-    uniques = sorted({key for key in keys if not _missing(key)})
-    code = {key: i for i, key in enumerate(uniques)}
-    ids = np.array([-1 if _missing(key) else code[key] for key in keys], dtype=np.intp)
-    sums = np.zeros(len(uniques))
-    na = int((ids < 0).sum())
-    if len(uniques) and (ids[1:] >= ids[:-1]).all() and not np.isnan(values).any():
-        sorted_ids = ids[na:]  # missing keys sort first
-        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        sums[sorted_ids[starts]] = np.add.reduceat(values[na:], starts)
-    else:
-        compensation = np.zeros(len(uniques)).tolist()
-        totals = sums.tolist()
-        for i, value in zip(ids.tolist(), values.tolist()):
-            if i < 0 or value != value:
-                continue
-            y = value - compensation[i]
-            t = totals[i] + y
-            c = t - totals[i] - y
-            compensation[i] = 0.0 if c != c else c  # inf - inf: no compensation (pandas GH#53606)
-            totals[i] = t
-        sums = np.array(totals)
-    return dict(zip(uniques, sums.tolist()))
+    """``{key: sum of its values}`` (keys sorted, missing keys dropped): pandas' grouped sum, whose order
+    of addition the report's figures follow bit for bit."""
+    return pd.Series(values, dtype=values.dtype).groupby(np.asarray(keys, dtype=object)).sum().to_dict()
 
 
 def _summary(total_pj: float, num_images: int, breakdown: dict) -> dict:
