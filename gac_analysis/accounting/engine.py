@@ -13,9 +13,12 @@ Design (after fvcore's handle table and SpikingJelly's op_counter Config/Report 
   its shape: ``[T, B, ...]``, ``[T*B, ...]``, or ``[B, ...]`` (one time step: a single-step model
   whose forward loops over T calls each module once per step; its n-th call of a forward is step
   ``n * T // calls`` when the calls split evenly into T steps, else time-mixed work);
-- counters live as int64 tensors on the model's device and are updated in place: a hook never
-  synchronises with the device (no ``.item()``, no ``bool(tensor)``) and retains no activation;
-  shape-only counts are python ints; the only device sync is in :meth:`OpCounter.compute`.
+- counters: shape-only counts are python ints; data-dependent ones are queued per call (``[T]``
+  tensors, 0-dim totals, per-row :class:`~gac_analysis.accounting.handles.Rows`) and summed into one
+  int64 accumulator on the model's device with one ``index_add_`` when the forward ends. A hook
+  retains no activation and never synchronises with a GPU (on the CPU, where reading a value costs
+  nothing, rules read input kinds on the host); the only device sync is in :meth:`OpCounter.compute`
+  (and one read per batch of the finiteness sentinel, ``count_images``).
 
 Use :func:`gac_analysis.accounting.profile` for the one-call API, or the context manager::
 
