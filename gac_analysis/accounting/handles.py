@@ -5,6 +5,8 @@ call, and returns ``{counter: value}`` where a value is either
 
 - a python ``int``: the same count at every time step of the call (shape-only counts), or
 - an int64 tensor of shape ``[T]``: the count of each time step (data-dependent counts), or
+- :class:`Rows`: whole-number counts per row (time-major) times a python int, summed into the time
+  steps by the engine once per forward (cheaper than a reduction per call), or
 - for time-mixed modules (``gac_time == "mixed"``), an ``int`` or 0-dim tensor: the call's total.
 
 Counters (all are operation or event counts, summed over the images of the call):
