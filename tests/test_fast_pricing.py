@@ -20,6 +20,7 @@ from gac_analysis.accounting import count_images
 from gac_analysis.accounting.report import STEP_COUNTERS, build_report
 from gac_analysis.energy.conventions import (
     DIFFERENCE_GROUPS,
+    OP_CATEGORIES,
     SYNAPTIC,
     column_sum,
     energy_summary,
@@ -52,20 +53,7 @@ OPTIONS = list(itertools.product(TABLES, (False, True), (True, False), ("mac", "
 def ref_category(row) -> str:
     if row["op"] in SYNAPTIC:
         return "synaptic"
-    return {
-        "batchnorm": "batchnorm",
-        "add": "add",
-        "mul": "mul",
-        "sigmoid": "sigmoid",
-        "relu": "activation",
-        "avgpool": "pooling",
-        "maxpool": "pooling",
-        "matmul": "matmul",
-        "layernorm": "norm",
-        "gelu": "activation",
-        "tanh": "activation",
-        "softmax": "activation",
-    }.get(row["op"], "other")
+    return OP_CATEGORIES.get(row["op"], "other")  # the mapping is a fact; the row-wise form is the reference
 
 
 def ref_difference_group(row) -> str:
