@@ -568,10 +568,11 @@ class EnergyReport:
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        return json.dumps(self.to_dict(), indent=indent, default=json_default)
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps`` fallback for the values a report holds: numpy and torch scalars and arrays, else ``str``."""
     if hasattr(o, "item"):
         return o.item()
     if hasattr(o, "tolist"):

@@ -108,6 +108,7 @@ def count_images(
         # Non-finite weights or activations are an error, not a number: the weights are checked on entry,
         # the activations where NaN or inf could vanish (one host read per batch); a batch that is not
         # finite is run again under a full watch that names the module where the values first appear.
+        not_finite = None  # (index, batch) of a batch whose forward was not finite
         sentinel = FiniteWatch(model, sentinel=True)
         with OpCounter(model, config) as counter, sentinel, torch.inference_mode():
             counter.accuracy = Accuracy(counter.T)  # top-1 over the labelled images (accounting/accuracy.py)
@@ -117,13 +118,15 @@ def count_images(
                 batch = batch.to(device, non_blocking=True)
                 counter.accuracy.update(model(batch), labels)
                 if not sentinel.forward_finite():
-                    counter.detach()
-                    sentinel.__exit__(None, None, None)
-                    raise first_nonfinite_module(model, batch) or NonFiniteError(
-                        f"batch {i} gave NaN or inf values in the model's forward; no result is reported"
-                    )
+                    not_finite = (i, batch)
+                    break
                 if progress is not None:
                     progress(i, int(batch.shape[0]))
+        if not_finite is not None:  # run again, hooks off, under a full watch that names the module
+            i, batch = not_finite
+            raise first_nonfinite_module(model, batch) or NonFiniteError(
+                f"batch {i} gave NaN or inf values in the model's forward; no result is reported"
+            )
     finally:
         _reset_neurons(model)
         for module, saved in memories:

@@ -555,25 +555,17 @@ class OpCounter:
             base = self._slots.get((site.name, key))
             if base is None:
                 base = self._new_slots(site, key)
-            if isinstance(value, Rows):
-                tensor, scale = value.values, value.scale
+            rows = isinstance(value, Rows)
+            tensor, scale = (value.values, value.scale) if rows else (value, 1)
+            if key.endswith("_calls"):
+                where = (0, base + T)
+            elif step is not None:
+                where = (0, base + step)
+            elif rows:  # rows split evenly into T steps, else (mixed, uneven) the time-mixed total
                 n = tensor.numel()
-                if key.endswith("_calls") or (step is None and (layout == "mixed" or n % T or n == 0)):
-                    where = (0, base + T)
-                elif step is not None:
-                    where = (0, base + step)
-                else:
-                    where = (2, base)  # rows split evenly into T steps
+                where = (0, base + T) if layout == "mixed" or n % T or n == 0 else (2, base)
             else:
-                tensor, scale = value, 1
-                if key.endswith("_calls"):
-                    where = (0, base + T)
-                elif step is not None:
-                    where = (0, base + step)
-                elif tensor.dim() == 0:
-                    where = (0, base + T)
-                else:
-                    where = (1, base)  # one value per step
+                where = (0, base + T) if tensor.dim() == 0 else (1, base)  # a total, or one value per step
             self._buf.append((tensor, scale, where))
 
     def _new_slots(self, site: Site, key: str) -> int:

@@ -41,6 +41,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from gac_analysis.accounting.handles import (
+    KIND_SAMPLE,
     CallShape,
     Rows,
     host_is_binary,
@@ -393,7 +394,7 @@ def _has_nonzero(t: torch.Tensor) -> torch.Tensor | bool:
     tensor on devices other than the CPU: no sync)."""
     if t.numel() == 0:
         return False
-    if t.device.type == "cpu" and t.is_contiguous() and bool(t.view(-1)[:64].any()):
+    if t.device.type == "cpu" and t.is_contiguous() and bool(t.view(-1)[:KIND_SAMPLE].any()):
         return True
     lo, hi = torch.aminmax(t)
     return (lo != 0) | (hi != 0)

@@ -132,7 +132,7 @@ def is_integer_valued(x: torch.Tensor) -> torch.Tensor:
 
 
 #: Values looked at first by :func:`host_input_kind` (a real-valued map almost always shows it there).
-_KIND_SAMPLE = 64
+KIND_SAMPLE = 64
 
 
 def nonzero_map(x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +152,7 @@ def _head_not_whole(x: torch.Tensor) -> bool:
     real-valued, told without a pass over it."""
     if not (x.is_floating_point() and x.is_contiguous()):
         return False
-    return any(v % 1 or v != v for v in x.view(-1)[:_KIND_SAMPLE].tolist())  # inf % 1 is NaN: truthy
+    return any(v % 1 or v != v for v in x.view(-1)[:KIND_SAMPLE].tolist())  # inf % 1 is NaN: truthy
 
 
 def host_is_binary(x: torch.Tensor) -> bool:

@@ -21,7 +21,15 @@ import torch
 from gac_analysis.energy.conventions import LayerFacts, energy_summary, price_layers, price_neurons
 from gac_analysis.energy.network_memory import memory_summary
 from gac_analysis.energy.tables import EnergyTable
-from gac_analysis.report_model import LAYER_COUNTS, Coverage, EnergyReport, LayerRow, LifSiteRow, UnsupportedOp
+from gac_analysis.report_model import (
+    LAYER_COUNTS,
+    Coverage,
+    EnergyReport,
+    LayerRow,
+    LifSiteRow,
+    UnsupportedOp,
+    json_default,
+)
 from gac_analysis.report_model import SCHEMA as SCHEMA  # re-exported by gac_analysis.accounting
 from gac_analysis.report_model import SCHEMA_VERSION as SCHEMA_VERSION
 from gac_analysis.report_model import Accuracy as ReportAccuracy
@@ -30,14 +38,26 @@ LAYER_COUNTERS = LAYER_COUNTS  # one home: the report model names the count colu
 STEP_COUNTERS = LAYER_COUNTERS + ("spikes", "neuron_steps")
 
 
-def host_counters(site) -> dict[str, list[int]]:
-    """Every counter of a site as ``T + 1`` python ints (last slot: time-mixed totals and per-call
-    flags); reading the device tensors here is the report's one synchronisation."""
-    counters = {k: list(v) for k, v in site.ints.items()}
-    for k, v in site.tensors.items():  # a counter may be a python int in some calls, a tensor in others
-        values = v.cpu().tolist()
+def host_counters_of(sites: list) -> list[dict[str, list[int]]]:
+    """Every counter of every site as ``T + 1`` python ints (last slot: time-mixed totals and per-call
+    flags); the device tensors of all sites are read in one transfer: the report's one synchronisation."""
+    tensors = [(i, k, v) for i, site in enumerate(sites) for k, v in site.tensors.items()]
+    out = [{k: list(v) for k, v in site.ints.items()} for site in sites]
+    if not tensors:
+        return out
+    device = tensors[0][2].device
+    flat = torch.cat([v.reshape(-1).to(device) for _, _, v in tensors]).cpu().tolist()
+    at = 0
+    for i, k, v in tensors:  # a counter may be a python int in some calls, a tensor in others
+        values, at = flat[at : at + v.numel()], at + v.numel()
+        counters = out[i]
         counters[k] = [a + b for a, b in zip(counters[k], values)] if k in counters else values
-    return counters
+    return out
+
+
+def host_counters(site) -> dict[str, list[int]]:
+    """:func:`host_counters_of` for one site."""
+    return host_counters_of([site])[0]
 
 
 def _slots(c: dict, key: str, T: int) -> list[int]:
@@ -198,7 +218,7 @@ class Report:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        return json.dumps(self.to_dict(), indent=indent, default=json_default)
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write ``report.json``, ``layers.csv``, ``lif_sites.csv`` and ``per_step.csv`` into ``folder``."""
@@ -212,14 +232,6 @@ class Report:
         lif.to_csv(paths[2], index=False)
         self.per_step.to_csv(paths[3], index=False)
         return paths
-
-
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 def _records(df: pd.DataFrame, row_type) -> list[dict]:
@@ -242,8 +254,8 @@ def build_report(
 ) -> Report:
     """Synchronise the counters once and build the priced tables."""
     T, n = counter.T, counter.num_images
-    host = {name: host_counters(site) for name, site in counter.sites.items()}  # the one device sync
     sites = list(counter.sites.values())
+    host = {s.name: c for s, c in zip(sites, host_counters_of(sites))}  # the one device sync
     counts = _counter_array(sites, host, T)
     totals = counts[:, : len(LAYER_COUNTERS)].sum(axis=2).tolist()  # per site, over all slots
     lif = [s for s in sites if s.op == "lif"]
@@ -269,29 +281,10 @@ def build_report(
     )
     per_step = _per_step(sites, counts, T)
     facts = LayerFacts.of(layers)  # what every pricing below reads of the layer table, extracted once
-    layers = price_layers(
-        layers,
-        lif_df,
-        table,
-        T=T,
-        num_images=n,
-        reuse_static=reuse_static,
-        fold_bn=fold_bn,
-        integer_pricing=integer_pricing,
-        facts=facts,
-    )
+    pricing = dict(T=T, num_images=n, reuse_static=reuse_static, fold_bn=fold_bn, integer_pricing=integer_pricing)
+    layers = price_layers(layers, lif_df, table, **pricing, facts=facts)
     lif_df = price_neurons(lif_df, table)
-    energy = energy_summary(
-        layers,
-        lif_df,
-        table,
-        T=T,
-        num_images=n,
-        reuse_static=reuse_static,
-        fold_bn=fold_bn,
-        integer_pricing=integer_pricing,
-        facts=facts,
-    )
+    energy = energy_summary(layers, lif_df, table, **pricing, facts=facts)
     energy["memory"] = memory_summary(layers, lif_df, table, T=T, num_images=n, reuse_static=reuse_static, facts=facts)
     mismatch = layers["input_mismatch"].to_numpy().astype(bool) if "input_mismatch" in layers else None
     mismatches = (
