@@ -5,6 +5,23 @@ from __future__ import annotations
 from gac_analysis.models.gac import SCA_KERNEL
 from gac_analysis.models.msresnet import ArchSpec, MSResNet
 
+
+def _imagenet(name: str, blocks: tuple[int, ...]) -> ArchSpec:
+    """The ImageNet MS-ResNet family: 7x7/2 stem, four stages of widths 1, 2, 4, 8 x the stem's, 224 px, T=4."""
+    return ArchSpec(
+        name,
+        "imagenet",
+        blocks=blocks,
+        width_mult=(1, 2, 4, 8),
+        strides=(2, 2, 2, 2),
+        stem_kernel=7,
+        stem_stride=2,
+        stem_padding=3,
+        input_size=224,
+        default_T=4,
+    )
+
+
 ARCHS: dict[str, ArchSpec] = {
     "msresnet18-cifar": ArchSpec(
         "msresnet18-cifar",
@@ -18,30 +35,10 @@ ARCHS: dict[str, ArchSpec] = {
         input_size=32,
         default_T=6,
     ),
-    "msresnet18-imagenet": ArchSpec(
-        "msresnet18-imagenet",
-        "imagenet",
-        blocks=(2, 2, 2, 2),
-        width_mult=(1, 2, 4, 8),
-        strides=(2, 2, 2, 2),
-        stem_kernel=7,
-        stem_stride=2,
-        stem_padding=3,
-        input_size=224,
-        default_T=4,
-    ),
-    "msresnet34-imagenet": ArchSpec(
-        "msresnet34-imagenet",
-        "imagenet",
-        blocks=(3, 4, 6, 3),
-        width_mult=(1, 2, 4, 8),
-        strides=(2, 2, 2, 2),
-        stem_kernel=7,
-        stem_stride=2,
-        stem_padding=3,
-        input_size=224,
-        default_T=4,
-    ),
+    **{
+        name: _imagenet(name, blocks)
+        for name, blocks in (("msresnet18-imagenet", (2, 2, 2, 2)), ("msresnet34-imagenet", (3, 4, 6, 3)))
+    },
 }
 
 
