@@ -19,9 +19,11 @@ forward.
 Models are prepared so that every neuron layer fires (BN weights 1, thresholds 0.05, images ``rand * 2``),
 as in the counting tests: a silent network would flatter the spike-dependent counters.
 
-Inputs are 32x32 RGB (CIFAR size) for every model, including the ImageNet-sized ones (whose convolutional
-stems and patch embeddings take any size), and T=2 by default: that keeps the CPU run to minutes; the
-ratios, not the absolute times, are the result. ``sew_*``, ``spiking_resnet*`` and ``spiking_vgg*`` import
+Inputs are RGB images of ``--image-size``: ``native`` (the default) gives each model the size it is built
+for (:data:`NATIVE_SIZE`: 224x224 for the ImageNet models, 32x32 for the CIFAR ones), as a user profiles it;
+a number gives every model that size (``32``: the ImageNet models on CIFAR-sized images, whose maps are then
+a few pixels wide and whose forward is so short that the fixed cost of every counted call weighs most).
+T=2 by default: that keeps the CPU run to minutes; the ratios, not the absolute times, are the result. ``sew_*``, ``spiking_resnet*`` and ``spiking_vgg*`` import
 torchvision, which does not import here: this script then installs a stand-in module for the one name they
 import from it (``load_state_dict_from_url``, which is never called: no pretrained weights are used).
 
@@ -29,7 +31,7 @@ Run (2 threads; the malloc settings halve CPU time here, see README, Performance
 
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \\
         .venv/bin/python benchmarks/bench_zoo.py [--batches 1,16] [--batches-per-run 4] [--reps 3] [--T 2] \\
-        [--device cpu|cuda] \\
+        [--device cpu|cuda] [--image-size native|32] \\
         [--models ms_resnet18,spikformer_cifar10] [--json out.jsonl] [--markdown out.md]
 
 Prints one JSON line per (model, batch) and, at the end, the markdown table of README's Performance section.
@@ -62,7 +64,19 @@ ZOO = {
     "spiking_resnet18": ("spikingjelly:spiking_resnet18", {"num_classes": 10}),
     "spiking_vgg11_bn": ("spikingjelly:spiking_vgg11_bn", {"num_classes": 10}),
 }
+#: The input size each model is built for (its stem and, for transformers, its patch grid).
+NATIVE_SIZE = {
+    name: 32 if name in ("spikformer_cifar10", "maxformer_cifar", "CIFAR10Net") else 224 for name in ZOO
+}
 METHODS = ("plain", "count", "profile", "synop", "ac_mac", "profile_one")
+
+
+def build_kwargs(name: str, size: int) -> dict:
+    """The builder arguments of ``name`` for ``size x size`` images (models with a fixed patch grid are told)."""
+    kwargs = dict(ZOO[name][1])
+    if "img_size_h" in kwargs:
+        kwargs.update(img_size_h=size, img_size_w=size)
+    return kwargs
 THRESHOLD = 0.05
 
 
@@ -154,13 +168,12 @@ def methods_for(model, xs: list, T: int):
     }
 
 
-def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int) -> dict:
+def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int, size: int) -> dict:
     from gac_analysis.models.specs import build_from_spec
 
-    spec, kwargs = ZOO[name]
-    model = prepare(build_from_spec(spec, kwargs=kwargs, T=T, seed=0)).to(device)
+    model = prepare(build_from_spec(ZOO[name][0], kwargs=build_kwargs(name, size), T=T, seed=0)).to(device)
     gen = torch.Generator().manual_seed(1)
-    xs = [(torch.rand(batch, 3, 32, 32, generator=gen) * 2).to(device) for _ in range(batches)]
+    xs = [(torch.rand(batch, 3, size, size, generator=gen) * 2).to(device) for _ in range(batches)]
     fns = methods_for(model, xs, T)
     report = fns["profile"]()  # warm-up of every method, and the coverage / firing facts of the row
     for m in METHODS:
@@ -185,7 +198,7 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int)
         "batch": batch,
         "batches_per_run": batches,
         "T": T,
-        "image": [3, 32, 32],
+        "image": [3, size, size],
         "device": str(device),
         "reps": reps,
         "plain_s": statistics.median(times["plain"]) / batches,  # per forward
@@ -201,15 +214,15 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int)
 
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| model | batch | plain s/forward | count / plain | profile / plain | SynOpCounter / plain | "
+        "| model | image | batch | plain s/forward | count / plain | profile / plain | SynOpCounter / plain | "
         "AC+MAC / plain | profile / SynOp | profile / AC+MAC | profile, 1 batch / plain |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
         q = r["ratio"]
         lines.append(
-            f"| {r['model']} | {r['batch']} | {r['plain_s']:.4f} | {q['count']:.2f} | {q['profile']:.2f} | "
+            f"| {r['model']} | {r['image'][1]} | {r['batch']} | {r['plain_s']:.4f} | {q['count']:.2f} | {q['profile']:.2f} | "
             f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
             f"{r['profile_vs_sj_ac_mac']:.2f} | {q['profile_one']:.2f} |"
         )
@@ -224,6 +237,7 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=2)
     ap.add_argument("--batches-per-run", type=int, default=4, help="batches in the data set each method runs over")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--image-size", default="native", help="native (each model's own size) or a number of pixels")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="append the JSON lines to this file too")
     ap.add_argument("--markdown", help="write the markdown table to this file too")
@@ -249,7 +263,10 @@ def main() -> None:
     rows = []
     for name in [n.strip() for n in args.models.split(",") if n.strip()]:
         for batch in [int(b) for b in args.batches.split(",")]:
-            row = bench_one(name, batch, T=args.T, reps=args.reps, device=device, batches=args.batches_per_run)
+            size = NATIVE_SIZE[name] if args.image_size == "native" else int(args.image_size)
+            row = bench_one(
+                name, batch, T=args.T, reps=args.reps, device=device, batches=args.batches_per_run, size=size
+            )
             row["loadavg"] = os.getloadavg() if hasattr(os, "getloadavg") else None
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -164,21 +164,21 @@ class _LifPoolConv(nn.Module):
 @pytest.mark.parametrize("write_in_place", [False, True])
 def test_spike_provenance_through_pool_and_copies(write_in_place, monkeypatch):
     seen = []
-    original = OpCounter._is_spike_output
+    original = OpCounter._range_of
 
     def spy(self, x):
         known = original(self, x)
         seen.append((tuple(x.shape), known))
         return known
 
-    monkeypatch.setattr(OpCounter, "_is_spike_output", spy)
+    monkeypatch.setattr(OpCounter, "_range_of", spy)
     model = _LifPoolConv(write_in_place)
     x = torch.rand(2, 3, 8, 8)
     report = profile(model, x)
     rows = report.layers.set_index("name")
     conv_inputs = [known for shape, known in seen if len(shape) == 4 and shape[1] == 3]
-    assert conv_inputs[0] is True  # the pooled spikes
-    assert conv_inputs[-1] is (not write_in_place)  # a copy of spikes, unless written in place
+    assert conv_inputs[0] == (0, 1)  # the pooled spikes
+    assert conv_inputs[-1] == (None if write_in_place else (0, 1))  # a copy of spikes, unless written in place
     assert rows.loc["conv_a", "input"] == "binary"
     assert rows.loc["conv_b", "input"] == ("real" if write_in_place else "binary")
     # exact either way

@@ -37,7 +37,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from gac_analysis.accounting.functional import UNSUPPORTED, FunctionCounter, OpClassifier, _first_tensor
+from gac_analysis.accounting import ranges
+from gac_analysis.accounting.functional import (
+    ARITHMETIC,
+    IN_PLACE,
+    KEEP,
+    KEEP_FIRST,
+    UNSUPPORTED,
+    FunctionCounter,
+    OpClassifier,
+    _first_tensor,
+)
 from gac_analysis.accounting.handles import HANDLES, NEURON_TYPES, SYNAPTIC_OPS, CallShape, Rows, find_handle
 from gac_analysis.errors import GacError
 from gac_analysis.models.neurons import LIF
@@ -148,12 +158,15 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
 class _ModuleRule:
     """What the engine knows of one counted module before it runs (fixed at :meth:`OpCounter.attach`)."""
 
-    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "keeps_spikes")
+    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "range_op", "prepare", "prepared")
 
     def __init__(self, name: str, op: str, handle, module: nn.Module):
         self.name = name
         self.op = op
         self.handle = handle
+        # a handle's optional input part, run before the module (handles.py, "Before the call")
+        self.prepare = getattr(handle, "prepare", None)
+        self.prepared: list = []  # its results for the calls running now (innermost last)
         declared = getattr(module, "gac_time", None)
         if declared is None and op == "lif":
             steps = "T" if isinstance(module, LIF) else getattr(module, "step_mode", "m")
@@ -161,7 +174,9 @@ class _ModuleRule:
         self.layout = declared  # None: read from each call's shape
         self.synaptic = op in SYNAPTIC_OPS
         self.binary_output = op == "lif" and _binary_neuron(module)
-        self.keeps_spikes = op == "maxpool"  # the max of 0/1 values is 0/1
+        # what the call does to value ranges (ranges.py): the max of a window keeps its input's range;
+        # this project's Add / Mul modules compute theirs; other outputs are new values
+        self.range_op = {"maxpool": "keep", "add": "add", "mul": "mul"}.get(op)
 
 
 def _plain_container(module: nn.Module) -> bool:
@@ -253,6 +268,7 @@ class OpCounter:
             return
         model = self.model
         rules: dict[type, tuple | None] = {}  # a module type's rule, looked up once
+        self._prepared_rules: list[_ModuleRule] = []
         covered: set[int] = set()  # modules inside a counted module: their work is that module's
         self._handles.append(model.register_forward_pre_hook(self._on_forward_start))
         for name, module in model.named_modules():
@@ -264,9 +280,13 @@ class OpCounter:
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
-                self._handles.append(module.register_forward_pre_hook(self._enter_counted))
-                hook = self._make_hook(_ModuleRule(path, op, handle, module))
-                self._handles.append(module.register_forward_hook(hook))
+                module_rule = _ModuleRule(path, op, handle, module)
+                if module_rule.prepare is None:
+                    self._handles.append(module.register_forward_pre_hook(self._enter_counted))
+                else:
+                    self._prepared_rules.append(module_rule)
+                    self._handles.append(module.register_forward_pre_hook(self._make_pre(module_rule)))
+                self._handles.append(module.register_forward_hook(self._make_hook(module_rule)))
                 covered.update(id(m) for m in module.modules() if m is not module)
             elif module is not model and id(module) not in covered and not _plain_container(module):
                 self._handles.append(module.register_forward_pre_hook(self._make_push(path)))
@@ -325,8 +345,10 @@ class OpCounter:
 
     # -- per forward -----------------------------------------------------------------------------
     def _new_forward(self, batch: int = 0) -> None:
+        for rule in getattr(self, "_prepared_rules", ()):
+            rule.prepared.clear()  # left by a forward that raised
         self._calls: dict[str, int] = {}
-        self._spike_outputs: dict[int, list[weakref.ref]] = {}  # storage address -> tensors on it
+        self._ranges: dict[int, list] = {}  # storage address -> [value range, weak refs to tensors on it]
         self._stack: list[list] = [["<model>", {}]]
         self._covered = 0
         self._suspended = False
@@ -363,6 +385,23 @@ class OpCounter:
         if self._covered == 1:
             self._mode_suspend()
 
+    def _make_pre(self, rule: _ModuleRule):
+        """The pre-hook of a module whose handle has an input part: it runs that part now, while the
+        input the model just made is still in cache (after the module, reading it again costs up to
+        twice as much), and keeps the result for the forward hook."""
+
+        def pre(module, inputs):
+            self._enter_counted(module, inputs)
+            x = inputs[0] if inputs else None
+            state = None
+            if isinstance(x, torch.Tensor):
+                known = self._range_of(x) if rule.synaptic and self._ranges else None
+                spike = known is not None and known[0] >= 0 and known[1] <= 1
+                state = rule.prepare(module, inputs, CallShape(1, "TB", spike, rule.binary_output, known))
+            rule.prepared.append(state)
+
+        return pre
+
     def _leave_counted(self) -> None:
         self._covered -= 1
         if self._covered <= 0:
@@ -388,24 +427,30 @@ class OpCounter:
 
         def hook(module, inputs, output):
             try:
+                prepared = rule.prepared.pop() if rule.prepare is not None and rule.prepared else None
                 x = inputs[0] if inputs else None
                 out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
                 if not isinstance(x, torch.Tensor) or out is None:
                     return
                 layout = rule.layout or self._shape_layout(out.shape)
-                spike = rule.synaptic and self._is_spike_output(x)
+                known = self._range_of(x) if rule.synaptic and self._ranges else None
+                spike = known is not None and known[0] >= 0 and known[1] <= 1
                 self.counted_calls += 1
                 if layout == "step":
                     key = name
                     h_out = out.unsqueeze(0) if op == "lif" else out
-                    counts = handle(module, (x, *inputs[1:]), h_out, CallShape(1, "TB", spike, rule.binary_output))
+                    cs = CallShape(1, "TB", spike, rule.binary_output, known, prepared)
+                    counts = handle(module, (x, *inputs[1:]), h_out, cs)
                 else:
                     idx = self._calls.get(name, 0)
                     self._calls[name] = idx + 1
                     key = name if idx == 0 else f"{name}#{idx + 1}"
-                    counts = handle(module, inputs, out, CallShape(self.T, layout, spike, rule.binary_output))
-                if rule.binary_output or (rule.keeps_spikes and self._is_spike_output(x)):
-                    self._mark_spikes(out)  # 0/1 by construction: remember the storage (weakly)
+                    cs = CallShape(self.T, layout, spike, rule.binary_output, known, prepared)
+                    counts = handle(module, inputs, out, cs)
+                if rule.binary_output:
+                    self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
+                elif self._ranges:
+                    self._module_range(rule, inputs, out)
                 site = self.sites.get(key)
                 if site is None:
                     site = self._new_site(key, name, op, module, x, out, layout)
@@ -427,15 +472,11 @@ class OpCounter:
             layout = self._shape_layout(o.shape) if o is not None else "mixed"
             spikes = False
             if rule.op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
-                spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
+                spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1])) if self._ranges else (False, False)
             cs = CallShape(1, "TB", spikes) if layout == "step" else CallShape(self.T, layout, spikes)
             counts = rule(args, kwargs, out, cs) if o is not None else None
             if counts is not None:
                 op = rule.op
-                if op == "maxpool" and isinstance(args[0], torch.Tensor) and self._is_spike_output(args[0]):
-                    self._mark_spikes(o)
-                elif o is not None and self._spike_outputs:
-                    self._forget_spikes(o)  # an in-place operation on a spike map: no longer 0/1 for sure
                 idx = per_op.get(op, 0)
                 per_op[op] = idx + 1
                 key = f"{path}:{op}" if idx == 0 else f"{path}:{op}#{idx + 1}"
@@ -463,36 +504,83 @@ class OpCounter:
                 self._add(site, counts, "step", step=i * self.T // n if n % self.T == 0 else self.T)
         self._pending = {}
 
-    # -- spike provenance --------------------------------------------------------------------------
-    def _mark_spikes(self, out) -> None:
-        """Remember (weakly) that ``out``'s storage holds a 0/1 map of this forward. Every tensor marked on
-        one storage is kept (weakly): the storage is known while any of them lives, even after the
-        neuron's own output is dropped for a view of it (``x = lif(x).reshape(...)``)."""
+    # -- value ranges (ranges.py): spike maps and sums of them, known by construction -----------------
+    def _mark_range(self, out, r: ranges.Range) -> None:
+        """Remember (weakly) that ``out``'s storage holds whole numbers within ``r`` in this forward (the
+        union with the range it already has, for a write into part of it). Every tensor marked on one
+        storage is kept (weakly): the storage is known while any of them lives, even after the neuron's
+        own output is dropped for a view of it (``x = lif(x).reshape(...)``). A range the dtype cannot
+        hold exactly is not kept."""
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor) and t.numel():
                 ptr = _storage_ptr(t)
-                refs = self._spike_outputs.get(ptr)
-                if refs is None or not _alive(refs):  # new storage (a dead entry: an address reused)
-                    self._spike_outputs[ptr] = [weakref.ref(t)]
-                else:
-                    refs.append(weakref.ref(t))
+                entry = self._ranges.get(ptr)
+                if entry is not None and _alive(entry[1]):
+                    entry[0] = ranges.union(entry[0], r)
+                    if not ranges.representable(t.dtype, entry[0]):
+                        del self._ranges[ptr]
+                        continue
+                    entry[1].append(weakref.ref(t))
+                elif ranges.representable(t.dtype, r):  # new storage (a dead entry: an address reused)
+                    self._ranges[ptr] = [r, [weakref.ref(t)]]
 
-    def _forget_spikes(self, t: torch.Tensor) -> None:
-        self._spike_outputs.pop(_storage_ptr(t), None)
+    def _forget_range(self, t) -> None:
+        if isinstance(t, torch.Tensor):
+            self._ranges.pop(_storage_ptr(t), None)
+
+    def _range_of(self, x) -> ranges.Range | None:
+        """The known range of ``x``'s values: its storage was marked in this forward and a tensor marked
+        on it is alive (so the address cannot have been reused); else None."""
+        if not isinstance(x, torch.Tensor):
+            return None
+        entry = self._ranges.get(_storage_ptr(x))
+        return entry[0] if entry is not None and _alive(entry[1]) else None
 
     def _is_spike_output(self, x: torch.Tensor) -> bool:
-        """True when ``x`` shares its storage with a live 0/1 neuron output of this forward pass (a live
-        tensor marked on that address holds the storage, so the address cannot have been reused)."""
-        refs = self._spike_outputs.get(_storage_ptr(x))
-        return refs is not None and _alive(refs)
+        """True when ``x``'s values are known to be 0/1: a neuron's output, or made from such maps by
+        operations that keep the range (views, copies, max pooling, ``x * y``, ``x * (1 - y)``)."""
+        r = self._range_of(x)
+        return r is not None and r[0] >= 0 and r[1] <= 1
 
-    def carry_spikes(self, name: str, args, out) -> None:
-        """A value-preserving free operation (copy, view, concatenation: functional.SPIKE_PRESERVING)
-        of 0/1 maps gives a 0/1 map: ``out`` is marked when every tensor it is made of is one."""
-        first = args[0] if args else None
-        parts = first if isinstance(first, (tuple, list)) else (first,)
-        if parts and all(isinstance(t, torch.Tensor) and self._is_spike_output(t) for t in parts):
-            self._mark_spikes(out)
+    def track_values(self, what: int, args, kwargs, out) -> None:
+        """Update the value ranges after an intercepted call (``what``: functional.value_rule)."""
+        kind, op = what
+        if kind == ARITHMETIC:
+            o = _first_tensor(out)
+            if o is None:
+                return
+            r = ranges.result_range(op, args, kwargs, self._range_of)
+            if r is None:
+                self._forget_range(o)  # written in place, or a new storage: no range
+            else:
+                self._mark_range(o, r)
+        elif kind == IN_PLACE or (kwargs and "out" in kwargs):
+            self._forget_range(args[0] if kind == IN_PLACE and args else kwargs.get("out"))
+        elif kind == KEEP or kind == KEEP_FIRST:
+            first = args[0] if args else None
+            parts = first if isinstance(first, (tuple, list)) else (first,)
+            known = [self._range_of(t) for t in parts]
+            if parts and None not in known:
+                r = known[0]
+                for other in known[1:]:
+                    r = ranges.union(r, other)
+                self._mark_range(out if kind == KEEP else _first_tensor(out), r)
+
+    def _module_range(self, rule: _ModuleRule, inputs: tuple, out) -> None:
+        """Ranges after a counted module (other than a 0/1 neuron): max pooling keeps its input's, this
+        project's Add / Mul compute theirs; an output written into a known storage (an in-place module)
+        makes it unknown."""
+        o = out if isinstance(out, torch.Tensor) else _first_tensor(out)
+        if rule.range_op == "keep":
+            r = self._range_of(inputs[0])
+        elif rule.range_op is not None and len(inputs) >= 2:
+            r = ranges.result_range(rule.range_op, inputs, {}, self._range_of)
+        else:
+            r = None
+        if r is not None:
+            self._mark_range(o, r)
+        else:
+            self._forget_range(o)
 
     def _new_site(self, key, name, op, module, x, out, layout) -> Site:
         site = Site(

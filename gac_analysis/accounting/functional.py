@@ -40,6 +40,7 @@ import math
 import torch
 from torch.overrides import TorchFunctionMode
 
+from gac_analysis.accounting import ranges
 from gac_analysis.accounting.handles import (
     KIND_SAMPLE,
     CallShape,
@@ -568,8 +569,9 @@ class OpClassifier:
 
 
 #: Free operations whose output holds only values of their tensor inputs (copies, views, selections,
-#: concatenation, dtype moves): a 0/1 spike map stays one, so a conv or product reading the result
-#: needs no value check (:meth:`OpCounter.carry_spikes <gac_analysis.accounting.engine.OpCounter.carry_spikes>`).
+#: concatenation, dtype moves): a tensor of known value range (a 0/1 spike map: ``ranges.BINARY``) gives
+#: one of the same range, so a conv or product reading the result needs no value check
+#: (:meth:`OpCounter.track_values <gac_analysis.accounting.engine.OpCounter.track_values>`).
 SPIKE_PRESERVING = FREE_OPS & frozenset(
     """
     getitem view view_as reshape reshape_as flatten unflatten permute transpose t swapaxes swapdims movedim
@@ -579,17 +581,42 @@ SPIKE_PRESERVING = FREE_OPS & frozenset(
     """.split()
 )
 
+#: Pooling functions whose first output holds only values of their input (the max of a window).
+RANGE_KEEPING_POOLS = frozenset(f"{p}max_pool{d}d" for p in ("", "adaptive_") for d in (1, 2, 3))
+
+#: What a call does to the value ranges of :mod:`~gac_analysis.accounting.ranges` (see
+#: :func:`value_rule`): keeps its inputs' range in every output, in its first output, computes it by
+#: interval arithmetic, writes into its first argument (the range is forgotten), or none of these.
+KEEP, KEEP_FIRST, ARITHMETIC, IN_PLACE, NO_RANGE = range(5)
+
+
+def value_rule(func, name: str) -> tuple[int, str | None]:
+    """``(what, arithmetic op)`` of a torch function for value ranges (``what`` one of ``KEEP``,
+    ``KEEP_FIRST``, ``ARITHMETIC``, ``IN_PLACE``, ``NO_RANGE``)."""
+    op = ranges.arithmetic_of(func)
+    if op is not None:
+        return ARITHMETIC, op
+    if ranges.writes_in_place(func):
+        return IN_PLACE, None
+    if name in SPIKE_PRESERVING:
+        return KEEP, None
+    if name in RANGE_KEEPING_POOLS:
+        return KEEP_FIRST, None
+    return NO_RANGE, None
+
 
 class FunctionCounter(TorchFunctionMode):
     """The narrow interception layer: hands every call made inside the model's forward, outside any
-    counted module, to ``counter.on_function(kind, name, rule, args, kwargs, out)``. The counter puts it
-    on the torch-function stack only while the model's forward runs, and takes it off while a counted
-    module runs."""
+    counted module, to ``counter.on_function(kind, name, rule, args, kwargs, out)``, and, while the
+    forward has tensors of known value range, to ``counter.track_values``. The counter puts it on the
+    torch-function stack only while the model's forward runs, and takes it off while a counted module
+    runs."""
 
     def __init__(self, counter, classifier: OpClassifier):
         super().__init__()
         self.counter = counter
         self.classifier = classifier
+        self._value_rules: dict = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -600,13 +627,18 @@ class FunctionCounter(TorchFunctionMode):
         out = func(*args, **kwargs)
         if kind == FREE:
             c.free_calls += 1
-            if c._spike_outputs:
-                if name in SPIKE_PRESERVING:
-                    c.carry_spikes(name, args, out)
-                elif name == "setitem" and isinstance(args[0], torch.Tensor):
-                    c._forget_spikes(args[0])  # written in place: no longer 0/1 for sure
-            return out
-        c.on_function(kind, name, rule, args, kwargs, out)
+        else:
+            c.on_function(kind, name, rule, args, kwargs, out)
+        if c._ranges:
+            try:
+                what = self._value_rules[func]
+            except (KeyError, TypeError):
+                what = value_rule(func, name)
+                try:
+                    self._value_rules[func] = what
+                except TypeError:
+                    pass
+            c.track_values(what, args, kwargs, out)
         return out
 
 
@@ -614,6 +646,8 @@ __all__ = [
     "FREE_OPS",
     "FUNCTION_RULES",
     "SPIKE_PRESERVING",
+    "RANGE_KEEPING_POOLS",
+    "value_rule",
     "FunctionCounter",
     "OpClassifier",
     "matmul_counts",

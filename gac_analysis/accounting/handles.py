@@ -27,6 +27,13 @@ Counters (all are operation or event counts, summed over the images of the call)
 | spikes           | output spikes of a LIF call                                               |
 | neuron_steps     | neuron updates of a LIF call (leak multiply + input add + threshold compare) |
 
+Before the call: a handle may carry a ``prepare(module, inputs, cs)`` attribute, its input part. The
+engine runs it in the module's pre-hook, while the input the model has just made is still in cache
+(reading it again after a convolution costs up to twice as much), and hands its result to the handle
+as ``cs.prepared``. It returns layout-free counts (python ints, per-call flags, :class:`Rows`), or
+None to leave the counting to the handle after the call; ``cs.T`` and ``cs.layout`` are not known
+yet. The conv and linear rules use it.
+
 Rules are matched by ``isinstance`` in table order (subclasses of nn.Conv2d are counted). The
 built-in table :data:`HANDLES` is immutable: :func:`register_handle` returns an extended copy that
 one counter uses (``CounterConfig(handles=...)`` or ``profile(..., handles=...)``), so adding a
@@ -70,18 +77,32 @@ class CallShape:
     a feature axis, counts are not split by step. (A single-step call, ``[B, ...]`` holding one time
     step, is given ``T=1`` and layout ``"TB"``; the engine places it at its step.) ``spike_input`` is
     True when the engine saw the input tensor come out of a neuron whose outputs are 0/1 by
-    construction (observed provenance, not a guess); the handle may then skip the value check. For a
-    product (matmul) it is a pair of such flags, one per operand. ``binary_output`` is True for a
-    neuron whose own outputs are 0/1 by construction.
+    construction, or made from such outputs by operations that keep 0/1 (observed provenance, not a
+    guess); the handle may then skip the value check. For a product (matmul) it is a pair of such
+    flags, one per operand. ``input_range`` is the input's value range when it is known by
+    construction (:mod:`~gac_analysis.accounting.ranges`: whole numbers within ``(lo, hi)``, e.g.
+    ``(0, 2)`` for the sum of two spike maps), else None. ``binary_output`` is True for a neuron whose
+    own outputs are 0/1 by construction. ``prepared`` is what the handle's input part returned before
+    the call (see "Before the call" in the module docstring), else None.
     """
 
-    __slots__ = ("T", "layout", "spike_input", "binary_output")
+    __slots__ = ("T", "layout", "spike_input", "binary_output", "input_range", "prepared")
 
-    def __init__(self, T: int, layout: str, spike_input: bool | tuple[bool, bool] = False, binary_output: bool = False):
+    def __init__(
+        self,
+        T: int,
+        layout: str,
+        spike_input: bool | tuple[bool, bool] = False,
+        binary_output: bool = False,
+        input_range: tuple[int, int] | None = None,
+        prepared: dict | None = None,
+    ):
         self.T = T
         self.layout = layout
         self.spike_input = spike_input
         self.binary_output = binary_output
+        self.input_range = input_range
+        self.prepared = prepared
 
     def per_step(self, per_row: torch.Tensor) -> torch.Tensor:
         """Sum a per-row int64 count ``[rows]`` (time-major rows) into ``[T]``; mixed (or rows that do
@@ -223,17 +244,35 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
     result = {"dense_macs": cs.uniform(conv_dense_macs(tuple(rows.shape), *geometry) * rows.shape[0])}
     if m.bias is not None:
         result["bias_adds"] = cs.uniform(out.numel())
-    if m.padding_mode == "zeros" and rows.dtype in _EXACT_FLOATS:
-        if cs.spike_input is True:  # a neuron's 0/1 output: every non-zero input is a spike
-            kind, flags = "binary", {"binary_calls": 1}
-        elif x.device.type == "cpu":
-            kind, active = host_input_kind(rows)
-            flags = _kind_flags(kind, active, integer_key=kind != "binary")
-        else:
-            kind = None
-        if kind is not None:
-            return {**result, **flags, **_conv_counts_by_kind(m, rows, kind)}
-    return {**result, **_conv_counts_on_device(m, rows, cs)}
+    counts = cs.prepared if cs.prepared is not None else conv_input_counts(m, inputs, cs)
+    if counts is None:
+        counts = _conv_counts_on_device(m, rows, cs)
+    return {**result, **counts}
+
+
+def conv_input_counts(m: nn.Module, inputs: tuple, cs: CallShape) -> dict | None:
+    """The input part of :func:`conv_handle` (run before the call): the counts that depend on the input's
+    values, where its kind is known by construction or read on the CPU; None where the general device
+    path (:func:`_conv_counts_on_device`) must count after the call."""
+    x = inputs[0]
+    nd = len(m.kernel_size)
+    rows = x.reshape(-1, *x.shape[x.dim() - nd - 1 :])
+    if m.padding_mode != "zeros" or rows.dtype not in _EXACT_FLOATS:
+        return None
+    known = cs.input_range
+    if cs.spike_input is True:  # a neuron's 0/1 output: every non-zero input is a spike
+        kind, flags = "binary", {"binary_calls": 1}
+    elif x.device.type != "cpu":
+        return None
+    elif known is not None and known[0] >= 0:
+        return _conv_counts_whole(m, rows, known[1])
+    else:
+        kind, active = host_input_kind(rows)
+        flags = _kind_flags(kind, active, integer_key=kind != "binary")
+    return {**flags, **_conv_counts_by_kind(m, rows, kind)}
+
+
+conv_handle.prepare = conv_input_counts
 
 
 #: Float dtypes whose sums of 0/1 values the fast paths keep exact (float32 below 2**24, else float64).
@@ -254,6 +293,37 @@ def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
         value_ops = Rows(conv_row_counts(rows.abs(), m, max_value=None)[:, 0], scale)
     ops, nnz = counts.unbind(-1)
     return {"input_nnz": Rows(nnz), **_synaptic_by_kind(kind, Rows(ops, scale), value_ops)}
+
+
+def _whole_kind(nnz_positions: torch.Tensor, value_positions: torch.Tensor) -> tuple[str, bool]:
+    """``(kind, active)`` of an input of non-negative whole numbers from its per-position non-zero counts
+    and value sums: binary when the two totals agree (no value above 1), else integer (float64 totals,
+    exact; read on the host)."""
+    nnz = float(nnz_positions.sum(dtype=torch.float64))
+    return ("binary" if float(value_positions.sum(dtype=torch.float64)) == nnz else "integer"), nnz > 0
+
+
+def _conv_counts_whole(m: nn.Module, rows: torch.Tensor, hi: int) -> dict:
+    """Counts of a conv call (CPU) whose input holds whole numbers from 0 to ``hi`` by construction (a
+    sum of spike maps, :mod:`~gac_analysis.accounting.ranges`): no value check. A non-zero is a value
+    of at least 1, so the values clamped at 1 count the non-zeros and the values themselves weight
+    the "k ACs for value k" count; the input is binary when both totals agree."""
+    nd = len(m.kernel_size)
+    channels = rows.shape[-(nd + 1)]
+    dtype = torch.float32 if channels * hi < FLOAT32_EXACT else torch.float64
+    nnz_positions = rows.clamp(max=1).sum(-(nd + 1), dtype=dtype)
+    value_positions = rows.sum(-(nd + 1), dtype=dtype)
+    kind, active = _whole_kind(nnz_positions, value_positions)
+    ops, nnz = conv_row_counts(nnz_positions, m, max_value=channels, summed=True).unbind(-1)
+    scale = int(m.out_channels) // int(m.groups)
+    value_ops = None
+    if kind == "integer":
+        value_ops = Rows(conv_row_counts(value_positions, m, max_value=channels * hi, summed=True)[:, 0], scale)
+    return {
+        **_kind_flags(kind, active, integer_key=kind != "binary"),
+        "input_nnz": Rows(nnz),
+        **_synaptic_by_kind(kind, Rows(ops, scale), value_ops),
+    }
 
 
 def _conv_counts_on_device(m: nn.Module, rows: torch.Tensor, cs: CallShape) -> dict:
@@ -286,21 +356,9 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
     result = {"dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features)}
     if m.bias is not None:
         result["bias_adds"] = cs.uniform(out.numel())
-    if x.dtype in _EXACT_FLOATS and (cs.spike_input is True or x.device.type == "cpu"):
-        if cs.spike_input is True:
-            kind, flags = "binary", {"binary_calls": 1}
-        else:
-            kind, active = host_input_kind(x)
-            flags = _kind_flags(kind, active)
-        sum_dtype = torch.float32 if m.in_features < FLOAT32_EXACT else torch.float64
-        nnz = (x if kind == "binary" else nonzero_map(x)).sum(1, dtype=sum_dtype)
-        value_ops = Rows(x.abs().sum(1, dtype=torch.float64), m.out_features) if kind == "integer" else None
-        return {
-            **result,
-            **flags,
-            "input_nnz": Rows(nnz),
-            **_synaptic_by_kind(kind, Rows(nnz, m.out_features), value_ops),
-        }
+    counts = cs.prepared if cs.prepared is not None else linear_input_counts(m, inputs, cs)
+    if counts is not None:
+        return {**result, **counts}
     per_row_nnz = nonzero_count(x, dims=(1,))
     result.update(
         {
@@ -313,6 +371,36 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
         magnitude = x.abs().sum(dim=1, dtype=torch.float64).round().to(torch.int64)
         result["synaptic_value_ops"] = cs.per_step(magnitude * m.out_features)
     return result
+
+
+def linear_input_counts(m: nn.Linear, inputs: tuple, cs: CallShape) -> dict | None:
+    """The input part of :func:`linear_handle` (run before the call), as :func:`conv_input_counts`."""
+    x = inputs[0].reshape(-1, m.in_features)
+    if x.dtype in _EXACT_FLOATS and (cs.spike_input is True or x.device.type == "cpu"):
+        known = cs.input_range
+        sum_dtype = torch.float32 if m.in_features < FLOAT32_EXACT else torch.float64
+        if cs.spike_input is True:
+            kind, flags = "binary", {"binary_calls": 1}
+            nnz = x.sum(1, dtype=sum_dtype)
+        elif known is not None and known[0] >= 0:  # whole numbers from 0 (ranges.py): no value check
+            nnz, values = x.clamp(max=1).sum(1, dtype=sum_dtype), x.sum(1, dtype=torch.float64)
+            kind, active = _whole_kind(nnz, values)
+            flags = _kind_flags(kind, active)
+        else:
+            kind, active = host_input_kind(x)
+            flags = _kind_flags(kind, active)
+            nnz = (x if kind == "binary" else nonzero_map(x)).sum(1, dtype=sum_dtype)
+            values = x.abs().sum(1, dtype=torch.float64) if kind == "integer" else None
+        value_ops = Rows(values, m.out_features) if kind == "integer" else None
+        return {
+            **flags,
+            "input_nnz": Rows(nnz),
+            **_synaptic_by_kind(kind, Rows(nnz, m.out_features), value_ops),
+        }
+    return None
+
+
+linear_handle.prepare = linear_input_counts
 
 
 def lif_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
