@@ -23,7 +23,8 @@ Inputs are RGB images of ``--image-size``: ``native`` (the default) gives each m
 for (:data:`NATIVE_SIZE`: 224x224 for the ImageNet models, 32x32 for the CIFAR ones), as a user profiles it;
 a number gives every model that size (``32``: the ImageNet models on CIFAR-sized images, whose maps are then
 a few pixels wide and whose forward is so short that the fixed cost of every counted call weighs most).
-T=2 by default: that keeps the CPU run to minutes; the ratios, not the absolute times, are the result. ``sew_*``, ``spiking_resnet*`` and ``spiking_vgg*`` import
+T=2 by default: that keeps the CPU run to minutes; the ratios, not the absolute times, are the result.
+``sew_*``, ``spiking_resnet*`` and ``spiking_vgg*`` import
 torchvision, which does not import here: this script then installs a stand-in module for the one name they
 import from it (``load_state_dict_from_url``, which is never called: no pretrained weights are used).
 
@@ -65,9 +66,7 @@ ZOO = {
     "spiking_vgg11_bn": ("spikingjelly:spiking_vgg11_bn", {"num_classes": 10}),
 }
 #: The input size each model is built for (its stem and, for transformers, its patch grid).
-NATIVE_SIZE = {
-    name: 32 if name in ("spikformer_cifar10", "maxformer_cifar", "CIFAR10Net") else 224 for name in ZOO
-}
+NATIVE_SIZE = {name: 32 if name in ("spikformer_cifar10", "maxformer_cifar", "CIFAR10Net") else 224 for name in ZOO}
 METHODS = ("plain", "count", "profile", "synop", "ac_mac", "profile_one")
 
 
@@ -77,6 +76,8 @@ def build_kwargs(name: str, size: int) -> dict:
     if "img_size_h" in kwargs:
         kwargs.update(img_size_h=size, img_size_w=size)
     return kwargs
+
+
 THRESHOLD = 0.05
 
 
@@ -222,7 +223,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         q = r["ratio"]
         lines.append(
-            f"| {r['model']} | {r['image'][1]} | {r['batch']} | {r['plain_s']:.4f} | {q['count']:.2f} | {q['profile']:.2f} | "
+            f"| {r['model']} | {r['image'][1]} | {r['batch']} | {r['plain_s']:.4f} | {q['count']:.2f} | "
+            f"{q['profile']:.2f} | "
             f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
             f"{r['profile_vs_sj_ac_mac']:.2f} | {q['profile_one']:.2f} |"
         )

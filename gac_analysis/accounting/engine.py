@@ -472,7 +472,7 @@ class OpCounter:
             layout = self._shape_layout(o.shape) if o is not None else "mixed"
             spikes = False
             if rule.op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
-                spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1])) if self._ranges else (False, False)
+                spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
             cs = CallShape(1, "TB", spikes) if layout == "step" else CallShape(self.T, layout, spikes)
             counts = rule(args, kwargs, out, cs) if o is not None else None
             if counts is not None:
