@@ -158,15 +158,12 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
 class _ModuleRule:
     """What the engine knows of one counted module before it runs (fixed at :meth:`OpCounter.attach`)."""
 
-    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "range_op", "prepare", "prepared")
+    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "range_op")
 
     def __init__(self, name: str, op: str, handle, module: nn.Module):
         self.name = name
         self.op = op
         self.handle = handle
-        # a handle's optional input part, run before the module (handles.py, "Before the call")
-        self.prepare = getattr(handle, "prepare", None)
-        self.prepared: list = []  # its results for the calls running now (innermost last)
         declared = getattr(module, "gac_time", None)
         if declared is None and op == "lif":
             steps = "T" if isinstance(module, LIF) else getattr(module, "step_mode", "m")
@@ -268,7 +265,6 @@ class OpCounter:
             return
         model = self.model
         rules: dict[type, tuple | None] = {}  # a module type's rule, looked up once
-        self._prepared_rules: list[_ModuleRule] = []
         covered: set[int] = set()  # modules inside a counted module: their work is that module's
         self._handles.append(model.register_forward_pre_hook(self._on_forward_start))
         for name, module in model.named_modules():
@@ -280,13 +276,9 @@ class OpCounter:
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
-                module_rule = _ModuleRule(path, op, handle, module)
-                if module_rule.prepare is None:
-                    self._handles.append(module.register_forward_pre_hook(self._enter_counted))
-                else:
-                    self._prepared_rules.append(module_rule)
-                    self._handles.append(module.register_forward_pre_hook(self._make_pre(module_rule)))
-                self._handles.append(module.register_forward_hook(self._make_hook(module_rule)))
+                self._handles.append(module.register_forward_pre_hook(self._enter_counted))
+                hook = self._make_hook(_ModuleRule(path, op, handle, module))
+                self._handles.append(module.register_forward_hook(hook))
                 covered.update(id(m) for m in module.modules() if m is not module)
             elif module is not model and id(module) not in covered and not _plain_container(module):
                 self._handles.append(module.register_forward_pre_hook(self._make_push(path)))
@@ -345,8 +337,6 @@ class OpCounter:
 
     # -- per forward -----------------------------------------------------------------------------
     def _new_forward(self, batch: int = 0) -> None:
-        for rule in getattr(self, "_prepared_rules", ()):
-            rule.prepared.clear()  # left by a forward that raised
         self._calls: dict[str, int] = {}
         self._ranges: dict[int, list] = {}  # storage address -> [value range, weak refs to tensors on it]
         self._stack: list[list] = [["<model>", {}]]
@@ -385,23 +375,6 @@ class OpCounter:
         if self._covered == 1:
             self._mode_suspend()
 
-    def _make_pre(self, rule: _ModuleRule):
-        """The pre-hook of a module whose handle has an input part: it runs that part now, while the
-        input the model just made is still in cache (after the module, reading it again costs up to
-        twice as much), and keeps the result for the forward hook."""
-
-        def pre(module, inputs):
-            self._enter_counted(module, inputs)
-            x = inputs[0] if inputs else None
-            state = None
-            if isinstance(x, torch.Tensor):
-                known = self._range_of(x) if rule.synaptic and self._ranges else None
-                spike = known is not None and known[0] >= 0 and known[1] <= 1
-                state = rule.prepare(module, inputs, CallShape(1, "TB", spike, rule.binary_output, known))
-            rule.prepared.append(state)
-
-        return pre
-
     def _leave_counted(self) -> None:
         self._covered -= 1
         if self._covered <= 0:
@@ -427,7 +400,6 @@ class OpCounter:
 
         def hook(module, inputs, output):
             try:
-                prepared = rule.prepared.pop() if rule.prepare is not None and rule.prepared else None
                 x = inputs[0] if inputs else None
                 out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
                 if not isinstance(x, torch.Tensor) or out is None:
@@ -439,13 +411,13 @@ class OpCounter:
                 if layout == "step":
                     key = name
                     h_out = out.unsqueeze(0) if op == "lif" else out
-                    cs = CallShape(1, "TB", spike, rule.binary_output, known, prepared)
+                    cs = CallShape(1, "TB", spike, rule.binary_output, known)
                     counts = handle(module, (x, *inputs[1:]), h_out, cs)
                 else:
                     idx = self._calls.get(name, 0)
                     self._calls[name] = idx + 1
                     key = name if idx == 0 else f"{name}#{idx + 1}"
-                    cs = CallShape(self.T, layout, spike, rule.binary_output, known, prepared)
+                    cs = CallShape(self.T, layout, spike, rule.binary_output, known)
                     counts = handle(module, inputs, out, cs)
                 if rule.binary_output:
                     self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
@@ -542,8 +514,8 @@ class OpCounter:
         r = self._range_of(x)
         return r is not None and r[0] >= 0 and r[1] <= 1
 
-    def track_values(self, what: int, args, kwargs, out) -> None:
-        """Update the value ranges after an intercepted call (``what``: functional.value_rule)."""
+    def track_values(self, what: tuple[int, str | None], args, kwargs, out) -> None:
+        """Update the value ranges after an intercepted call (``what``: ``functional.value_rule``)."""
         kind, op = what
         if kind == ARITHMETIC:
             o = _first_tensor(out)

@@ -170,12 +170,7 @@ class FiniteWatch:
         # The check's own tensor calls are not the model's work: keep them out of any torch-function mode
         # (the counter's functional interception would otherwise list them as operations of the model).
         with torch._C.DisableTorchFunction():
-            self._flag(module, output)
-
-    def _input_hook(self, module, inputs):
-        # Before the module runs: its input was just made, so the check reads it from cache.
-        with torch._C.DisableTorchFunction():
-            self._flag(module, inputs)
+            self._flag(module, inputs if isinstance(module, self._by_input) else output)
 
     def _flag(self, module, values) -> None:
         for t in _tensors(values):
@@ -214,12 +209,7 @@ class FiniteWatch:
             watched = [m for m in self._names if isinstance(m, self._by_input)]
         else:
             watched = [m for m in self._names if not isinstance(m, _PASS_THROUGH)]
-        self._handles = [
-            m.register_forward_pre_hook(self._input_hook)
-            if isinstance(m, self._by_input)
-            else m.register_forward_hook(self._hook)
-            for m in watched
-        ]
+        self._handles = [m.register_forward_hook(self._hook) for m in watched]
         self._handles.append(self.model.register_forward_hook(self._end_of_forward))
         return self
 

@@ -27,13 +27,6 @@ Counters (all are operation or event counts, summed over the images of the call)
 | spikes           | output spikes of a LIF call                                               |
 | neuron_steps     | neuron updates of a LIF call (leak multiply + input add + threshold compare) |
 
-Before the call: a handle may carry a ``prepare(module, inputs, cs)`` attribute, its input part. The
-engine runs it in the module's pre-hook, while the input the model has just made is still in cache
-(reading it again after a convolution costs up to twice as much), and hands its result to the handle
-as ``cs.prepared``. It returns layout-free counts (python ints, per-call flags, :class:`Rows`), or
-None to leave the counting to the handle after the call; ``cs.T`` and ``cs.layout`` are not known
-yet. The conv and linear rules use it.
-
 Rules are matched by ``isinstance`` in table order (subclasses of nn.Conv2d are counted). The
 built-in table :data:`HANDLES` is immutable: :func:`register_handle` returns an extended copy that
 one counter uses (``CounterConfig(handles=...)`` or ``profile(..., handles=...)``), so adding a
@@ -82,11 +75,10 @@ class CallShape:
     flags, one per operand. ``input_range`` is the input's value range when it is known by
     construction (:mod:`~gac_analysis.accounting.ranges`: whole numbers within ``(lo, hi)``, e.g.
     ``(0, 2)`` for the sum of two spike maps), else None. ``binary_output`` is True for a neuron whose
-    own outputs are 0/1 by construction. ``prepared`` is what the handle's input part returned before
-    the call (see "Before the call" in the module docstring), else None.
+    own outputs are 0/1 by construction.
     """
 
-    __slots__ = ("T", "layout", "spike_input", "binary_output", "input_range", "prepared")
+    __slots__ = ("T", "layout", "spike_input", "binary_output", "input_range")
 
     def __init__(
         self,
@@ -95,14 +87,12 @@ class CallShape:
         spike_input: bool | tuple[bool, bool] = False,
         binary_output: bool = False,
         input_range: tuple[int, int] | None = None,
-        prepared: dict | None = None,
     ):
         self.T = T
         self.layout = layout
         self.spike_input = spike_input
         self.binary_output = binary_output
         self.input_range = input_range
-        self.prepared = prepared
 
     def per_step(self, per_row: torch.Tensor) -> torch.Tensor:
         """Sum a per-row int64 count ``[rows]`` (time-major rows) into ``[T]``; mixed (or rows that do
@@ -244,25 +234,22 @@ def conv_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
     result = {"dense_macs": cs.uniform(conv_dense_macs(tuple(rows.shape), *geometry) * rows.shape[0])}
     if m.bias is not None:
         result["bias_adds"] = cs.uniform(out.numel())
-    counts = cs.prepared if cs.prepared is not None else conv_input_counts(m, inputs, cs)
+    counts = _conv_value_counts(m, rows, cs)
     if counts is None:
         counts = _conv_counts_on_device(m, rows, cs)
     return {**result, **counts}
 
 
-def conv_input_counts(m: nn.Module, inputs: tuple, cs: CallShape) -> dict | None:
-    """The input part of :func:`conv_handle` (run before the call): the counts that depend on the input's
-    values, where its kind is known by construction or read on the CPU; None where the general device
-    path (:func:`_conv_counts_on_device`) must count after the call."""
-    x = inputs[0]
-    nd = len(m.kernel_size)
-    rows = x.reshape(-1, *x.shape[x.dim() - nd - 1 :])
+def _conv_value_counts(m: nn.Module, rows: torch.Tensor, cs: CallShape) -> dict | None:
+    """The counts of :func:`conv_handle` that depend on the input's values (``rows``: ``[R, C, *spatial]``),
+    where its kind is known by construction or read on the CPU; None where the general device path
+    (:func:`_conv_counts_on_device`) must count them."""
     if m.padding_mode != "zeros" or rows.dtype not in _EXACT_FLOATS:
         return None
     known = cs.input_range
     if cs.spike_input is True:  # a neuron's 0/1 output: every non-zero input is a spike
         kind, flags = "binary", {"binary_calls": 1}
-    elif x.device.type != "cpu":
+    elif rows.device.type != "cpu":
         return None
     elif known is not None and known[0] >= 0:
         return _conv_counts_whole(m, rows, known[1])
@@ -270,9 +257,6 @@ def conv_input_counts(m: nn.Module, inputs: tuple, cs: CallShape) -> dict | None
         kind, active = host_input_kind(rows)
         flags = _kind_flags(kind, active, integer_key=kind != "binary")
     return {**flags, **_conv_counts_by_kind(m, rows, kind)}
-
-
-conv_handle.prepare = conv_input_counts
 
 
 #: Float dtypes whose sums of 0/1 values the fast paths keep exact (float32 below 2**24, else float64).
@@ -356,7 +340,7 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
     result = {"dense_macs": cs.uniform(x.shape[0] * m.in_features * m.out_features)}
     if m.bias is not None:
         result["bias_adds"] = cs.uniform(out.numel())
-    counts = cs.prepared if cs.prepared is not None else linear_input_counts(m, inputs, cs)
+    counts = _linear_value_counts(m, x, cs)
     if counts is not None:
         return {**result, **counts}
     per_row_nnz = nonzero_count(x, dims=(1,))
@@ -373,9 +357,9 @@ def linear_handle(m: nn.Linear, inputs: tuple, out: torch.Tensor, cs: CallShape)
     return result
 
 
-def linear_input_counts(m: nn.Linear, inputs: tuple, cs: CallShape) -> dict | None:
-    """The input part of :func:`linear_handle` (run before the call), as :func:`conv_input_counts`."""
-    x = inputs[0].reshape(-1, m.in_features)
+def _linear_value_counts(m: nn.Linear, x: torch.Tensor, cs: CallShape) -> dict | None:
+    """The value-dependent counts of :func:`linear_handle` (``x``: ``[R, in_features]``), as
+    :func:`_conv_value_counts`."""
     if x.dtype in _EXACT_FLOATS and (cs.spike_input is True or x.device.type == "cpu"):
         known = cs.input_range
         sum_dtype = torch.float32 if m.in_features < FLOAT32_EXACT else torch.float64
@@ -398,9 +382,6 @@ def linear_input_counts(m: nn.Linear, inputs: tuple, cs: CallShape) -> dict | No
             **_synaptic_by_kind(kind, Rows(nnz, m.out_features), value_ops),
         }
     return None
-
-
-linear_handle.prepare = linear_input_counts
 
 
 def lif_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
