@@ -238,3 +238,47 @@ def test_a_range_the_dtype_cannot_hold_exactly_is_dropped(dtype):
     assert counter._range_of(t) is None
     counter._mark_range(t, (0, 3))
     assert counter._range_of(t) == (0, 3)
+
+
+class _InPlaceModule(nn.Module):
+    """A counted module that writes into a map of known range (ReLU(inplace=True) on ``a - b``, range (-1, 1))."""
+
+    def __init__(self):
+        super().__init__()
+        self.T = 2
+        self.na = neuron.IFNode(v_threshold=0.5, step_mode="m")
+        self.nb = neuron.IFNode(v_threshold=0.5, step_mode="m")
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, images):
+        drive = images.unsqueeze(0).repeat(2, 1, 1, 1, 1)
+        x = self.na(drive) - self.nb(drive.flip(-1))
+        return self.conv(self.relu(x).flatten(0, 1))
+
+
+def test_a_counted_module_writing_in_place_makes_the_range_unknown():
+    seen = []
+    original = OpCounter._range_of
+
+    def spy(self, x):
+        known = original(self, x)
+        seen.append((tuple(x.shape), known))
+        return known
+
+    torch.manual_seed(0)
+    model = _InPlaceModule().eval()
+    images = torch.rand(2, 3, 5, 5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OpCounter, "_range_of", spy)
+        report = profile(model, images)
+    assert [known for shape, known in seen if shape == (4, 3, 5, 5)] == [None]  # the conv's input
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(model)
+    with torch.no_grad():
+        drive = images.unsqueeze(0).repeat(2, 1, 1, 1, 1)
+        x = torch.relu(model.na(drive) - model.nb(drive.flip(-1))).flatten(0, 1)
+    row = report.layers.set_index("name").loc["conv"]
+    assert row["input"] == "binary"  # checked by value: relu of -1/0/1 is 0/1
+    assert row["acs"] == int(brute_force_synaptic_ops(x, model.conv).sum())
