@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from counting_fixtures import FixedInput, recorded_ranges
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from spikingjelly.activation_based import neuron
@@ -52,19 +53,8 @@ def _device_path_conv(m, inputs, out, cs):
     return {**result, **_conv_counts_on_device(m, rows, CallShape(cs.T, cs.layout, False))}
 
 
-class _Wrap(nn.Module):
-    """Feeds a fixed input to one module, T time steps as ``[T*B, ...]`` rows."""
-
-    def __init__(self, module, x, T):
-        super().__init__()
-        self.m, self.x, self.T = module, x, T
-
-    def forward(self, images):
-        return self.m(self.x)
-
-
 def _site_counts(module, x, T, handles=HANDLES) -> dict:
-    model = _Wrap(module, x, T).eval()
+    model = FixedInput(module, x, T).eval()
     with OpCounter(model, CounterConfig(T=T, handles=handles)) as c, torch.inference_mode():
         model(torch.zeros(x.shape[0] // T, 3, 1, 1))
     (site,) = c.sites.values()
@@ -162,19 +152,11 @@ class _LifPoolConv(nn.Module):
 
 
 @pytest.mark.parametrize("write_in_place", [False, True])
-def test_spike_provenance_through_pool_and_copies(write_in_place, monkeypatch):
-    seen = []
-    original = OpCounter._range_of
-
-    def spy(self, x):
-        known = original(self, x)
-        seen.append((tuple(x.shape), known))
-        return known
-
-    monkeypatch.setattr(OpCounter, "_range_of", spy)
+def test_spike_provenance_through_pool_and_copies(write_in_place):
     model = _LifPoolConv(write_in_place)
     x = torch.rand(2, 3, 8, 8)
-    report = profile(model, x)
+    with recorded_ranges() as seen:
+        report = profile(model, x)
     rows = report.layers.set_index("name")
     conv_inputs = [known for shape, known in seen if len(shape) == 4 and shape[1] == 3]
     assert conv_inputs[0] == (0, 1)  # the pooled spikes

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from counting_fixtures import FixedInput, recorded_ranges
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spikingjelly.activation_based import neuron
@@ -120,17 +121,6 @@ class _SpikeExpression(nn.Module):
         return self.conv(self.expression(a, b).flatten(0, 1))
 
 
-class _Fixed(nn.Module):
-    """The same conv on a fixed input (no provenance: the host path checks the values)."""
-
-    def __init__(self, conv, x, T):
-        super().__init__()
-        self.conv, self.x, self.T = conv, x, T
-
-    def forward(self, images):
-        return self.conv(self.x)
-
-
 def _conv_counts(model, images) -> dict:
     with OpCounter(model, CounterConfig()) as c, torch.inference_mode():
         model(images)
@@ -163,26 +153,17 @@ def test_known_range_path_counts_what_the_value_check_counts(
     conv = (nn.Conv1d if nd == 1 else nn.Conv2d)(c_in, 3, kernel, stride, padding, bias=bias)
     model = _SpikeExpression(expression, conv, drive_a, drive_b).eval()
 
-    seen = []
-    original = OpCounter._range_of
-
-    def spy(self, x):
-        known = original(self, x)
-        if x.dim() == nd + 2 and x.shape[1] == c_in:
-            seen.append(known)
-        return known
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(OpCounter, "_range_of", spy)
+    with recorded_ranges() as seen:
         counts = _conv_counts(model, torch.zeros(B, 1))
-    assert seen[-1] == expected_range
+    conv_inputs = [known for shape, known in seen if len(shape) == nd + 2 and shape[1] == c_in]
+    assert conv_inputs[-1] == expected_range
 
     from spikingjelly.activation_based import functional
 
     functional.reset_net(model)
     with torch.inference_mode():
         x = expression(*model.spikes()).flatten(0, 1).clone()
-    checked = _conv_counts(_Fixed(conv, x, T).eval(), torch.zeros(B, 1))
+    checked = _conv_counts(FixedInput(conv, x, T).eval(), torch.zeros(B, 1))
     if expected_range is not None and expected_range[0] >= 0 and expected_range[1] <= 1:
         # a spike map by construction is binary even when silent (the value check calls a silent map no kind)
         assert counts.pop("binary_calls") == [0] * T + [1]
@@ -258,19 +239,10 @@ class _InPlaceModule(nn.Module):
 
 
 def test_a_counted_module_writing_in_place_makes_the_range_unknown():
-    seen = []
-    original = OpCounter._range_of
-
-    def spy(self, x):
-        known = original(self, x)
-        seen.append((tuple(x.shape), known))
-        return known
-
     torch.manual_seed(0)
     model = _InPlaceModule().eval()
     images = torch.rand(2, 3, 5, 5)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(OpCounter, "_range_of", spy)
+    with recorded_ranges() as seen:
         report = profile(model, images)
     assert [known for shape, known in seen if shape == (4, 3, 5, 5)] == [None]  # the conv's input
     from spikingjelly.activation_based import functional

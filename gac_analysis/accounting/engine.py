@@ -43,6 +43,7 @@ from gac_analysis.accounting.functional import (
     IN_PLACE,
     KEEP,
     KEEP_FIRST,
+    NO_RANGE,
     UNSUPPORTED,
     FunctionCounter,
     OpClassifier,
@@ -158,7 +159,7 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
 class _ModuleRule:
     """What the engine knows of one counted module before it runs (fixed at :meth:`OpCounter.attach`)."""
 
-    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "range_op")
+    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "value_rule")
 
     def __init__(self, name: str, op: str, handle, module: nn.Module):
         self.name = name
@@ -171,9 +172,11 @@ class _ModuleRule:
         self.layout = declared  # None: read from each call's shape
         self.synaptic = op in SYNAPTIC_OPS
         self.binary_output = op == "lif" and _binary_neuron(module)
-        # what the call does to value ranges (ranges.py): the max of a window keeps its input's range;
-        # this project's Add / Mul modules compute theirs; other outputs are new values
-        self.range_op = {"maxpool": "keep", "add": "add", "mul": "mul"}.get(op)
+        # what the call does to value ranges, as functional.value_rule says it of a function: the max of a
+        # window keeps its input's range; this project's Add / Mul modules compute theirs; others make new values
+        self.value_rule = {"maxpool": (KEEP_FIRST, None), "add": (ARITHMETIC, "add"), "mul": (ARITHMETIC, "mul")}.get(
+            op, (NO_RANGE, None)
+        )
 
 
 def _plain_container(module: nn.Module) -> bool:
@@ -406,7 +409,7 @@ class OpCounter:
                     return
                 layout = rule.layout or self._shape_layout(out.shape)
                 known = self._range_of(x) if rule.synaptic and self._ranges else None
-                spike = known is not None and known[0] >= 0 and known[1] <= 1
+                spike = ranges.is_binary(known)
                 self.counted_calls += 1
                 if layout == "step":
                     key = name
@@ -511,8 +514,7 @@ class OpCounter:
     def _is_spike_output(self, x: torch.Tensor) -> bool:
         """True when ``x``'s values are known to be 0/1: a neuron's output, or made from such maps by
         operations that keep the range (views, copies, max pooling, ``x * y``, ``x * (1 - y)``)."""
-        r = self._range_of(x)
-        return r is not None and r[0] >= 0 and r[1] <= 1
+        return ranges.is_binary(self._range_of(x))
 
     def track_values(self, what: tuple[int, str | None], args, kwargs, out) -> None:
         """Update the value ranges after an intercepted call (``what``: ``functional.value_rule``)."""
@@ -533,26 +535,16 @@ class OpCounter:
             parts = first if isinstance(first, (tuple, list)) else (first,)
             known = [self._range_of(t) for t in parts]
             if parts and None not in known:
-                r = known[0]
-                for other in known[1:]:
-                    r = ranges.union(r, other)
-                self._mark_range(out if kind == KEEP else _first_tensor(out), r)
+                self._mark_range(out if kind == KEEP else _first_tensor(out), ranges.union(*known))
 
     def _module_range(self, rule: _ModuleRule, inputs: tuple, out) -> None:
-        """Ranges after a counted module (other than a 0/1 neuron): max pooling keeps its input's, this
-        project's Add / Mul compute theirs; an output written into a known storage (an in-place module)
-        makes it unknown."""
-        o = out if isinstance(out, torch.Tensor) else _first_tensor(out)
-        if rule.range_op == "keep":
-            r = self._range_of(inputs[0])
-        elif rule.range_op is not None and len(inputs) >= 2:
-            r = ranges.result_range(rule.range_op, inputs, {}, self._range_of)
+        """Ranges after a counted module (other than a 0/1 neuron), by its value rule as for a function
+        (its inputs as the arguments); a module without one makes its output unknown (a module that
+        writes in place leaves no range on the storage it wrote)."""
+        if rule.value_rule[0] == NO_RANGE:
+            self._forget_range(out if isinstance(out, torch.Tensor) else _first_tensor(out))
         else:
-            r = None
-        if r is not None:
-            self._mark_range(o, r)
-        else:
-            self._forget_range(o)
+            self.track_values(rule.value_rule, inputs, {}, out)
 
     def _new_site(self, key, name, op, module, x, out, layout) -> Site:
         site = Site(

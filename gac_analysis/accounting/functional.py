@@ -542,25 +542,27 @@ FREE, RULE, UNSUPPORTED = 0, 1, 2
 
 
 class OpClassifier:
-    """Classify torch functions by name once per function object (``FREE``, ``RULE`` or ``UNSUPPORTED``)."""
+    """Classify torch functions by name once per function object: ``(kind, name, rule, value rule)``,
+    kind ``FREE``, ``RULE`` or ``UNSUPPORTED``, the value rule from :func:`value_rule`."""
 
     def __init__(self, rules: dict | None = None, free: frozenset = FREE_OPS):
         self.rules = dict(FUNCTION_RULES if rules is None else rules)
         self.free = free
         self._cache: dict = {}
 
-    def classify(self, func) -> tuple[int, str, object]:
+    def classify(self, func) -> tuple[int, str, object, tuple[int, str | None]]:
         try:
             return self._cache[func]
         except (KeyError, TypeError):
             pass
         name = op_name(func)
         if name in self.rules:
-            entry = (RULE, name, self.rules[name])
+            kind, rule = RULE, self.rules[name]
         elif name in self.free:
-            entry = (FREE, name, None)
+            kind, rule = FREE, None
         else:
-            entry = (UNSUPPORTED, name, None)
+            kind, rule = UNSUPPORTED, None
+        entry = (kind, name, rule, value_rule(func, name))
         try:
             self._cache[func] = entry
         except TypeError:
@@ -572,7 +574,7 @@ class OpClassifier:
 #: concatenation, dtype moves): a tensor of known value range (a 0/1 spike map: ``ranges.BINARY``) gives
 #: one of the same range, so a conv or product reading the result needs no value check
 #: (:meth:`OpCounter.track_values <gac_analysis.accounting.engine.OpCounter.track_values>`).
-SPIKE_PRESERVING = FREE_OPS & frozenset(
+RANGE_PRESERVING = FREE_OPS & frozenset(
     """
     getitem view view_as reshape reshape_as flatten unflatten permute transpose t swapaxes swapdims movedim
     moveaxis squeeze unsqueeze expand expand_as broadcast_to repeat tile repeat_interleave contiguous clone
@@ -598,7 +600,7 @@ def value_rule(func, name: str) -> tuple[int, str | None]:
         return ARITHMETIC, op
     if ranges.writes_in_place(func):
         return IN_PLACE, None
-    if name in SPIKE_PRESERVING:
+    if name in RANGE_PRESERVING:
         return KEEP, None
     if name in RANGE_KEEPING_POOLS:
         return KEEP_FIRST, None
@@ -616,28 +618,19 @@ class FunctionCounter(TorchFunctionMode):
         super().__init__()
         self.counter = counter
         self.classifier = classifier
-        self._value_rules: dict = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         c = self.counter
         if c.quiet:
             return func(*args, **kwargs)
-        kind, name, rule = self.classifier.classify(func)
+        kind, name, rule, what = self.classifier.classify(func)
         out = func(*args, **kwargs)
         if kind == FREE:
             c.free_calls += 1
         else:
             c.on_function(kind, name, rule, args, kwargs, out)
         if c._ranges:
-            try:
-                what = self._value_rules[func]
-            except (KeyError, TypeError):
-                what = value_rule(func, name)
-                try:
-                    self._value_rules[func] = what
-                except TypeError:
-                    pass
             c.track_values(what, args, kwargs, out)
         return out
 
@@ -645,7 +638,7 @@ class FunctionCounter(TorchFunctionMode):
 __all__ = [
     "FREE_OPS",
     "FUNCTION_RULES",
-    "SPIKE_PRESERVING",
+    "RANGE_PRESERVING",
     "RANGE_KEEPING_POOLS",
     "value_rule",
     "FunctionCounter",

@@ -279,25 +279,25 @@ def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
     return {"input_nnz": Rows(nnz), **_synaptic_by_kind(kind, Rows(ops, scale), value_ops)}
 
 
-def _whole_kind(nnz_positions: torch.Tensor, value_positions: torch.Tensor) -> tuple[str, bool]:
-    """``(kind, active)`` of an input of non-negative whole numbers from its per-position non-zero counts
-    and value sums: binary when the two totals agree (no value above 1), else integer (float64 totals,
-    exact; read on the host)."""
-    nnz = float(nnz_positions.sum(dtype=torch.float64))
-    return ("binary" if float(value_positions.sum(dtype=torch.float64)) == nnz else "integer"), nnz > 0
+def _whole_sums(x: torch.Tensor, dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
+    """``(non-zero counts, value sums, kind, active)`` of a map of non-negative whole numbers (a range from
+    0, :mod:`~gac_analysis.accounting.ranges`) summed over ``dim``: a non-zero is a value of at least 1,
+    so the values clamped at 1 count the non-zeros; the map is binary when both totals agree (no value
+    above 1), else integer (float64 totals, exact; read on the host)."""
+    nnz, values = x.clamp(max=1).sum(dim, dtype=dtype), x.sum(dim, dtype=dtype)
+    nnz_total = float(nnz.sum(dtype=torch.float64))
+    kind = "binary" if float(values.sum(dtype=torch.float64)) == nnz_total else "integer"
+    return nnz, values, kind, nnz_total > 0
 
 
 def _conv_counts_whole(m: nn.Module, rows: torch.Tensor, hi: int) -> dict:
     """Counts of a conv call (CPU) whose input holds whole numbers from 0 to ``hi`` by construction (a
-    sum of spike maps, :mod:`~gac_analysis.accounting.ranges`): no value check. A non-zero is a value
-    of at least 1, so the values clamped at 1 count the non-zeros and the values themselves weight
-    the "k ACs for value k" count; the input is binary when both totals agree."""
+    sum of spike maps): no value check (:func:`_whole_sums` over the channels; the values weight the
+    "k ACs for value k" count)."""
     nd = len(m.kernel_size)
     channels = rows.shape[-(nd + 1)]
     dtype = torch.float32 if channels * hi < FLOAT32_EXACT else torch.float64
-    nnz_positions = rows.clamp(max=1).sum(-(nd + 1), dtype=dtype)
-    value_positions = rows.sum(-(nd + 1), dtype=dtype)
-    kind, active = _whole_kind(nnz_positions, value_positions)
+    nnz_positions, value_positions, kind, active = _whole_sums(rows, -(nd + 1), dtype)
     ops, nnz = conv_row_counts(nnz_positions, m, max_value=channels, summed=True).unbind(-1)
     scale = int(m.out_channels) // int(m.groups)
     value_ops = None
@@ -367,8 +367,8 @@ def _linear_value_counts(m: nn.Linear, x: torch.Tensor, cs: CallShape) -> dict |
             kind, flags = "binary", {"binary_calls": 1}
             nnz = x.sum(1, dtype=sum_dtype)
         elif known is not None and known[0] >= 0:  # whole numbers from 0 (ranges.py): no value check
-            nnz, values = x.clamp(max=1).sum(1, dtype=sum_dtype), x.sum(1, dtype=torch.float64)
-            kind, active = _whole_kind(nnz, values)
+            whole_dtype = torch.float32 if m.in_features * known[1] < FLOAT32_EXACT else torch.float64
+            nnz, values, kind, active = _whole_sums(x, 1, whole_dtype)
             flags = _kind_flags(kind, active)
         else:
             kind, active = host_input_kind(x)

@@ -101,8 +101,15 @@ def combine(op: str, a: Range, b: Range) -> Range:
     return (min(corners), max(corners))
 
 
-def union(a: Range, b: Range) -> Range:
-    return (min(a[0], b[0]), max(a[1], b[1]))
+def union(first: Range, *others: Range) -> Range:
+    """The smallest range holding every given range."""
+    every = (first, *others)
+    return (min(r[0] for r in every), max(r[1] for r in every))
+
+
+def is_binary(r: Range | None) -> bool:
+    """A known range within ``(0, 1)``: the values are 0/1 (a spike map)."""
+    return r is not None and r[0] >= 0 and r[1] <= 1
 
 
 def result_range(op: str, args: tuple, kwargs: dict, range_of) -> Range | None:
@@ -133,6 +140,7 @@ __all__ = [
     "Range",
     "arithmetic_of",
     "combine",
+    "is_binary",
     "representable",
     "result_range",
     "scalar_range",
