@@ -70,6 +70,19 @@ NATIVE_SIZE = {name: 32 if name in ("spikformer_cifar10", "maxformer_cifar", "CI
 METHODS = ("plain", "count", "profile", "synop", "ac_mac", "profile_one")
 
 
+def image_size(value: str) -> str | int:
+    """``--image-size``: ``native`` or a whole number of pixels >= 8 (argparse reports anything else)."""
+    if value == "native":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 8:
+        raise argparse.ArgumentTypeError(f"{value!r} is not 'native' or a whole number of pixels >= 8 (e.g. 32)")
+    return size
+
+
 def build_kwargs(name: str, size: int) -> dict:
     """The builder arguments of ``name`` for ``size x size`` images (models with a fixed patch grid are told)."""
     kwargs = dict(ZOO[name][1])
@@ -239,7 +252,9 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=2)
     ap.add_argument("--batches-per-run", type=int, default=4, help="batches in the data set each method runs over")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--image-size", default="native", help="native (each model's own size) or a number of pixels")
+    ap.add_argument(
+        "--image-size", type=image_size, default="native", help="native (each model's own size) or a number of pixels"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="append the JSON lines to this file too")
     ap.add_argument("--markdown", help="write the markdown table to this file too")
@@ -265,7 +280,7 @@ def main() -> None:
     rows = []
     for name in [n.strip() for n in args.models.split(",") if n.strip()]:
         for batch in [int(b) for b in args.batches.split(",")]:
-            size = NATIVE_SIZE[name] if args.image_size == "native" else int(args.image_size)
+            size = NATIVE_SIZE[name] if args.image_size == "native" else args.image_size
             row = bench_one(
                 name, batch, T=args.T, reps=args.reps, device=device, batches=args.batches_per_run, size=size
             )
