@@ -102,14 +102,21 @@ def _set_item(x):
     return x
 
 
-class _SpikeExpression(nn.Module):
+class _TwoNeurons(nn.Module):
+    """Two IF neurons (multi-step, threshold 0.5) that fire the spike maps of a test model."""
+
+    def __init__(self, T: int = 2):
+        super().__init__()
+        self.T = T
+        self.na = neuron.IFNode(v_threshold=0.5, step_mode="m")
+        self.nb = neuron.IFNode(v_threshold=0.5, step_mode="m")
+
+
+class _SpikeExpression(_TwoNeurons):
     """Two IF neurons fire fixed maps a, b; ``expression(a, b)`` feeds a conv as ``[T*B, C, *spatial]`` rows."""
 
     def __init__(self, expression, conv, drive_a, drive_b):
-        super().__init__()
-        self.T = drive_a.shape[0]
-        self.na = neuron.IFNode(v_threshold=0.5, step_mode="m")
-        self.nb = neuron.IFNode(v_threshold=0.5, step_mode="m")
+        super().__init__(T=drive_a.shape[0])
         self.conv, self.expression = conv, expression
         self.drive_a, self.drive_b = drive_a, drive_b
 
@@ -178,14 +185,11 @@ def test_known_range_path_counts_what_the_value_check_counts(
     assert counts.get(key, zeros)[:T] == brute_force_synaptic_ops(x, conv).reshape(T, -1).sum(1).tolist()
 
 
-class _SewLinear(nn.Module):
+class _SewLinear(_TwoNeurons):
     """SEW ADD of two spike maps into a linear layer (a head reading summed spikes)."""
 
     def __init__(self):
         super().__init__()
-        self.T = 2
-        self.na = neuron.IFNode(v_threshold=0.5, step_mode="m")
-        self.nb = neuron.IFNode(v_threshold=0.5, step_mode="m")
         self.fc = nn.Linear(12, 5)
 
     def forward(self, images):
@@ -221,14 +225,11 @@ def test_a_range_the_dtype_cannot_hold_exactly_is_dropped(dtype):
     assert counter._range_of(t) == (0, 3)
 
 
-class _InPlaceModule(nn.Module):
+class _InPlaceModule(_TwoNeurons):
     """A counted module that writes into a map of known range (ReLU(inplace=True) on ``a - b``, range (-1, 1))."""
 
     def __init__(self):
         super().__init__()
-        self.T = 2
-        self.na = neuron.IFNode(v_threshold=0.5, step_mode="m")
-        self.nb = neuron.IFNode(v_threshold=0.5, step_mode="m")
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(3, 2, 3, padding=1)
 
