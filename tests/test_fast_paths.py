@@ -198,3 +198,103 @@ def test_sentinel_finds_nan_made_between_modules_and_names_the_neuron():
 
     with pytest.raises(NonFiniteError, match=r"the input of module 'lif' \(LIFNode\) holds NaN"):
         count_images(_NanBetween(), torch.rand(1, 3, 6, 6))
+
+
+_STICKY_CASES = [
+    (cls, v_reset, decay_input, detach)
+    for cls in (neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode)
+    for v_reset in (0.0, None, -0.5)
+    for decay_input in ((True,) if cls is neuron.IFNode else (True, False))
+    for detach in (False, True)
+]
+
+
+def _sticky_neuron(case, step_mode: str) -> nn.Module:
+    cls, v_reset, decay_input, detach = case
+    kwargs = {"v_reset": v_reset, "detach_reset": detach, "step_mode": step_mode}
+    if cls is not neuron.IFNode:
+        kwargs["decay_input"] = decay_input
+    return cls(**kwargs).eval()
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    case=st.sampled_from(_STICKY_CASES),
+    step_mode=st.sampled_from(["m", "s"]),
+    value=st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+    T=st.integers(1, 5),
+    data=st.data(),
+)
+def test_membrane_keeps_a_nonfinite_input_until_reset(case, step_mode, value, T, data):
+    """The claim the sentinel's membrane watch rests on (finite._sticky_membrane_types): a NaN or inf in any
+    input of IF/LIF/PLIF, at any step, leaves that neuron's membrane non-finite at the end of the forward,
+    whatever the other steps hold (finite inputs, the opposite infinity); finite inputs leave it finite."""
+    from spikingjelly.activation_based import functional
+
+    m = _sticky_neuron(case, step_mode)
+    seed = data.draw(st.integers(0, 2**16))
+    x = torch.randn(T, 3, 4, generator=torch.Generator().manual_seed(seed)) * 2
+    clean = x.clone()
+    t, i, j = data.draw(st.integers(0, T - 1)), data.draw(st.integers(0, 2)), data.draw(st.integers(0, 3))
+    x[t, i, j] = value
+    later = [s for s in range(T) if s != t]
+    if later and data.draw(st.booleans()):
+        x[data.draw(st.sampled_from(later)), i, j] = -value if value == value else 50.0
+    for inputs, finite in ((x, False), (clean, True)):
+        functional.reset_net(m)
+        with torch.inference_mode():
+            for step in [inputs] if step_mode == "m" else inputs:
+                m(step)
+        assert isinstance(m.v, torch.Tensor)
+        assert bool(torch.isfinite(m.v[i, j])) is finite
+        assert bool(torch.isfinite(m.v).all()) is finite
+
+
+class _NanAtBatch(nn.Module):
+    """NaN made between modules (invisible to every module's output) in the batch whose first pixel is
+    negative; two SpikingJelly neurons (multi-step and single-step) and this project's LIF, which keeps no
+    membrane after its call."""
+
+    def __init__(self, project_lif: bool = False):
+        from gac_analysis.models.neurons import LIF
+
+        super().__init__()
+        self.T = 2
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.first = neuron.LIFNode(step_mode="m")
+        self.second = LIF() if project_lif else neuron.IFNode(step_mode="m")
+
+    def forward(self, images):
+        y = self.first(self.conv(images).unsqueeze(0).repeat(2, 1, 1, 1, 1))
+        poison = torch.where(images[0, 0, 0, 0] < 0, torch.tensor(float("nan")), torch.tensor(0.0))
+        return self.second(y * 3 + poison).mean(0).flatten(1)
+
+
+@pytest.mark.parametrize("project_lif", [False, True])
+def test_sentinel_reads_membranes_after_the_first_forward_and_still_finds_a_later_nan(project_lif):
+    """After one forward the sentinel watches SpikingJelly's IF/LIF nodes through their membrane v (no hook per
+    call); this project's LIF resets v inside its call, so it stays watched by input. A NaN that first appears
+    in the third batch is still found, and count_images names the neuron whose input held it."""
+    from spikingjelly.activation_based import functional
+
+    from gac_analysis.accounting.finite import FiniteWatch, NonFiniteError
+
+    model = _NanAtBatch(project_lif).eval()
+    good = torch.rand(2, 3, 6, 6)
+    bad = good.clone()
+    bad[0, 0, 0, 0] = -1.0
+    with FiniteWatch(model, sentinel=True) as watch:
+        verdicts = []
+        for batch in (good, good, bad, good):
+            functional.reset_net(model)
+            with torch.inference_mode():
+                model(batch)
+            verdicts.append(watch.forward_finite())
+            if len(verdicts) == 1:
+                by_membrane = [type(m).__name__ for m in watch._by_membrane]
+                probed = [type(m).__name__ for m in watch._probes]
+    assert verdicts == [True, True, False, True]
+    assert by_membrane == (["LIFNode"] if project_lif else ["LIFNode", "IFNode"])
+    assert probed == []  # the project's LIF is not a sticky type: it keeps its ordinary input hook
+    with pytest.raises(NonFiniteError, match=r"the input of module 'second' \((LIF|IFNode)\) holds NaN"):
+        count_images(model, [good, good, bad])

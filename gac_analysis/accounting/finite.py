@@ -104,6 +104,17 @@ _SATURATING = (
 )
 
 
+def _sticky_membrane_types() -> tuple[type, ...]:
+    """SpikingJelly neuron classes (exact types, not subclasses) whose membrane ``v`` keeps a NaN or inf of
+    any input until the neuron is reset, on the CPU: charge, fire and reset are sums and products there
+    (``h = v + f(x)``, ``v = s * v_reset + (1 - s) * h`` or ``h - s * v_th``), and no sum or product with
+    a finite number turns NaN or inf finite (``inf * 0`` is NaN). Tested for every reset mode,
+    ``decay_input`` and ``detach_reset``, in both step modes (tests/test_fast_paths.py)."""
+    from spikingjelly.activation_based import neuron
+
+    return (neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode)
+
+
 def first_nonfinite_module(model: torch.nn.Module, batch: torch.Tensor) -> NonFiniteError | None:
     """Run ``batch`` through ``model`` again under a full :class:`FiniteWatch` (neuron state reset first,
     no autograd) and return the error naming the first module whose values are not finite (None if
@@ -131,9 +142,12 @@ class FiniteWatch:
 
     ``sentinel=True`` watches only where NaN or inf could vanish: the inputs of neurons and of
     saturating activations (sigmoid, tanh, ReLU, ...), and the model's output; every other
-    non-finite value flows into one of them. It cannot name the module where the values first
-    appear: when :meth:`forward_finite` says a forward was not, run that batch again under a full
-    watch (:func:`first_nonfinite_module`)."""
+    non-finite value flows into one of them. A neuron whose membrane keeps NaN or inf
+    (:func:`_sticky_membrane_types`, on the CPU) is watched through its input in the first forward
+    only: when its membrane ``v`` is a tensor after that forward, its ``v`` is summed once per forward
+    from then on (1/T of the input, and no hook per call). The sentinel cannot name the module where
+    the values first appear: when :meth:`forward_finite` says a forward was not, run that batch again
+    under a full watch (:func:`first_nonfinite_module`)."""
 
     def __init__(self, model: torch.nn.Module, *, sentinel: bool = False):
         from gac_analysis.accounting.handles import NEURON_TYPES
@@ -156,6 +170,9 @@ class FiniteWatch:
         self._sums: list[torch.Tensor] = []  # their 0-dim sums
         self._runs: list[list] = []  # [modules in execution order, bool flags tensor] per distinct order
         self._handles = []
+        self._probes: dict[torch.nn.Module, object] = {}  # sticky neurons still watched by input: their hook
+        self._ran: set[torch.nn.Module] = set()  # probed neurons that ran in the running forward
+        self._by_membrane: list[torch.nn.Module] = []  # neurons watched through their membrane v
 
     @property
     def _order(self) -> list[torch.nn.Module]:
@@ -172,6 +189,10 @@ class FiniteWatch:
         with torch._C.DisableTorchFunction():
             self._flag(module, inputs if isinstance(module, self._by_input) else output)
 
+    def _probe_hook(self, module, inputs, output):
+        self._ran.add(module)
+        self._hook(module, inputs, output)
+
     def _flag(self, module, values) -> None:
         for t in _tensors(values):
             if t.is_floating_point() and t.numel():
@@ -183,7 +204,22 @@ class FiniteWatch:
         with torch._C.DisableTorchFunction():
             if self.sentinel:
                 self._flag(module, output)
+                self._watch_membranes()
             self._close_forward()
+
+    def _watch_membranes(self) -> None:
+        """End of a forward (sentinel): sum the membranes of the neurons watched through them; a probed
+        neuron that ran and holds its membrane as a CPU tensor is watched that way from now on."""
+        for neuron in self._by_membrane:
+            v = getattr(neuron, "v", None)
+            if isinstance(v, torch.Tensor):
+                self._flag(neuron, v)
+        ran, self._ran = self._ran, set()
+        for neuron in [n for n in self._probes if n in ran]:  # module order
+            v = getattr(neuron, "v", None)
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.device.type == "cpu":
+                self._probes.pop(neuron).remove()
+                self._by_membrane.append(neuron)
 
     def forward_finite(self) -> bool:
         """Whether every value watched in the forward(s) since the last call was finite (one host read)."""
@@ -209,14 +245,20 @@ class FiniteWatch:
             watched = [m for m in self._names if isinstance(m, self._by_input)]
         else:
             watched = [m for m in self._names if not isinstance(m, _PASS_THROUGH)]
-        self._handles = [m.register_forward_hook(self._hook) for m in watched]
+        sticky = _sticky_membrane_types() if self.sentinel else ()
+        self._handles = []
+        for m in watched:
+            if type(m) in sticky:
+                self._probes[m] = m.register_forward_hook(self._probe_hook)
+            else:
+                self._handles.append(m.register_forward_hook(self._hook))
         self._handles.append(self.model.register_forward_hook(self._end_of_forward))
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self._handles:
+        for h in (*self._handles, *self._probes.values()):
             h.remove()
-        self._handles = []
+        self._handles, self._probes, self._by_membrane, self._ran = [], {}, [], set()
         self._close_forward()
 
     def first_nonfinite(self) -> str | None:
