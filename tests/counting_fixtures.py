@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+import torch
 from torch import nn
 
 from gac_analysis.accounting.engine import OpCounter
@@ -27,13 +28,14 @@ class FixedInput(nn.Module):
 def recorded_ranges():
     """Within the block, every value-range lookup of the engine is recorded as ``(shape, range)``."""
     seen: list[tuple[tuple[int, ...], tuple[int, int] | None]] = []
-    original = OpCounter._range_of
+    original = OpCounter._range_entry  # the one lookup every range read goes through
 
     def spy(self, x):
-        known = original(self, x)
-        seen.append((tuple(x.shape), known))
-        return known
+        entry = original(self, x)
+        if isinstance(x, torch.Tensor):
+            seen.append((tuple(x.shape), entry[0] if entry is not None else None))
+        return entry
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(OpCounter, "_range_of", spy)
+        patch.setattr(OpCounter, "_range_entry", spy)
         yield seen
