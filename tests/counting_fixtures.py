@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-import torch
 from torch import nn
 
 from gac_analysis.accounting.engine import OpCounter
@@ -28,14 +27,13 @@ class FixedInput(nn.Module):
 def recorded_ranges():
     """Within the block, every value-range lookup of the engine is recorded as ``(shape, range)``."""
     seen: list[tuple[tuple[int, ...], tuple[int, int] | None]] = []
-    original = OpCounter._range_entry  # the one lookup every range read goes through
+    original = OpCounter._range_of
 
     def spy(self, x):
-        entry = original(self, x)
-        if isinstance(x, torch.Tensor):
-            seen.append((tuple(x.shape), entry[0] if entry is not None else None))
-        return entry
+        known = original(self, x)
+        seen.append((tuple(x.shape), known))
+        return known
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(OpCounter, "_range_entry", spy)
+        patch.setattr(OpCounter, "_range_of", spy)
         yield seen

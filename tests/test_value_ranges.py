@@ -94,11 +94,6 @@ EXPRESSIONS = {
     "filled": (lambda a, b: a.clone().fill_(2.5), None),  # a write without a range rule
     "copied_into": (lambda a, b: a.clone().copy_(b * 0.25), None),
     "set_item": (lambda a, b: _set_item(a + b), None),
-    # the neuron's own map (its channel sums are reused), and writes into it that must drop them
-    "spikes_as_they_are": (lambda a, b: a, (0, 1)),
-    "spikes_times_spikes_in_place": (lambda a, b: a.mul_(b), (0, 1)),
-    "spikes_one_minus_in_place": (lambda a, b: a.neg_().add_(1), None),
-    "spikes_set_item": (lambda a, b: _set_item(a), None),
 }
 
 
@@ -260,42 +255,3 @@ def test_a_counted_module_writing_in_place_makes_the_range_unknown():
     row = report.layers.set_index("name").loc["conv"]
     assert row["input"] == "binary"  # checked by value: relu of -1/0/1 is 0/1
     assert row["acs"] == int(brute_force_synaptic_ops(x, model.conv).sum())
-
-
-@pytest.mark.parametrize(
-    "name, reused",
-    [("spikes_as_they_are", True), ("spikes_times_spikes_in_place", False), ("spikes_set_item", False)],
-)
-@pytest.mark.parametrize("nd", [1, 2])
-def test_a_conv_reads_the_neurons_channel_sums_only_while_the_map_is_unwritten(name, reused, nd, monkeypatch):
-    """A conv reading a neuron's 0/1 map as it is takes the channel sums the neuron's rule kept (no pass of
-    its own); after an in-place write (even one that keeps the map 0/1) it takes its own, and counts
-    exactly either way (brute force)."""
-    from gac_analysis.accounting import engine
-
-    handed = []
-    original = engine._channel_sums_for
-
-    def spy(entry, x):
-        sums = original(entry, x)
-        handed.append(sums is not None)
-        return sums
-
-    monkeypatch.setattr(engine, "_channel_sums_for", spy)
-    expression, _ = EXPRESSIONS[name]
-    T, B, c_in = 2, 3, 4
-    g = torch.Generator().manual_seed(7)
-    shape = (T, B, c_in, *([6] * nd))
-    drive_a, drive_b = torch.rand(shape, generator=g), torch.rand(shape, generator=g)
-    conv = (nn.Conv1d if nd == 1 else nn.Conv2d)(c_in, 5, 3, 2, 1)
-    model = _SpikeExpression(expression, conv, drive_a, drive_b).eval()
-    counts = _conv_counts(model, torch.zeros(B, 1))
-    assert any(handed) is reused
-
-    from spikingjelly.activation_based import functional
-
-    functional.reset_net(model)
-    with torch.inference_mode():
-        x = expression(*model.spikes()).flatten(0, 1).clone()
-    key = "acs" if name != "spikes_set_item" else "effective_macs"
-    assert counts[key][:T] == brute_force_synaptic_ops(x, conv).reshape(T, -1).sum(1).tolist()

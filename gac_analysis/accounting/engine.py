@@ -49,15 +49,7 @@ from gac_analysis.accounting.functional import (
     OpClassifier,
     _first_tensor,
 )
-from gac_analysis.accounting.handles import (
-    CHANNEL_SUMS,
-    HANDLES,
-    NEURON_TYPES,
-    SYNAPTIC_OPS,
-    CallShape,
-    Rows,
-    find_handle,
-)
+from gac_analysis.accounting.handles import HANDLES, NEURON_TYPES, SYNAPTIC_OPS, CallShape, Rows, find_handle
 from gac_analysis.errors import GacError
 from gac_analysis.models.neurons import LIF
 
@@ -416,28 +408,22 @@ class OpCounter:
                 if not isinstance(x, torch.Tensor) or out is None:
                     return
                 layout = rule.layout or self._shape_layout(out.shape)
-                entry = self._range_entry(x) if rule.synaptic and self._ranges else None
-                known = entry[0] if entry is not None else None
+                known = self._range_of(x) if rule.synaptic and self._ranges else None
                 spike = ranges.is_binary(known)
-                sums = _channel_sums_for(entry, x) if spike else None
                 self.counted_calls += 1
                 if layout == "step":
                     key = name
                     h_out = out.unsqueeze(0) if op == "lif" else out
-                    cs = CallShape(1, "TB", spike, rule.binary_output, known, sums)
+                    cs = CallShape(1, "TB", spike, rule.binary_output, known)
                     counts = handle(module, (x, *inputs[1:]), h_out, cs)
                 else:
                     idx = self._calls.get(name, 0)
                     self._calls[name] = idx + 1
                     key = name if idx == 0 else f"{name}#{idx + 1}"
-                    h_out = out
-                    cs = CallShape(self.T, layout, spike, rule.binary_output, known, sums)
+                    cs = CallShape(self.T, layout, spike, rule.binary_output, known)
                     counts = handle(module, inputs, out, cs)
-                sums = counts.pop(CHANNEL_SUMS, None)
                 if rule.binary_output:
                     self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
-                    if sums is not None:
-                        self._keep_channel_sums(h_out, sums)
                 elif self._ranges:
                     self._module_range(rule, inputs, out)
                 site = self.sites.get(key)
@@ -494,13 +480,12 @@ class OpCounter:
         self._pending = {}
 
     # -- value ranges (ranges.py): spike maps and sums of them, known by construction -----------------
-    def _mark_range(self, out, r: ranges.Range, written: bool = False) -> None:
+    def _mark_range(self, out, r: ranges.Range) -> None:
         """Remember (weakly) that ``out``'s storage holds whole numbers within ``r`` in this forward (the
-        union with the range it already has: a view of it, or, ``written``, a write into it, which also
-        drops the channel sums kept for it). Every tensor marked on one storage is kept (weakly): the
-        storage is known while any of them lives, even after the neuron's own output is dropped for a
-        view of it (``x = lif(x).reshape(...)``). A range the dtype cannot hold exactly is not kept.
-        An entry is ``[range, weak refs, channel sums or None]`` (:meth:`_keep_channel_sums`)."""
+        union with the range it already has, for a write into part of it). Every tensor marked on one
+        storage is kept (weakly): the storage is known while any of them lives, even after the neuron's
+        own output is dropped for a view of it (``x = lif(x).reshape(...)``). A range the dtype cannot
+        hold exactly is not kept."""
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor) and t.numel():
                 ptr = _storage_ptr(t)
@@ -511,35 +496,20 @@ class OpCounter:
                         del self._ranges[ptr]
                         continue
                     entry[1].append(weakref.ref(t))
-                    if written:
-                        entry[2] = None
                 elif ranges.representable(t.dtype, r):  # new storage (a dead entry: an address reused)
-                    self._ranges[ptr] = [r, [weakref.ref(t)], None]
-
-    def _keep_channel_sums(self, out: torch.Tensor, sums: torch.Tensor) -> None:
-        """Keep a neuron's per-position channel sums (``sums``: ``[T, B, *spatial]`` of its 0/1 output
-        ``out``, ``[T, B, C, *spatial]``, contiguous) with its storage's range entry, for a conv that reads
-        exactly that map (:func:`_channel_sums_for`); any write into the storage drops them."""
-        entry = self._ranges.get(_storage_ptr(out))
-        if entry is not None:
-            entry[2] = (out.data_ptr(), out.numel(), tuple(out.shape[2:]), sums)
+                    self._ranges[ptr] = [r, [weakref.ref(t)]]
 
     def _forget_range(self, t) -> None:
         if isinstance(t, torch.Tensor):
             self._ranges.pop(_storage_ptr(t), None)
 
-    def _range_entry(self, x) -> list | None:
-        """``x``'s storage's entry (``[range, weak refs, channel sums]``) when it was marked in this forward
-        and a tensor marked on it is alive (so the address cannot have been reused); else None."""
+    def _range_of(self, x) -> ranges.Range | None:
+        """The known range of ``x``'s values: its storage was marked in this forward and a tensor marked
+        on it is alive (so the address cannot have been reused); else None."""
         if not isinstance(x, torch.Tensor):
             return None
         entry = self._ranges.get(_storage_ptr(x))
-        return entry if entry is not None and _alive(entry[1]) else None
-
-    def _range_of(self, x) -> ranges.Range | None:
-        """The known range of ``x``'s values (see :meth:`_range_entry`), else None."""
-        entry = self._range_entry(x)
-        return entry[0] if entry is not None else None
+        return entry[0] if entry is not None and _alive(entry[1]) else None
 
     def _is_spike_output(self, x: torch.Tensor) -> bool:
         """True when ``x``'s values are known to be 0/1: a neuron's output, or made from such maps by
@@ -557,7 +527,7 @@ class OpCounter:
             if r is None:
                 self._forget_range(o)  # written in place, or a new storage: no range
             else:
-                self._mark_range(o, r, written=True)  # a new storage, or one written in place
+                self._mark_range(o, r)
         elif kind == IN_PLACE or (kwargs and "out" in kwargs):
             self._forget_range(args[0] if kind == IN_PLACE and args else kwargs.get("out"))
         elif kind == KEEP or kind == KEEP_FIRST:
@@ -701,21 +671,6 @@ class OpCounter:
         from gac_analysis.accounting.report import build_report
 
         return build_report(self, **report_kwargs)
-
-
-def _channel_sums_for(entry: list | None, x: torch.Tensor) -> torch.Tensor | None:
-    """The channel sums kept with ``entry`` (:meth:`OpCounter._keep_channel_sums`) when ``x`` is exactly
-    the map they were taken of: same first element, same number of elements, contiguous, and ending in
-    the same ``[C, *spatial]``; else None."""
-    kept = entry[2] if entry is not None else None
-    if kept is None:
-        return None
-    ptr, numel, tail, sums = kept
-    if x.data_ptr() != ptr or x.numel() != numel or x.dim() < len(tail):
-        return None
-    if tuple(x.shape[x.dim() - len(tail) :]) != tail:
-        return None
-    return sums if x.is_contiguous() else None
 
 
 def _alive(refs: list) -> bool:

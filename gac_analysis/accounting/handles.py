@@ -75,12 +75,10 @@ class CallShape:
     flags, one per operand. ``input_range`` is the input's value range when it is known by
     construction (:mod:`~gac_analysis.accounting.ranges`: whole numbers within ``(lo, hi)``, e.g.
     ``(0, 2)`` for the sum of two spike maps), else None. ``binary_output`` is True for a neuron whose
-    own outputs are 0/1 by construction. ``channel_sums`` (a conv reading a neuron's 0/1 output as it
-    is) are the per-position channel sums of that input, ``[T, B, *spatial]``, which the neuron's rule took
-    while the map was still in cache (:data:`CHANNEL_SUMS`); else None.
+    own outputs are 0/1 by construction.
     """
 
-    __slots__ = ("T", "layout", "spike_input", "binary_output", "input_range", "channel_sums")
+    __slots__ = ("T", "layout", "spike_input", "binary_output", "input_range")
 
     def __init__(
         self,
@@ -89,14 +87,12 @@ class CallShape:
         spike_input: bool | tuple[bool, bool] = False,
         binary_output: bool = False,
         input_range: tuple[int, int] | None = None,
-        channel_sums: torch.Tensor | None = None,
     ):
         self.T = T
         self.layout = layout
         self.spike_input = spike_input
         self.binary_output = binary_output
         self.input_range = input_range
-        self.channel_sums = channel_sums
 
     def per_step(self, per_row: torch.Tensor) -> torch.Tensor:
         """Sum a per-row int64 count ``[rows]`` (time-major rows) into ``[T]``; mixed (or rows that do
@@ -108,14 +104,6 @@ class CallShape:
     def uniform(self, total: int) -> int:
         """A shape-only count of the whole call, as a count per time step (mixed: the total)."""
         return total if self.layout == "mixed" else total // self.T
-
-
-#: Not a counter: the key under which a neuron's rule returns the per-position channel sums of its 0/1
-#: output ``[T, B, C, *spatial]`` (``[T, B, *spatial]``, taken on the way to its spike count). The engine
-#: keeps them with the output's value range, and hands them (``CallShape.channel_sums``) to a conv that
-#: reads that very map, which then needs no pass of its own over it: the map is read once, while the
-#: neuron has just written it, instead of again after the conv has pushed it out of the cache.
-CHANNEL_SUMS = "_channel_sums"
 
 
 class Rows:
@@ -260,8 +248,8 @@ def _conv_value_counts(m: nn.Module, rows: torch.Tensor, cs: CallShape) -> dict 
         return None
     known = cs.input_range
     if cs.spike_input is True:  # a neuron's 0/1 output: every non-zero input is a spike
-        return {"binary_calls": 1, **_conv_counts_by_kind(m, rows, "binary", cs.channel_sums)}
-    if rows.device.type != "cpu":
+        kind, flags = "binary", {"binary_calls": 1}
+    elif rows.device.type != "cpu":
         return None
     elif known is not None and known[0] >= 0:
         return _conv_counts_whole(m, rows, known[1])
@@ -275,17 +263,13 @@ def _conv_value_counts(m: nn.Module, rows: torch.Tensor, cs: CallShape) -> dict 
 _EXACT_FLOATS = (torch.float32, torch.float64)
 
 
-def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str, channel_sums: torch.Tensor | None = None) -> dict:
-    """Counts of a conv call whose input kind is known on the host (see :func:`conv_handle`); a binary
-    input's ``channel_sums`` (``[T, B, *spatial]``, :data:`CHANNEL_SUMS`) replace its channel pass."""
+def _conv_counts_by_kind(m: nn.Module, rows: torch.Tensor, kind: str) -> dict:
+    """Counts of a conv call whose input kind is known on the host (see :func:`conv_handle`)."""
     scale = int(m.out_channels) // int(m.groups)
-    nd = len(m.kernel_size)
-    if kind == "binary" and channel_sums is not None and channel_sums.dim() == nd + 2:
-        per_position = channel_sums.reshape(rows.shape[0], *rows.shape[2:])
-        counts = conv_row_counts(per_position, m, max_value=rows.shape[1], summed=True)
-    elif kind == "binary":
+    if kind == "binary":
         counts = conv_row_counts(rows, m)
     else:  # one pass: the non-zero channels at each position, as a one-channel map
+        nd = len(m.kernel_size)
         per_position = nonzero_map(rows).sum(-(nd + 1))
         counts = conv_row_counts(per_position, m, max_value=rows.shape[-(nd + 1)], summed=True)
     value_ops = None
@@ -405,25 +389,15 @@ def lif_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) ->
 
     The output of :class:`LIF` (and of a neuron the engine knows fires 0/1, ``cs.binary_output``) is
     0/1 by construction, so the float sum of one step is its exact spike count (float32 below 2**24
-    neurons per step, float64 above); other neuron types are counted by non-zeros. A 0/1 map
-    ``[T, B, C, *spatial]`` is summed over its channels first, and those sums are returned under
-    :data:`CHANNEL_SUMS` for the conv that may read the map next (the step totals are their sums).
+    neurons per step, float64 above); other neuron types are counted by non-zeros.
     """
     per_step = out.reshape(out.shape[0], -1)
-    channel_sums = None
     if (cs.binary_output or isinstance(m, LIF)) and out.dtype in _EXACT_FLOATS:
         dtype = torch.float32 if per_step.shape[1] < FLOAT32_EXACT else torch.float64
-        if out.dim() >= 4 and out.is_contiguous():  # [T, B, C, *spatial]: a conv may read it next
-            channel_sums = out.sum(2, dtype=dtype)
-            spikes = channel_sums.reshape(out.shape[0], -1).sum(1)
-        else:
-            spikes = per_step.sum(1, dtype=dtype)  # whole numbers: the engine converts them exactly
+        spikes = per_step.sum(1, dtype=dtype)  # whole numbers: the engine converts them exactly
     else:
         spikes = nonzero_count(per_step, dims=(1,))
-    result = {"spikes": spikes, "neuron_steps": out.numel() // out.shape[0]}
-    if channel_sums is not None:
-        result[CHANNEL_SUMS] = channel_sums
-    return result
+    return {"spikes": spikes, "neuron_steps": out.numel() // out.shape[0]}
 
 
 def batchnorm_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
