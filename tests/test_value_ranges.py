@@ -94,6 +94,11 @@ EXPRESSIONS = {
     "filled": (lambda a, b: a.clone().fill_(2.5), None),  # a write without a range rule
     "copied_into": (lambda a, b: a.clone().copy_(b * 0.25), None),
     "set_item": (lambda a, b: _set_item(a + b), None),
+    # a neuron's own map, and writes into it (one that keeps it 0/1, and two that do not)
+    "spikes_as_they_are": (lambda a, b: a, (0, 1)),
+    "spikes_times_spikes_in_place": (lambda a, b: a.mul_(b), (0, 1)),
+    "spikes_one_minus_in_place": (lambda a, b: a.neg_().add_(1), None),
+    "spikes_set_item": (lambda a, b: _set_item(a), None),
 }
 
 
