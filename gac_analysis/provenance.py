@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import platform
+
+
+@functools.cache
+def _installed_version(distribution: str) -> str:
+    """An installed distribution's version from its metadata (read once per process: parsing the metadata
+    costs about 1 ms, a sixth of a small model's report), or ``"unknown"``."""
+    try:
+        from importlib.metadata import version
+
+        return version(distribution)
+    except Exception:  # pragma: no cover - metadata missing
+        return "unknown"
 
 
 def software_versions() -> dict:
@@ -11,17 +24,11 @@ def software_versions() -> dict:
 
     from gac_analysis import __version__
 
-    try:
-        from importlib.metadata import version
-
-        sj = version("spikingjelly")
-    except Exception:  # pragma: no cover - metadata missing
-        sj = "unknown"
     return {
         "package": f"gac-analysis {__version__}",
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "spikingjelly": sj,
+        "spikingjelly": _installed_version("spikingjelly"),
     }
 
 
