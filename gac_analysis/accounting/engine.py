@@ -409,7 +409,7 @@ class OpCounter:
                     return
                 layout = rule.layout or self._shape_layout(out.shape)
                 known = self._range_of(x) if rule.synaptic and self._ranges else None
-                spike = ranges.is_binary(known)
+                spike = known is not None and ranges.is_binary(known)
                 self.counted_calls += 1
                 if layout == "step":
                     key = name
@@ -423,7 +423,7 @@ class OpCounter:
                     cs = CallShape(self.T, layout, spike, rule.binary_output, known)
                     counts = handle(module, inputs, out, cs)
                 if rule.binary_output:
-                    self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
+                    self._mark_spikes(out)  # 0/1 by construction: remember the storage (weakly)
                 elif self._ranges:
                     self._module_range(rule, inputs, out)
                 site = self.sites.get(key)
@@ -498,6 +498,15 @@ class OpCounter:
                     entry[1].append(weakref.ref(t))
                 elif ranges.representable(t.dtype, r):  # new storage (a dead entry: an address reused)
                     self._ranges[ptr] = [r, [weakref.ref(t)]]
+
+    def _mark_spikes(self, out: torch.Tensor) -> None:
+        """:meth:`_mark_range` of a neuron's 0/1 output, with a short path for its usual case: a storage
+        that has no entry yet, of a dtype that holds 0 and 1."""
+        ptr = _storage_ptr(out)
+        if ptr not in self._ranges and ranges.holds_binary(out.dtype) and out.numel():
+            self._ranges[ptr] = [ranges.BINARY, [weakref.ref(out)]]
+        else:
+            self._mark_range(out, ranges.BINARY)
 
     def _forget_range(self, t) -> None:
         if isinstance(t, torch.Tensor):

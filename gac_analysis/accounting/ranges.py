@@ -17,6 +17,7 @@ range when an operation without a range rule writes into it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -76,6 +77,12 @@ def representable(dtype: torch.dtype, r: Range) -> bool:
         info = torch.iinfo(dtype)
         return info.min <= r[0] and r[1] <= info.max
     return False
+
+
+@functools.cache
+def holds_binary(dtype: torch.dtype) -> bool:
+    """``dtype`` holds 0 and 1 exactly (:func:`representable` of :data:`BINARY`, once per dtype)."""
+    return representable(dtype, BINARY)
 
 
 def scalar_range(value) -> Range | None:
@@ -140,6 +147,7 @@ __all__ = [
     "Range",
     "arithmetic_of",
     "combine",
+    "holds_binary",
     "is_binary",
     "representable",
     "result_range",
