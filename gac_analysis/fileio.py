@@ -16,7 +16,8 @@ The one home of the rules every ``--out`` follows (README, "What the tool promis
   a run are removed again when it fails.
 - **signals**: SIGTERM unwinds like Ctrl-C (:func:`sigterm_unwinds`), so no temporary is left behind;
   the final swap runs with SIGINT/SIGTERM blocked and under an exclusive ``flock`` on the parent folder,
-  so two processes writing the same ``--out`` commit one after the other, never into a mixed folder.
+  so two processes writing the same ``--out`` commit one after the other, never into a mixed folder; the
+  checks of an existing folder take the same lock, so they never see another process's commit half-way.
 """
 
 from __future__ import annotations
@@ -224,6 +225,14 @@ def _check_inputs(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None
                 raise ConfigError(f"--out {out} would replace the input {src}: choose another --out")
 
 
+def _check_reusable_now(out: Path, kind: str) -> None:
+    """:func:`_check_reusable` under the lock that commits take (:func:`_commit`): another process writing the
+    same ``out`` is never seen half-way through its commit (its marker ``report.json`` moved out for a moment,
+    which would read as a folder of a user's files)."""
+    with _folder_lock(out.parent):
+        _check_reusable(out, kind)
+
+
 def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
     """Refuse an existing ``out`` that is not a folder, or holds entries of a user's (not a previous run)."""
     if not out.is_dir():
@@ -248,7 +257,7 @@ def check_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: It
     out = absolute(out)
     _check_inputs(out, inputs)
     if out.exists() or out.is_symlink():
-        _check_reusable(out, kind)
+        _check_reusable_now(out, kind)
         probe_writable(out, "output folder")
         return out
     created = _make_parents(out.parent)
@@ -301,7 +310,7 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
     _check_inputs(out, inputs)
     created: list[Path] = []
     if out.exists() or out.is_symlink():
-        _check_reusable(out, kind)
+        _check_reusable_now(out, kind)
         where = out
     else:
         created = _make_parents(out.parent)

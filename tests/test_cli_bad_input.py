@@ -553,6 +553,48 @@ def test_two_processes_writing_the_same_out(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no .partial / .old anywhere
 
 
+@pytest.mark.parametrize("check", ["pre-flight", "entry"])
+def test_a_check_of_an_existing_out_waits_for_a_commit_in_progress(tmp_path, check):
+    """Another process's commit, half-way (its marker report.json moved out for a moment, under the lock commits
+    take), must not read as a folder of a user's files: the check waits for the lock and then passes. (Without
+    the lock the stress test above failed one run in many: 'already holds files this tool did not write
+    (e.g. 'report.json')'.)"""
+    import json
+    import threading
+
+    from gac_analysis import fileio
+    from gac_analysis.report_model import SCHEMA
+
+    out = tmp_path / "run"
+    with fileio.atomic_output_dir(out, kind="energy") as tmp:
+        (tmp / "report.json").write_text(json.dumps({"schema": SCHEMA}))
+        (tmp / "layers.csv").write_text("x")
+    errors: list[Exception] = []
+
+    def check_out():
+        try:
+            if check == "pre-flight":
+                fileio.check_output_dir(out, kind="energy")
+            else:
+                with fileio.atomic_output_dir(out, kind="energy") as tmp:
+                    (tmp / "report.json").write_text(json.dumps({"schema": SCHEMA}))
+        except Exception as e:  # noqa: BLE001 - recorded for the assertion below
+            errors.append(e)
+
+    with fileio._folder_lock(out.parent):
+        (out / "report.json").rename(tmp_path / "aside.json")
+        checker = threading.Thread(target=check_out)
+        checker.start()
+        checker.join(0.5)
+        assert checker.is_alive() and errors == []  # waiting for the commit, not refusing the folder
+        (tmp_path / "aside.json").rename(out / "report.json")
+    checker.join(30)
+    assert not checker.is_alive() and errors == []
+    # the pre-flight leaves the folder as it is; the run replaced the previous run's entries with its own
+    expected = ["layers.csv", "report.json"] if check == "pre-flight" else ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == expected
+
+
 # ---- 8. newcomer friction -----------------------------------------------------------------------------
 
 
