@@ -182,6 +182,21 @@ def methods_for(model, xs: list, T: int):
     }
 
 
+def ratios_of(times: dict[str, list[float]], batches: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``(medians, ranges)`` of ``t(method) / t(plain)`` over the repetitions (each ratio within one
+    repetition; ``ranges``: ``[min, max]``, the spread the noise gives a row). ``profile_one`` ran one batch
+    and plain all ``batches`` of them: its ratios are to one plain forward (the mean of the run's)."""
+    medians, spread = {}, {}
+    for m, ts in times.items():
+        if m == "plain":
+            continue
+        scale = batches if m == "profile_one" else 1
+        per_rep = [t / p * scale for t, p in zip(ts, times["plain"])]
+        medians[m] = statistics.median(per_rep)
+        spread[m] = [min(per_rep), max(per_rep)]
+    return medians, spread
+
+
 def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int, size: int) -> dict:
     from gac_analysis.models.specs import build_from_spec
 
@@ -202,9 +217,7 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int,
             fns[m]()
             _sync(device)
             times[m].append(time.perf_counter() - t0)
-    ratios = {m: statistics.median(t / p for t, p in zip(times[m], times["plain"])) for m in METHODS if m != "plain"}
-    # profile_one ran one batch, plain all of them: its ratio is to one plain forward (the mean of the run's)
-    ratios["profile_one"] *= batches
+    ratios, spread = ratios_of(times, batches)
     sj = max(ratios["synop"], ratios["ac_mac"])
     cov = getattr(report, "coverage", None) or {}
     return {
@@ -217,6 +230,7 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int,
         "reps": reps,
         "plain_s": statistics.median(times["plain"]) / batches,  # per forward
         "ratio": ratios,
+        "ratio_range": spread,
         "profile_vs_sj_synop": ratios["profile"] / ratios["synop"],
         "profile_vs_sj_ac_mac": ratios["profile"] / ratios["ac_mac"],
         "goal_profile_le_1_15": ratios["profile"] <= 1.15,
@@ -228,16 +242,17 @@ def bench_one(name: str, batch: int, *, T: int, reps: int, device, batches: int,
 
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| model | image | batch | plain s/forward | count / plain | profile / plain | SynOpCounter / plain | "
-        "AC+MAC / plain | profile / SynOp | profile / AC+MAC | profile, 1 batch / plain |\n"
+        "| model | image | batch | plain s/forward | count / plain | profile / plain (min-max) | "
+        "SynOpCounter / plain | AC+MAC / plain | profile / SynOp | profile / AC+MAC | profile, 1 batch / plain |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
         q = r["ratio"]
+        lo, hi = r["ratio_range"]["profile"]
         lines.append(
             f"| {r['model']} | {r['image'][1]} | {r['batch']} | {r['plain_s']:.4f} | {q['count']:.2f} | "
-            f"{q['profile']:.2f} | "
+            f"{q['profile']:.2f} ({lo:.2f}-{hi:.2f}) | "
             f"{q['synop']:.2f} | {q['ac_mac']:.2f} | {r['profile_vs_sj_synop']:.2f} | "
             f"{r['profile_vs_sj_ac_mac']:.2f} | {q['profile_one']:.2f} |"
         )

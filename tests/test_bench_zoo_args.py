@@ -1,4 +1,5 @@
-"""The zoo benchmark's ``--image-size``: a bad value is one usage error (exit 2), before any model is built."""
+"""The zoo benchmark: a bad ``--image-size`` is one usage error (exit 2), before any model is built; its ratios are
+medians of per-repetition ratios, with their spread, and the table shows both."""
 
 from __future__ import annotations
 
@@ -26,3 +27,42 @@ def test_bad_image_size_is_one_usage_error(value):
         f"bench_zoo.py: error: argument --image-size: {value!r} is not 'native' or a whole number of pixels "
         ">= 8 (e.g. 32)"
     ]
+
+
+def _bench_zoo():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_zoo", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ratios_are_medians_of_per_repetition_ratios_with_their_spread():
+    bench = _bench_zoo()
+    times = {
+        "plain": [1.0, 2.0, 4.0],
+        "count": [1.1, 2.4, 4.0],  # ratios 1.1, 1.2, 1.0
+        "profile_one": [0.3, 0.5, 1.2],  # one of 4 batches: ratios 1.2, 1.0, 1.2
+    }
+    medians, spread = bench.ratios_of(times, batches=4)
+    assert medians == pytest.approx({"count": 1.1, "profile_one": 1.2})
+    assert spread["count"] == pytest.approx([1.0, 1.2]) and spread["profile_one"] == pytest.approx([1.0, 1.2])
+    assert "plain" not in medians
+
+
+def test_the_table_shows_the_median_and_the_spread_of_profile():
+    bench = _bench_zoo()
+    row = {
+        "model": "m",
+        "image": [3, 32, 32],
+        "batch": 1,
+        "plain_s": 0.0123,
+        "ratio": {"count": 1.1, "profile": 1.26, "synop": 2.5, "ac_mac": 4.0, "profile_one": 1.5},
+        "ratio_range": {"profile": [1.18, 1.354]},
+        "profile_vs_sj_synop": 0.504,
+        "profile_vs_sj_ac_mac": 0.315,
+    }
+    header, _, line = bench.markdown([row]).splitlines()
+    assert "profile / plain (min-max)" in header
+    assert line == "| m | 32 | 1 | 0.0123 | 1.10 | 1.26 (1.18-1.35) | 2.50 | 4.00 | 0.50 | 0.32 | 1.50 |"
