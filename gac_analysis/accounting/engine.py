@@ -423,7 +423,7 @@ class OpCounter:
                     cs = CallShape(self.T, layout, spike, rule.binary_output, known)
                     counts = handle(module, inputs, out, cs)
                 if rule.binary_output:
-                    self._mark_spikes(out)  # 0/1 by construction: remember the storage (weakly)
+                    self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
                 elif self._ranges:
                     self._module_range(rule, inputs, out)
                 site = self.sites.get(key)
@@ -485,28 +485,28 @@ class OpCounter:
         union with the range it already has, for a write into part of it). Every tensor marked on one
         storage is kept (weakly): the storage is known while any of them lives, even after the neuron's
         own output is dropped for a view of it (``x = lif(x).reshape(...)``). A range the dtype cannot
-        hold exactly is not kept."""
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and t.numel():
-                ptr = _storage_ptr(t)
-                entry = self._ranges.get(ptr)
-                if entry is not None and _alive(entry[1]):
-                    entry[0] = ranges.union(entry[0], r)
-                    if not ranges.representable(t.dtype, entry[0]):
-                        del self._ranges[ptr]
-                        continue
-                    entry[1].append(weakref.ref(t))
-                elif ranges.representable(t.dtype, r):  # new storage (a dead entry: an address reused)
-                    self._ranges[ptr] = [r, [weakref.ref(t)]]
+        hold exactly is not kept. (One tensor, a neuron's output, is the usual case: no tuple is built for it.)"""
+        if isinstance(out, torch.Tensor):
+            self._mark_tensor(out, r)
+        elif isinstance(out, (tuple, list)):
+            for t in out:
+                if isinstance(t, torch.Tensor):
+                    self._mark_tensor(t, r)
 
-    def _mark_spikes(self, out: torch.Tensor) -> None:
-        """:meth:`_mark_range` of a neuron's 0/1 output, with a short path for its usual case: a storage
-        that has no entry yet, of a dtype that holds 0 and 1."""
-        ptr = _storage_ptr(out)
-        if ptr not in self._ranges and ranges.holds_binary(out.dtype) and out.numel():
-            self._ranges[ptr] = [ranges.BINARY, [weakref.ref(out)]]
+    def _mark_tensor(self, t: torch.Tensor, r: ranges.Range) -> None:
+        if not t.numel():
+            return
+        ptr = _storage_ptr(t)
+        entry = self._ranges.get(ptr)
+        if entry is None or not _alive(entry[1]):  # a new storage (a dead entry: an address reused)
+            if ranges.representable(t.dtype, r):
+                self._ranges[ptr] = [r, [weakref.ref(t)]]
+            return
+        entry[0] = ranges.union(entry[0], r)
+        if ranges.representable(t.dtype, entry[0]):
+            entry[1].append(weakref.ref(t))
         else:
-            self._mark_range(out, ranges.BINARY)
+            del self._ranges[ptr]
 
     def _forget_range(self, t) -> None:
         if isinstance(t, torch.Tensor):

@@ -68,8 +68,10 @@ def writes_in_place(func) -> bool:
     return name.endswith("_")
 
 
+@functools.lru_cache(maxsize=1024)
 def representable(dtype: torch.dtype, r: Range) -> bool:
-    """Every whole number of ``r`` is exact in ``dtype`` (integer dtypes: within their limits)."""
+    """Every whole number of ``r`` is exact in ``dtype`` (integer dtypes: within their limits). Cached: the
+    engine asks it for every marked tensor, nearly always of the same few (dtype, range) pairs."""
     if dtype in _EXACT_BOUND:
         bound = _EXACT_BOUND[dtype]
         return -bound <= r[0] and r[1] <= bound and (dtype not in (torch.bool, torch.uint8) or r[0] >= 0)
@@ -77,12 +79,6 @@ def representable(dtype: torch.dtype, r: Range) -> bool:
         info = torch.iinfo(dtype)
         return info.min <= r[0] and r[1] <= info.max
     return False
-
-
-@functools.cache
-def holds_binary(dtype: torch.dtype) -> bool:
-    """``dtype`` holds 0 and 1 exactly (:func:`representable` of :data:`BINARY`, once per dtype)."""
-    return representable(dtype, BINARY)
 
 
 def scalar_range(value) -> Range | None:
@@ -147,7 +143,6 @@ __all__ = [
     "Range",
     "arithmetic_of",
     "combine",
-    "holds_binary",
     "is_binary",
     "representable",
     "result_range",
