@@ -145,7 +145,9 @@ class FiniteWatch:
     non-finite value flows into one of them. A neuron whose membrane keeps NaN or inf
     (:func:`_sticky_membrane_types`, on the CPU) is watched through its input in the first forward
     only: when its membrane ``v`` is a tensor after that forward, its ``v`` is summed once per forward
-    from then on (1/T of the input, and no hook per call). The sentinel cannot name the module where
+    from then on (1/T of the input, and no hook per call; the first forward is trusted to show how the model
+    keeps its neurons' state: one that held ``v`` after it but cleared it inside a later forward would go
+    unwatched there). The sentinel cannot name the module where
     the values first appear: when :meth:`forward_finite` says a forward was not, run that batch again
     under a full watch (:func:`first_nonfinite_module`)."""
 
