@@ -65,4 +65,28 @@ def test_the_table_shows_the_median_and_the_spread_of_profile():
     }
     header, _, line = bench.markdown([row]).splitlines()
     assert "profile / plain (min-max)" in header
-    assert line == "| m | 32 | 1 | 0.0123 | 1.10 | 1.26 (1.18-1.35) | 2.50 | 4.00 | 0.50 | 0.32 | 1.50 |"
+    assert line == "| m | 32 | 1 | 0.0123 | 1.10 | 1.26 (1.18-1.35) | 2.50 | 4.00 | 0.50 | 0.32 | 1.50 | - | - |"
+    row["profile_split"] = {"per_batch_ratio": 1.124, "per_batch_range": [1.05, 1.3], "fixed_s": 0.00612}
+    header, _, line = bench.markdown([row]).splitlines()
+    assert header.endswith("| profile per further batch / plain (min-max) | profile fixed cost, ms |")
+    assert line.endswith("| 1.50 | 1.12 (1.05-1.30) | 6.1 |")
+
+
+def test_profile_splits_into_a_fixed_cost_and_a_cost_per_batch():
+    """t(N) = fixed + N * m per repetition: built from known fixed costs and per-batch costs, the split gives
+    them back (medians over the repetitions, the per-batch cost as a ratio to one plain forward)."""
+    bench = _bench_zoo()
+    plain_per_batch = [0.010, 0.012, 0.011]
+    per_batch = [0.0125, 0.0132, 0.0143]  # ratios 1.25, 1.10, 1.30
+    fixed = [0.006, 0.008, 0.005]
+    n = 4
+    times = {
+        "plain": [p * n for p in plain_per_batch],
+        "profile": [f + n * m for f, m in zip(fixed, per_batch)],
+        "profile_one": [f + m for f, m in zip(fixed, per_batch)],
+    }
+    split = bench.fixed_and_per_batch(times, n)
+    assert split["per_batch_ratio"] == pytest.approx(1.25)
+    assert split["per_batch_range"] == pytest.approx([1.10, 1.30])
+    assert split["fixed_s"] == pytest.approx(0.006)
+    assert bench.fixed_and_per_batch(times, 1) is None  # one batch per run: nothing to split
