@@ -260,3 +260,42 @@ def test_a_counted_module_writing_in_place_makes_the_range_unknown():
     row = report.layers.set_index("name").loc["conv"]
     assert row["input"] == "binary"  # checked by value: relu of -1/0/1 is 0/1
     assert row["acs"] == int(brute_force_synaptic_ops(x, model.conv).sum())
+
+
+class _ViewChain(_TwoNeurons):
+    """A spike map reshaped ``n`` times, each view replacing the last (the neuron's own output and every
+    intermediate view die), then read by a conv."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, images):
+        x = self.na(images.unsqueeze(0).repeat(2, 1, 1, 1, 1))
+        for _ in range(self.n):
+            x = x.reshape(2, -1).reshape(2, *images.shape)
+        return self.conv(x.flatten(0, 1))
+
+
+@pytest.mark.parametrize("n", [1, 50])
+def test_a_chain_of_views_keeps_the_range_and_only_live_references(n):
+    """The range survives a chain of views whose earlier tensors die, and the storage's entry drops their dead
+    references as it goes (a list that grew with every view made each lookup scan it: quadratic in the chain)."""
+    model = _ViewChain(n).eval()
+    images = torch.rand(2, 3, 5, 5)
+    sizes = []
+    original = OpCounter._mark_tensor
+
+    def spy(self, t, r):
+        original(self, t, r)
+        entry = self._ranges.get(t.data_ptr() - t.storage_offset() * t.element_size())
+        sizes.append(len(entry[1]) if entry else 0)
+
+    with recorded_ranges() as seen, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OpCounter, "_mark_tensor", spy)
+        report = profile(model, images)
+    assert [known for shape, known in seen if shape == (4, 3, 5, 5)] == [(0, 1)]  # the conv's input: spikes
+    assert report.layers.set_index("name").loc["conv", "input"] == "binary"
+    # marks: the neuron output, 2 n reshapes, the flatten; each entry holds the map, the last view, the new one
+    assert len(sizes) == 2 + 2 * n and max(sizes) <= 3

@@ -498,13 +498,15 @@ class OpCounter:
             return
         ptr = _storage_ptr(t)
         entry = self._ranges.get(ptr)
-        if entry is None or not _alive(entry[1]):  # a new storage (a dead entry: an address reused)
+        live = _live(entry[1]) if entry is not None else None
+        if not live:  # a new storage (a dead entry: an address reused)
             if ranges.representable(t.dtype, r):
                 self._ranges[ptr] = [r, [weakref.ref(t)]]
             return
         entry[0] = ranges.union(entry[0], r)
         if ranges.representable(t.dtype, entry[0]):
-            entry[1].append(weakref.ref(t))
+            live.append(weakref.ref(t))
+            entry[1] = live  # the dead references dropped: a chain of views keeps the list short
         else:
             del self._ranges[ptr]
 
@@ -541,10 +543,13 @@ class OpCounter:
             self._forget_range(args[0] if kind == IN_PLACE and args else kwargs.get("out"))
         elif kind == KEEP or kind == KEEP_FIRST:
             first = args[0] if args else None
-            parts = first if isinstance(first, (tuple, list)) else (first,)
-            known = [self._range_of(t) for t in parts]
-            if parts and None not in known:
-                self._mark_range(out if kind == KEEP else _first_tensor(out), ranges.union(*known))
+            if isinstance(first, (tuple, list)):  # cat, stack: the union of the parts' ranges
+                known = [self._range_of(t) for t in first]
+                r = ranges.union(*known) if first and None not in known else None
+            else:
+                r = self._range_of(first)
+            if r is not None:
+                self._mark_range(out if kind == KEEP else _first_tensor(out), r)
 
     def _module_range(self, rule: _ModuleRule, inputs: tuple, out) -> None:
         """Ranges after a counted module (other than a 0/1 neuron), by its value rule as for a function
@@ -685,6 +690,11 @@ class OpCounter:
 def _alive(refs: list) -> bool:
     """Some weakly held tensor of ``refs`` is alive."""
     return any(r() is not None for r in refs)
+
+
+def _live(refs: list) -> list:
+    """The references of ``refs`` whose tensor is alive (a new list)."""
+    return [r for r in refs if r() is not None]
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

@@ -105,9 +105,14 @@ def combine(op: str, a: Range, b: Range) -> Range:
 
 
 def union(first: Range, *others: Range) -> Range:
-    """The smallest range holding every given range."""
-    every = (first, *others)
-    return (min(r[0] for r in every), max(r[1] for r in every))
+    """The smallest range holding every given range (``first`` itself when no other widens it)."""
+    lo, hi = first
+    for r in others:
+        if r[0] < lo:
+            lo = r[0]
+        if r[1] > hi:
+            hi = r[1]
+    return first if (lo, hi) == first else (lo, hi)
 
 
 def is_binary(r: Range | None) -> bool:
