@@ -50,6 +50,7 @@ __all__ = [
     "load_observer_report",
     "mj_per_image",
     "report_json_path",
+    "silent_neurons_note",
 ]
 
 SCHEMA = "gac-analysis/energy-report"
@@ -66,6 +67,31 @@ _RERUN = "re-run `gac-analyze energy`"
 def mj_per_image(total_pj: float, num_images: int) -> float:
     """mJ per image of an energy given in pJ summed over ``num_images`` images."""
     return float(total_pj) / max(int(num_images), 1) / PJ_PER_MJ
+
+
+def silent_neurons_note(sites) -> str | None:
+    """A note on neuron layers that never fired on the analysed data (``sites``: ``(name, spikes)`` per neuron
+    layer, as in ``lif_sites``): all of them (every spike-driven count is then 0, and the energy is that of
+    the real-valued layers alone) or some of them (named, the first five); None when every layer fired, the
+    model has no neurons, or a count is unknown."""
+    sites = list(sites)
+    if not sites or any(spikes is None for _, spikes in sites):
+        return None
+    silent = [name for name, spikes in sites if spikes == 0]
+    n = len(sites)
+    if not silent:
+        return None
+    if len(silent) == n:
+        return (
+            f"no neuron layer fired on this data (0 spikes in all {n}): every spike-driven count is 0 and the "
+            "energy is that of the real-valued layers alone; an untrained network, or inputs that never reach "
+            "the threshold: profile trained weights on real data"
+        )
+    shown = ", ".join(silent[:5]) + (", ..." if len(silent) > 5 else "")
+    return (
+        f"{len(silent)} of {n} neuron layers never fired on this data ({shown}): the layers that read their "
+        "output count no synaptic operations from it"
+    )
 
 
 def dotted_get(d: Any, dotted: str, default: Any = None) -> Any:

@@ -82,3 +82,57 @@ def test_energy_missing_checkpoint(tmp_path):
     result = runner.invoke(app, ["energy", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "checkpoint not found" in _error_line(result)
     assert not (tmp_path / "o").exists()
+
+
+# ---- neuron layers that never fired: a note in the summary ---------------------------------------------------
+
+
+def test_silent_neurons_note_names_what_never_fired():
+    from gac_analysis.report_model import silent_neurons_note
+
+    def sites(spikes):
+        return [(f"n{i}", k) for i, k in enumerate(spikes)]
+
+    assert silent_neurons_note(sites([3, 1, 7])) is None
+    assert silent_neurons_note(sites([])) is None
+    assert silent_neurons_note(sites([0, None])) is None  # a count unknown (an older report): no claim
+    note = silent_neurons_note(sites([0, 0]))
+    assert note.startswith("no neuron layer fired on this data (0 spikes in all 2): every spike-driven count is 0")
+    assert silent_neurons_note(sites([0, 5, 0])).startswith("2 of 3 neuron layers never fired on this data (n0, n2):")
+    assert "(n0, n1, n2, n3, n4, ...):" in silent_neurons_note(sites([0] * 6 + [1]))
+
+
+_SILENT_MODEL = """
+import torch
+from spikingjelly.activation_based import layer, neuron
+
+
+class Net(torch.nn.Sequential):
+    def __init__(self, threshold):
+        super().__init__(
+            layer.Conv2d(3, 4, 3, padding=1, step_mode="m"),
+            neuron.IFNode(v_threshold=threshold, step_mode="m"),
+            layer.Flatten(step_mode="m"),
+            layer.Linear(4 * 8 * 8, 2, step_mode="m"),
+            neuron.IFNode(v_threshold=1e9, step_mode="m"),
+        )
+        self.T = 2
+
+    def forward(self, x):
+        return super().forward(x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)).mean(0)
+
+
+def build(threshold=1e9):
+    return Net(threshold)
+"""
+
+
+@pytest.mark.parametrize("threshold, expected", [(1e9, "no neuron layer fired"), (0.01, "1 of 2 neuron layers")])
+def test_energy_summary_notes_neuron_layers_that_never_fired(tmp_path, threshold, expected):
+    (tmp_path / "silent_net.py").write_text(_SILENT_MODEL)
+    model = ["--model", f"{tmp_path / 'silent_net.py'}:build", "--model-kwargs", f'{{"threshold": {threshold}}}']
+    args = ["energy", *model]
+    result = runner.invoke(app, [*args, "--data", "random", "--image-size", "8", "--num-images", "2"])
+    assert result.exit_code == 0, result.output
+    notes = [ln for ln in result.output.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith(f"note: {expected}"), result.output

@@ -160,3 +160,25 @@ def test_report_errors(copy, tmp_path):
         assert result.exit_code == 2, (name, result.output)
         assert message in one_error_line(result), name
         assert not (folder / "report.md").exists()
+
+
+def test_report_md_names_the_neuron_layers_that_never_fired(copy):
+    """The provenance's check row: the layers with 0 spikes in report.json, or 'none' when every layer fired."""
+    report = json.loads((copy / "report.json").read_text())
+    fired = [s["name"] for s in report["lif_sites"] if s["spikes"] > 0]
+    silent = [s["name"] for s in report["lif_sites"] if s["spikes"] == 0]
+    result = runner.invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    row = [ln for ln in (copy / "report.md").read_text().splitlines() if "check: neuron layers that never fired" in ln]
+    assert len(row) == 1
+    if silent:
+        assert f"{len(silent)} of {len(report['lif_sites'])} neuron layers never fired" in row[0]
+    else:
+        assert row[0].rstrip(" |").endswith("none")
+    for site in report["lif_sites"]:  # now silence every layer
+        site["spikes"] = 0
+    (copy / "report.json").write_text(json.dumps(report))
+    result = runner.invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    md = (copy / "report.md").read_text()
+    assert f"no neuron layer fired on this data (0 spikes in all {len(fired) + len(silent)})" in md

@@ -33,6 +33,7 @@ from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
 from gac_analysis.launch import DEFAULT_TIMEOUT_S as DEFAULT_DIST_TIMEOUT_S
+from gac_analysis.report_model import silent_neurons_note
 
 
 def resolve_device(device: str):
@@ -179,6 +180,9 @@ def print_summary(report, out: Path | None = None) -> None:
     console.print(tt)
     for m in report.checks.get("input_kind_mismatches", []):
         console.print(f"[yellow]note:[/] {m['name']} is declared {m['declared_input']} but received {m['input']} input")
+    silent = silent_neurons_note(zip(report.lif_sites["name"], report.lif_sites["spikes"]))
+    if silent:
+        console.print(f"[yellow]note:[/] {silent}", highlight=False, soft_wrap=True)
     if out is not None:
         console.print(f"wrote {out}/report.json, layers.csv, lif_sites.csv, per_step.csv", highlight=False)
 

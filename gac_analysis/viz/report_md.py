@@ -15,7 +15,14 @@ from typing import Any
 
 from gac_analysis.errors import ReportError
 from gac_analysis.fileio import atomic_write_text
-from gac_analysis.report_model import PJ_PER_MJ, ObserverSummary, dotted_get, load_observer_report, mj_per_image
+from gac_analysis.report_model import (
+    PJ_PER_MJ,
+    ObserverSummary,
+    dotted_get,
+    load_observer_report,
+    mj_per_image,
+    silent_neurons_note,
+)
 from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, load_run, write_energy_figures
 
 __all__ = ["FIGURE_CAPTIONS", "read_observer", "render_report_md", "write_report_md"]
@@ -430,6 +437,10 @@ def _provenance_section(run: RunData) -> list[str]:
             )
             or "none",
         )
+    add(
+        "check: neuron layers that never fired",
+        silent_neurons_note((s.name, s.spikes) for s in r.lif_sites) or ("none" if r.lif_sites else None),
+    )
     return ["## Provenance", "", *_table(["item", "value"], rows), ""]
 
 
