@@ -69,18 +69,18 @@ def mj_per_image(total_pj: float, num_images: int) -> float:
     return float(total_pj) / max(int(num_images), 1) / PJ_PER_MJ
 
 
-def silent_neurons_note(sites) -> str | None:
+def silent_neurons_note(sites, *, all_fired: str | None = None) -> str | None:
     """A note on neuron layers that never fired on the analysed data (``sites``: ``(name, spikes)`` per neuron
     layer, as in ``lif_sites``): all of them (every spike-driven count is then 0, and the energy is that of
-    the real-valued layers alone) or some of them (named, the first five); None when every layer fired, the
-    model has no neurons, or a count is unknown."""
+    the real-valued layers alone) or some of them (named, the first five); ``all_fired`` when every layer
+    fired; None when the model has no neurons or a count is unknown (an older report: no claim either way)."""
     sites = list(sites)
     if not sites or any(spikes is None for _, spikes in sites):
         return None
     silent = [name for name, spikes in sites if spikes == 0]
     n = len(sites)
     if not silent:
-        return None
+        return all_fired
     if len(silent) == n:
         return (
             f"no neuron layer fired on this data (0 spikes in all {n}): every spike-driven count is 0 and the "

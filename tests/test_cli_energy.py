@@ -94,6 +94,8 @@ def test_silent_neurons_note_names_what_never_fired():
         return [(f"n{i}", k) for i, k in enumerate(spikes)]
 
     assert silent_neurons_note(sites([3, 1, 7])) is None
+    assert silent_neurons_note(sites([3, 1, 7]), all_fired="none") == "none"
+    assert silent_neurons_note(sites([]), all_fired="none") is None  # no neurons: no claim
     assert silent_neurons_note(sites([])) is None
     assert silent_neurons_note(sites([0, None])) is None  # a count unknown (an older report): no claim
     note = silent_neurons_note(sites([0, 0]))

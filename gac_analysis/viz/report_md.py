@@ -439,7 +439,7 @@ def _provenance_section(run: RunData) -> list[str]:
         )
     add(
         "check: neuron layers that never fired",
-        silent_neurons_note((s.name, s.spikes) for s in r.lif_sites) or ("none" if r.lif_sites else None),
+        silent_neurons_note(((s.name, s.spikes) for s in r.lif_sites), all_fired="none"),
     )
     return ["## Provenance", "", *_table(["item", "value"], rows), ""]
 
