@@ -22,6 +22,10 @@ class TimeStepsUnknownError(CheckpointError):
     """A checkpoint does not fix the number of time steps T (direct coding: no TA weights) and none was given."""
 
 
+class ModelForwardError(GacError):
+    """A user's model raised in its forward on the data (a shape it does not take, a bug of its own)."""
+
+
 class DataError(GacError):
     """A data source is unknown, missing, empty, or yields malformed images."""
 

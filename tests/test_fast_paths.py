@@ -179,6 +179,40 @@ def test_spike_provenance_through_pool_and_copies(write_in_place):
         assert rows.loc["conv_b", "acs"] == int(brute_force_synaptic_ops(copy, model.conv_b).sum())
 
 
+class _SpikesWrittenIntoPartOfRealRows(nn.Module):
+    """``torch.mul(s, s, out=big[:B])``: spikes written over the first rows of a real-valued buffer; the
+    conv reads the whole buffer, which is not a spike map."""
+
+    def __init__(self):
+        super().__init__()
+        self.lif = neuron.LIFNode(step_mode="m", v_threshold=0.2)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, images):
+        real = images.unsqueeze(0).repeat(2, 1, 1, 1, 1) * 0.7
+        s = self.lif(real)
+        big = real.flatten(0, 1) * 1.5  # real values
+        first = big[: images.shape[0]]  # a view that stays alive while the conv runs
+        torch.mul(s[0], s[0], out=first)
+        return self.conv(big).sum()
+
+
+def test_spikes_written_into_part_of_a_real_buffer_leave_it_real():
+    from spikingjelly.activation_based import functional
+
+    model = _SpikesWrittenIntoPartOfRealRows()
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+    rows = profile(model, x, T=2).layers.set_index("name")
+    functional.reset_net(model)
+    with torch.no_grad():
+        real = x.unsqueeze(0).repeat(2, 1, 1, 1, 1) * 0.7
+        s = model.lif(real)
+        big = real.flatten(0, 1) * 1.5
+        big[:2] = s[0] * s[0]
+    assert rows.loc["conv", "input"] == "real" and rows.loc["conv", "acs"] == 0
+    assert rows.loc["conv", "effective_macs"] == int(brute_force_synaptic_ops(big, model.conv).sum())
+
+
 class _NanBetween(nn.Module):
     """A NaN made by a functional op between modules (no module's output holds it): the neuron's input does."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -100,6 +101,65 @@ def test_window_pool_taps_equal_brute_force():
         ones = torch.ones(1, 1, size, size)
         out = F.avg_pool2d(ones, k, s, p, ceil_mode=ceil, count_include_pad=True, divisor_override=1)
         assert window_pool_taps((size, size), out.shape[-2:], k, s, p) == int(out.sum())
+
+
+def _adaptive_taps_by_torch(in_size: tuple, out_size: tuple) -> int:
+    """Brute force: (output, input) pairs of an adaptive pooling, from torch's own pooling of one one-hot
+    map per input position (output o reads position p iff o is non-zero for p's one-hot map)."""
+    n = math.prod(in_size)
+    one_hot = torch.eye(n).reshape(n, 1, *in_size)
+    pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(in_size)]
+    return int(torch.count_nonzero(pool(one_hot, out_size)))
+
+
+ADAPTIVE_CASES = [
+    ((2, 2), (7, 7)),
+    ((5, 5), (3, 3)),
+    ((16, 16), (5, 5)),
+    ((7, 9), (1, 1)),
+    ((6,), (4,)),
+    ((3, 4, 5), (2, 3, 7)),
+]
+
+
+@pytest.mark.parametrize("in_size, out_size", ADAPTIVE_CASES)
+def test_adaptive_pool_counts_equal_brute_force(in_size, out_size):
+    """Overlapping windows (5 -> 3), enlarging maps (2 -> 7, where input - output would be negative),
+    uneven splits and a global pool: module and functional rules both read every window's taps."""
+    from gac_analysis.accounting.handles import adaptive_pool_counts
+
+    nd = len(in_size)
+    taps, outputs = _adaptive_taps_by_torch(in_size, out_size), math.prod(out_size)
+    planes = 2 * 3  # batch 2, 3 channels
+    x_shape, out_shape = (2, 3, *in_size), (2, 3, *out_size)
+    assert adaptive_pool_counts("maxpool", x_shape, out_shape, nd) == {"compares": planes * (taps - outputs)}
+    assert adaptive_pool_counts("avgpool", x_shape, out_shape, nd) == {
+        "adds": planes * (taps - outputs),
+        "muls": planes * outputs,
+    }
+    suffix = f"{nd}d"
+    for module_type, functional_pool, counter in [
+        (getattr(nn, f"AdaptiveAvgPool{suffix}"), getattr(F, f"adaptive_avg_pool{suffix}"), "adds"),
+        (getattr(nn, f"AdaptiveMaxPool{suffix}"), getattr(F, f"adaptive_max_pool{suffix}"), "compares"),
+    ]:
+        pool = module_type(out_size)
+
+        class Both(nn.Module):
+            T = 1
+
+            def __init__(self, pool=pool):
+                super().__init__()
+                self.pool = pool
+
+            def forward(self, images, fn=functional_pool):  # images [B, 3, 1, H*W...]: the pooled map, flat
+                x = images.reshape(x_shape)
+                return self.pool(x).sum() + fn(x, out_size).sum()
+
+        rows = profile(Both(), torch.rand(2, 3, 1, math.prod(in_size))).layers.set_index("name")
+        assert rows.loc["pool", counter] == planes * (taps - outputs) >= 0
+        assert rows.loc["<model>:" + ("avgpool" if counter == "adds" else "maxpool"), counter] == planes * (
+            taps - outputs
+        )
 
 
 class Unknown(nn.Module):
@@ -243,3 +303,121 @@ def test_einsum_counts_like_matmul_and_docs_rule_example():
     assert rows.loc["<model>:matmul", "dense_macs"] == rows.loc["<model>:matmul#2", "dense_macs"] == 2 * 3 * 16 * 3
     assert rows.loc["<model>:matmul", "acs_alt"] == int(a.sum()) * 3
     assert rows.loc["act", "muls"] == 2 * 3 * 3
+
+
+class EinsumForms(nn.Module):
+    """One-operand einsums (a permutation, a sum over dropped indices), a broadcast two-operand einsum
+    (a key of batch size 1 against every query), a diagonal (no rule) and labelled compares."""
+
+    T = 2
+
+    def forward(self, images):  # [B, 3, 4, 4]
+        s = (images > 0.5).float()
+        perm = torch.einsum("nchw->nhwc", s)
+        pooled = torch.einsum("nchw->nc", s)
+        q = s.flatten(2)  # [B, 3, 16]
+        key = (images[:1] < 0.3).float().flatten(2)  # [1, 3, 16], broadcast over the batch
+        scores = torch.einsum("bnc,bmc->bnm", q, key)
+        diag = torch.einsum("nkii->nki", images[:, :, :3, :3])
+        gate = torch.where(images > 0.5, images, images * 0)
+        return perm.sum() + pooled.sum() + scores.sum() + diag.sum() + gate.clamp(0, 1).sum()
+
+
+def test_einsum_one_operand_broadcast_and_op_labels():
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(UnsupportedOpsWarning, match="einsum"):
+        report = profile(EinsumForms(), x)
+    assert [(r["op"], r["calls"]) for r in report.unsupported] == [("einsum", 1)]  # the diagonal
+    rows = report.layers.set_index("name")
+    assert rows.loc["<model>:einsum", "adds"] == 0  # a permutation
+    assert rows.loc["<model>:einsum#2", "adds"] == x.numel() - 2 * 3  # a sum over h and w
+    q = (x > 0.5).float().flatten(2)
+    key = (x[:1] < 0.3).float().flatten(2).expand(2, 3, 16)
+    assert rows.loc["<model>:matmul", "dense_macs"] == 2 * 3 * 3 * 16  # the key's batch of 1 broadcast
+    assert rows.loc["<model>:matmul", "acs"] == int((q.double() @ key.double().transpose(1, 2)).sum())
+    assert rows.loc["<model>:matmul", "acs_alt"] == int(q.sum()) * 3  # nnz(q) x the keys (m = 3)
+    ops = set(report.layers["op"])
+    assert {"gt", "lt", "where", "clamp", "einsum", "matmul"} <= ops and "maximum" not in ops
+
+
+class KeywordCalls(nn.Module):
+    """Counted modules called with keywords only (``conv(input=x)``), and a module with a user's rule
+    called with a list, which that rule cannot read."""
+
+    T = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.lif = neuron.IFNode(v_threshold=0.2, step_mode="s")
+        self.fc = nn.Linear(4 * 16, 5)
+        self.pair = PairSum()
+
+    def forward(self, images):  # [B, 3, 4, 4]
+        s = self.lif(x=self.conv(input=images))
+        return self.fc(input=s.flatten(1)) + self.pair([s, s]).mean()
+
+
+class PairSum(nn.Module):
+    def forward(self, parts):
+        return parts[0] * 0 + parts[1]
+
+
+def test_keyword_calls_are_counted_and_an_unreadable_call_is_listed():
+    from gac_analysis.accounting import register_handle
+
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    net = KeywordCalls()
+    with torch.no_grad():
+        functional.reset_net(net)
+        s = net.lif(net.conv(x))
+    handles = register_handle(PairSum, "pairsum", lambda m, inputs, out, cs: {"adds": cs.uniform(out.numel())})
+    with pytest.warns(UnsupportedOpsWarning, match="pairsum"):
+        report = profile(net, x, handles=handles)
+    rows = report.layers.set_index("name")
+    assert rows.loc["conv", "dense_macs"] == 2 * 16 * 4 * 3 * 9  # the keyword-called conv, counted
+    assert rows.loc["fc", "acs"] == int(s.sum()) * 5  # the keyword-called linear, counted
+    assert report.lif_sites.set_index("name").loc["lif", "spikes"] == int(s.sum())
+    assert report.unsupported == [
+        {"op": "pairsum (input list, output Tensor)", "module": "pair", "calls": 1, "elements": s.numel()}
+    ]
+
+
+def test_a_forward_error_is_one_line_and_a_rule_error_keeps_its_traceback(monkeypatch):
+    from gac_analysis.accounting import functional as fn_rules
+    from gac_analysis.accounting.engine import is_internal
+    from gac_analysis.errors import ModelForwardError
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), neuron.IFNode(step_mode="s"))
+    with pytest.raises(ModelForwardError) as e:
+        profile(net, torch.rand(2, 3, 8, 8), T=1)
+    message = str(e.value)
+    assert message.startswith("batch 0: Sequential's forward raised RuntimeError on images of shape [2, 3, 8, 8] (T=1)")
+    assert "channels" in message and "\n" not in message
+
+    def broken_rule(args, kwargs, out, cs):
+        raise ZeroDivisionError("a bug in a rule")
+
+    class Adds(nn.Module):
+        T = 1
+
+        def forward(self, x):
+            return x + 1
+
+    rules = {**fn_rules.FUNCTION_RULES, "add": broken_rule}
+    monkeypatch.setattr(fn_rules, "FUNCTION_RULES", rules)
+    with pytest.raises(ZeroDivisionError) as e:
+        profile(Adds(), torch.rand(1, 3, 2, 2))
+    assert is_internal(e.value) and any("a bug of gac-analysis" in n for n in e.value.__notes__)
+
+
+@pytest.mark.parametrize(
+    "T, message", [("x", "whole number"), (2.5, "whole number"), (0, ">= 1"), (True, "whole number")]
+)
+def test_T_must_be_a_whole_number_of_steps(T, message):
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), neuron.IFNode(step_mode="s"))
+    with pytest.raises(TimeStepsError, match=message):
+        profile(net, torch.rand(1, 3, 4, 4), T=T)
+    net.T = T
+    with pytest.raises(TimeStepsError, match=f"Sequential.T must be .*{message}"):
+        profile(net, torch.rand(1, 3, 4, 4))

@@ -238,10 +238,31 @@ def test_user_module_and_file(user_pkg):
     assert str(user_pkg / "userpkg") not in sys.path and str(EXAMPLE.parent) not in sys.path
 
 
+def test_a_package_in_the_current_folder_imports_as_with_python_m(tmp_path, monkeypatch):
+    """A console script does not put the current folder on sys.path: the spec's import does, for the
+    import and the factory only (a user running from the folder that holds their package)."""
+    pkg = tmp_path / "cwdpkg_gac"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    try:
+        m = build_from_spec("cwdpkg_gac.nets:Net", kwargs={"width": 4}, T=2)
+        assert type(m).__name__ == "Net" and m.conv.out_channels == 4
+        assert sys.path == path_before
+    finally:
+        for name in [n for n in sys.modules if n.startswith("cwdpkg_gac")]:
+            del sys.modules[name]
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ModelSpecError, match="in the current folder or the installed packages.*PYTHONPATH"):
+        build_from_spec("cwdpkg_gac.nets:Net")
+
+
 @pytest.mark.parametrize(
     "spec, kwargs, message",
     [
-        ("userpkg.nope:build", {}, "cannot import userpkg.nope (no module named 'userpkg.nope')"),
+        ("userpkg.nope:build", {}, "cannot import userpkg.nope (no module named 'userpkg.nope' in the current folder"),
         ("nopkg_xyz.nets:build", {}, "no module named 'nopkg_xyz'"),
         ("userpkg.bad:build", {}, "importing userpkg.bad raised RuntimeError: bad import line"),
         ("userpkg.nets:missing", {}, "userpkg.nets has no 'missing'; it defines"),
@@ -477,3 +498,43 @@ def test_profile_your_snn_doc_runs(tmp_path, monkeypatch):
         exec(compile(block, "docs/profile_your_snn.md", "exec"), namespace)  # noqa: S102 - our own doc
     assert namespace["report"].coverage["unsupported_calls"] == 0
     assert set(namespace["report"].lif_sites["name"]) == {"stem.2", "stage1.2", "stage2.2"}
+
+
+GRAY_MODEL = """
+import torch
+from torch import nn
+from spikingjelly.activation_based import neuron
+
+
+class Gray(nn.Module):
+    def __init__(self, T=2):
+        super().__init__()
+        self.T = T
+        self.conv = nn.Conv2d(1, 2, 3)  # one input channel: the RGB data does not fit
+        self.lif = neuron.IFNode(step_mode="s")
+
+    def forward(self, x):
+        return torch.stack([self.lif(self.conv(x)).flatten(1) for _ in range(int(self.T))]).mean(0)
+
+
+def build(T=2):
+    return Gray(T)
+"""
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ("{}", "batch 0: Gray's forward raised RuntimeError on images of shape [2, 3, 16, 16] (T=2): "),
+        ('{"T": "x"}', "Gray.T must be a whole number of time steps (got 'x')"),
+        ('{"T": 2.5}', "Gray.T must be a whole number of time steps (got 2.5)"),
+    ],
+)
+def test_cli_a_model_that_fails_on_the_data_is_one_line(tmp_path, kwargs, message):
+    (tmp_path / "gray.py").write_text(GRAY_MODEL)
+    args = ["energy", "--model", f"{tmp_path / 'gray.py'}:build", "--model-kwargs", kwargs]
+    args += ["--data", "random", "--image-size", "16", "--num-images", "2", "--batch-size", "2"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert message in error_line(result)
+    assert not (tmp_path / "o").exists()

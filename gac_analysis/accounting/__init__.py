@@ -11,11 +11,13 @@ from gac_analysis.accounting.engine import (
     OpCounter,
     TimeStepsError,
     UnsupportedOpsError,
+    is_internal,
     resolve_T,
 )
 from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
 from gac_analysis.data.batches import iter_image_batches  # one home, re-exported
+from gac_analysis.errors import GacError, ModelForwardError
 
 __all__ = [
     "OpCounter",
@@ -55,6 +57,25 @@ def _reset_neurons(model: torch.nn.Module) -> None:
     from spikingjelly.activation_based import functional
 
     functional.reset_net(model)
+
+
+def _forward(model: torch.nn.Module, batch: torch.Tensor, index: int, T: int):
+    """``model(batch)``; what the model's own forward raises (a shape it does not take, a bug of its
+    own) becomes one :class:`~gac_analysis.errors.ModelForwardError` line; an error of the counting
+    itself (``engine.is_internal``) keeps its traceback."""
+    try:
+        return model(batch)
+    except GacError:
+        raise
+    except Exception as e:
+        if is_internal(e):
+            raise
+        detail = " ".join(str(e).split()) or "(no message)"
+        raise ModelForwardError(
+            f"batch {index}: {type(model).__name__}'s forward raised {type(e).__name__} on images of shape "
+            f"{list(batch.shape)} (T={T}): {detail[:300]}; check that the model takes this data "
+            "(channels, image size, T, --model-kwargs)"
+        ) from e
 
 
 def _report_unsupported(counter: OpCounter, strict: bool) -> None:
@@ -116,7 +137,7 @@ def count_images(
                 validate_images(batch, where=f"batch {i}")
                 _reset_neurons(model)
                 batch = batch.to(device, non_blocking=True)
-                counter.accuracy.update(model(batch), labels)
+                counter.accuracy.update(_forward(model, batch, i, counter.T), labels)
                 if not sentinel.forward_finite():
                     not_finite = (i, batch)
                     break

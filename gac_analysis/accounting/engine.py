@@ -31,6 +31,7 @@ Use :func:`gac_analysis.accounting.profile` for the one-call API, or the context
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ from gac_analysis.accounting.functional import (
     FunctionCounter,
     OpClassifier,
     _first_tensor,
+    op_label,
 )
 from gac_analysis.accounting.handles import HANDLES, NEURON_TYPES, SYNAPTIC_OPS, CallShape, Rows, find_handle
 from gac_analysis.errors import GacError
@@ -137,23 +139,38 @@ def _binary_neuron(module: nn.Module) -> bool:
 
 
 def resolve_T(model: nn.Module, T: int | None) -> int:
-    """The number of time steps: ``T`` or ``model.T``; both missing, or both given and different, is
-    a :class:`TimeStepsError`."""
+    """The number of time steps: ``T`` or ``model.T``; both missing, both given and different, or one
+    that is not a whole number >= 1 is a :class:`TimeStepsError`."""
     model_T = getattr(model, "T", None)
     if T is None and model_T is None:
         raise TimeStepsError(
             f"{type(model).__name__} has no attribute T and no T was given: pass "
             "profile(model, images, T=...) (CLI: --T)"
         )
-    if T is not None and model_T is not None and int(T) != int(model_T):
+    given = None if T is None else _whole_steps(T, "T")
+    own = None if model_T is None else _whole_steps(model_T, f"{type(model).__name__}.T")
+    if given is not None and own is not None and given != own:
         raise TimeStepsError(
-            f"T={T} was given but {type(model).__name__}.T is {model_T}: drop the T argument "
+            f"T={given} was given but {type(model).__name__}.T is {own}: drop the T argument "
             "or build the model with that T"
         )
-    T = int(T if T is not None else model_T)
-    if T < 1:
-        raise TimeStepsError(f"T must be >= 1 (got {T})")
-    return T
+    return given if given is not None else own
+
+
+def _whole_steps(value, what: str) -> int:
+    """``value`` as a number of time steps (a whole number >= 1), else a :class:`TimeStepsError`."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        raise TimeStepsError(f"{what} must be a whole number of time steps (got {value!r})")
+    if int(value) < 1:
+        raise TimeStepsError(f"{what} must be >= 1 (got {int(value)})")
+    return int(value)
 
 
 class _ModuleRule:
@@ -281,7 +298,7 @@ class OpCounter:
                 op, handle = rule
                 self._handles.append(module.register_forward_pre_hook(self._enter_counted))
                 hook = self._make_hook(_ModuleRule(path, op, handle, module))
-                self._handles.append(module.register_forward_hook(hook))
+                self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
                 covered.update(id(m) for m in module.modules() if m is not module)
             elif module is not model and id(module) not in covered and not _plain_container(module):
                 self._handles.append(module.register_forward_pre_hook(self._make_push(path)))
@@ -401,11 +418,16 @@ class OpCounter:
     def _make_hook(self, rule: _ModuleRule):
         name, op, handle = rule.name, rule.op, rule.handle
 
-        def hook(module, inputs, output):
+        def hook(module, inputs, kwargs, output):
             try:
+                if kwargs and not inputs:  # called with keywords only: conv(input=x)
+                    inputs = tuple(kwargs.values())
                 x = inputs[0] if inputs else None
                 out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
-                if not isinstance(x, torch.Tensor) or out is None:
+                if not isinstance(x, torch.Tensor) or out is None:  # no rule reads such a call: listed
+                    self._record_unsupported(
+                        f"{op} (input {type(x).__name__}, output {type(output).__name__})", name, out
+                    )
                     return
                 layout = rule.layout or self._shape_layout(out.shape)
                 known = self._range_of(x) if rule.synaptic and self._ranges else None
@@ -434,6 +456,9 @@ class OpCounter:
                     self._pending.setdefault(key, []).append(counts)
                 else:
                     self._add(site, counts, layout)
+            except Exception as e:
+                mark_internal(e, f"the {op} rule at {name}")
+                raise
             finally:
                 self._leave_counted()
 
@@ -444,14 +469,14 @@ class OpCounter:
         path, per_op = self._stack[-1]
         o = _first_tensor(out)
         if kind != UNSUPPORTED:
+            op = op_label(name, rule, args)
             layout = self._shape_layout(o.shape) if o is not None else "mixed"
             spikes = False
-            if rule.op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
+            if op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
                 spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
             cs = CallShape(1, "TB", spikes) if layout == "step" else CallShape(self.T, layout, spikes)
             counts = rule(args, kwargs, out, cs) if o is not None else None
             if counts is not None:
-                op = rule.op
                 idx = per_op.get(op, 0)
                 per_op[op] = idx + 1
                 key = f"{path}:{op}" if idx == 0 else f"{path}:{op}#{idx + 1}"
@@ -466,9 +491,13 @@ class OpCounter:
                 else:
                     self._add(site, counts, layout)
                 return
-        rec = self.unsupported.setdefault((name, path), [0, 0])
+        self._record_unsupported(name, path, o)
+
+    def _record_unsupported(self, op: str, path: str, out: torch.Tensor | None) -> None:
+        """One call of ``op`` at module ``path`` that no rule counts (its output's elements, if any)."""
+        rec = self.unsupported.setdefault((op, path), [0, 0])
         rec[0] += 1
-        rec[1] += int(o.numel()) if o is not None else 0
+        rec[1] += int(out.numel()) if out is not None else 0
 
     def _resolve_steps(self) -> None:
         """Place the single-step calls of the forward that just ended at their time steps."""
@@ -485,7 +514,8 @@ class OpCounter:
         union with the range it already has, for a write into part of it). Every tensor marked on one
         storage is kept (weakly): the storage is known while any of them lives, even after the neuron's
         own output is dropped for a view of it (``x = lif(x).reshape(...)``). A range the dtype cannot
-        hold exactly is not kept. (One tensor, a neuron's output, is the usual case: no tuple is built for it.)"""
+        hold exactly is not kept, nor a range of a part of a storage not yet known (:func:`_covers_storage`).
+        (One tensor, a neuron's output, is the usual case: no tuple is built for it.)"""
         if isinstance(out, torch.Tensor):
             self._mark_tensor(out, r)
         elif isinstance(out, (tuple, list)):
@@ -500,7 +530,7 @@ class OpCounter:
         entry = self._ranges.get(ptr)
         live = _live(entry[1]) if entry is not None else None
         if not live:  # a new storage (a dead entry: an address reused)
-            if ranges.representable(t.dtype, r):
+            if ranges.representable(t.dtype, r) and _covers_storage(t):
                 self._ranges[ptr] = [r, [weakref.ref(t)]]
             return
         entry[0] = ranges.union(entry[0], r)
@@ -687,6 +717,19 @@ class OpCounter:
         return build_report(self, **report_kwargs)
 
 
+def mark_internal(e: BaseException, where: str) -> None:
+    """Mark an exception raised by the counting itself (a rule, the engine), not by the model: it keeps
+    its traceback, with a note that it is a gac-analysis bug (see :func:`is_internal`)."""
+    if not isinstance(e, GacError) and not is_internal(e):
+        e._gac_internal = True
+        e.add_note(f"gac-analysis: raised while counting ({where}): a bug of gac-analysis, please report it")
+
+
+def is_internal(e: BaseException) -> bool:
+    """``e`` was raised by the counting (:func:`mark_internal`), not by the model's own forward."""
+    return bool(getattr(e, "_gac_internal", False))
+
+
 def _alive(refs: list) -> bool:
     """Some weakly held tensor of ``refs`` is alive."""
     return any(r() is not None for r in refs)
@@ -695,6 +738,13 @@ def _alive(refs: list) -> bool:
 def _live(refs: list) -> list:
     """The references of ``refs`` whose tensor is alive (a new list)."""
     return [r for r in refs if r() is not None]
+
+
+def _covers_storage(t: torch.Tensor) -> bool:
+    """``t`` spans its whole storage (a new tensor, or a view of all of it): a range known of ``t`` is
+    then the storage's. A part of an unknown storage (``torch.mul(a, b, out=big[:n])``) is not marked:
+    the rest of the storage keeps whatever values it had."""
+    return t.numel() * t.element_size() >= t.untyped_storage().nbytes()
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

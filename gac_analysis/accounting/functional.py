@@ -23,6 +23,7 @@ Rules (counts per call; "n" is the output's number of elements):
 | add, sub, rsub (and ``+``, ``-``)          | n adds                                                          |
 | mul, div (and ``*``, ``/``, scalar scaling) | n multiplies                                                   |
 | matmul, mm, bmm, ``@``, einsum (2 operands)| dense MACs; exact ACs / effective MACs (see :func:`matmul_counts`) |
+| einsum (1 operand: permutation / sum)      | (input - output) adds                                           |
 | sum / mean                                 | (input - output) adds; mean: + n multiplies                     |
 | max / min / amax / amin (reductions)       | (input - output) compares; elementwise max(a, b): n compares    |
 | gt, ge, lt, le, eq, ne, where, clamp       | n compares                                                      |
@@ -30,7 +31,10 @@ Rules (counts per call; "n" is the output's number of elements):
 | softmax, log_softmax                       | n exps (activations) + n divides + (n - rows) adds              |
 | layer_norm, batch_norm                     | as the LayerNorm / BatchNorm module rules                       |
 | max_pool / avg_pool 1d/2d/3d               | exact window taps (padding, stride, dilation, ceil_mode)         |
-| adaptive pools                             | as the module rules                                             |
+| adaptive pools                             | as the module rules (exact taps of PyTorch's adaptive windows)  |
+
+A row's ``op`` is the function's name (``gt``, ``where``, ``exp``), or the name whose counters it shares
+(``sub`` -> ``add``, ``div`` -> ``mul``, ``mm`` -> ``matmul``; :func:`op_label`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from gac_analysis.accounting.handles import (
     KIND_SAMPLE,
     CallShape,
     Rows,
+    adaptive_pool_counts,
     host_is_binary,
     is_binary,
     layernorm_counts,
@@ -304,12 +309,10 @@ def _window_pool(kind: str, nd: int):
     return rule
 
 
-def _adaptive_pool(kind: str):
+def _adaptive_pool(kind: str, nd: int):
     def rule(args, kwargs, out, cs):
         values = out[0] if isinstance(out, (tuple, list)) else out
-        extra = args[0].numel() - values.numel()
-        c = {"compares": extra} if kind == "maxpool" else {"adds": extra, "muls": values.numel()}
-        return {k: cs.uniform(v) for k, v in c.items()}
+        return {k: cs.uniform(v) for k, v in adaptive_pool_counts(kind, args[0].shape, values.shape, nd).items()}
 
     rule.op = kind
     return rule
@@ -451,16 +454,30 @@ def _matmul(args, kwargs, out, cs):
     return _product_counts(matmul_counts(a, b, spikes), cs)
 
 
+def _einsum_operands(args: tuple) -> tuple:
+    """The operands of ``einsum(eq, *operands)`` or ``einsum(eq, [operands])``."""
+    return tuple(args[1]) if len(args) == 2 and isinstance(args[1], (tuple, list)) else tuple(args[1:])
+
+
 def _einsum(args, kwargs, out, cs):
-    """Two-operand einsum without ellipsis: the same counts as :func:`_matmul`, time-mixed."""
-    eq = args[0]
-    ops = args[1:] if len(args) > 2 else tuple(args[1])
-    if len(ops) != 2 or "..." in eq:
+    """einsum without ellipsis: one operand (a permutation or a sum over dropped indices: adds), or
+    two (the same counts as :func:`_matmul`, time-mixed; an index of size 1 in one operand broadcasts
+    to the other's size). Repeated indices in one operand (diagonals), ellipsis and three or more
+    operands have no rule (None: listed as unsupported)."""
+    eq, ops = args[0].replace(" ", ""), _einsum_operands(args)
+    terms = eq.split("->")[0].split(",")
+    if "..." in eq or len(ops) != len(terms) or len(ops) not in (1, 2):
         return None
-    a, b = ops
-    lhs = eq.replace(" ", "").split("->")[0]
-    ia, ib = lhs.split(",")
-    size = {**dict(zip(ia, a.shape)), **dict(zip(ib, b.shape))}
+    if any(len(set(t)) != len(t) or len(t) != op.dim() for t, op in zip(terms, ops)):
+        return None
+    if len(ops) == 1:
+        return {"adds": cs.uniform(ops[0].numel() - out.numel())} if isinstance(out, torch.Tensor) else None
+    (a, b), (ia, ib) = ops, terms
+    size = dict(zip(ia, a.shape))
+    for i, n in zip(ib, b.shape):
+        size[i] = max(size.get(i, 1), n)
+    a = a.expand(*(size[i] for i in ia))  # broadcast views: every use of an operand's value is counted
+    b = b.expand(*(size[i] for i in ib))
     only_a = math.prod(size[i] for i in set(ia) - set(ib))
     only_b = math.prod(size[i] for i in set(ib) - set(ia))
     pairs = torch.einsum(f"{ia},{ib}->", (a != 0).double(), (b != 0).double()).round().to(torch.int64)
@@ -476,10 +493,10 @@ def _einsum(args, kwargs, out, cs):
 
 
 _matmul.op = "matmul"
-_einsum.op = "matmul"
+_einsum.op = lambda args: "matmul" if len(_einsum_operands(args)) == 2 else "einsum"
 
 #: Function base name -> rule ``(args, kwargs, out, CallShape) -> {counter: value}``; the rule's
-#: ``op`` attribute (default: the function name) names the report row.
+#: ``op`` attribute (default: the function's alias or name, :func:`op_label`) names the report row.
 FUNCTION_RULES = {
     "add": _adds,
     "sub": _adds,
@@ -524,19 +541,22 @@ FUNCTION_RULES = {
     "batch_norm": _batch_norm,
     **{f"max_pool{d}d": _window_pool("maxpool", d) for d in (1, 2, 3)},
     **{f"avg_pool{d}d": _window_pool("avgpool", d) for d in (1, 2, 3)},
-    **{f"adaptive_avg_pool{d}d": _adaptive_pool("avgpool") for d in (1, 2, 3)},
-    **{f"adaptive_max_pool{d}d": _adaptive_pool("maxpool") for d in (1, 2, 3)},
+    **{f"adaptive_avg_pool{d}d": _adaptive_pool("avgpool", d) for d in (1, 2, 3)},
+    **{f"adaptive_max_pool{d}d": _adaptive_pool("maxpool", d) for d in (1, 2, 3)},
 }
-for _name, _rule in FUNCTION_RULES.items():
-    if not hasattr(_rule, "op"):
-        _rule.op = {
-            "sub": "add",
-            "rsub": "add",
-            "div": "mul",
-            "true_divide": "mul",
-            "mm": "matmul",
-            "bmm": "matmul",
-        }.get(_name, _name)
+#: Report labels of functions counted with another's counters under its name (``x - y`` is an add).
+OP_ALIASES = {"sub": "add", "rsub": "add", "div": "mul", "true_divide": "mul", "mm": "matmul", "bmm": "matmul"}
+
+
+def op_label(name: str, rule, args: tuple) -> str:
+    """The ``op`` of a counted function call's row: the rule's own ``op`` (a name, or a function of the
+    call's arguments), else the function's alias (:data:`OP_ALIASES`), else its name. So rules shared
+    by several functions (compares, activations) name each function's rows after that function."""
+    label = getattr(rule, "op", None)
+    if callable(label):
+        return label(args)
+    return label or OP_ALIASES.get(name, name)
+
 
 FREE, RULE, UNSUPPORTED = 0, 1, 2
 
@@ -625,13 +645,19 @@ class FunctionCounter(TorchFunctionMode):
         if c.quiet:
             return func(*args, **kwargs)
         kind, name, rule, what = self.classifier.classify(func)
-        out = func(*args, **kwargs)
-        if kind == FREE:
-            c.free_calls += 1
-        else:
-            c.on_function(kind, name, rule, args, kwargs, out)
-        if c._ranges:
-            c.track_values(what, args, kwargs, out)
+        out = func(*args, **kwargs)  # the model's own operation: what it raises is the model's
+        try:
+            if kind == FREE:
+                c.free_calls += 1
+            else:
+                c.on_function(kind, name, rule, args, kwargs, out)
+            if c._ranges:
+                c.track_values(what, args, kwargs, out)
+        except Exception as e:
+            from gac_analysis.accounting.engine import mark_internal
+
+            mark_internal(e, f"the {name} rule")
+            raise
         return out
 
 
@@ -645,5 +671,7 @@ __all__ = [
     "OpClassifier",
     "matmul_counts",
     "op_name",
+    "op_label",
+    "OP_ALIASES",
     "_first_tensor",
 ]

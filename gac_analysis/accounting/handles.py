@@ -468,14 +468,41 @@ def relu_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -
 
 
 def avgpool_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
-    """Average pooling: (window - 1) adds per output (input - output elements for a partition) and one
-    scaling multiply per output element. Exact for adaptive/global pooling, which partitions the input."""
-    return {"adds": cs.uniform(inputs[0].numel() - out.numel()), "muls": cs.uniform(out.numel())}
+    """Adaptive average pooling: (window - 1) adds per output and one scaling multiply per output
+    element, over the adaptive windows (:func:`adaptive_pool_counts`)."""
+    return {k: cs.uniform(v) for k, v in adaptive_pool_counts("avgpool", inputs[0].shape, out.shape, _nd(m)).items()}
 
 
 def maxpool_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:
-    """Max pooling (partitioning windows): (window - 1) compares per output element."""
-    return {"compares": cs.uniform(inputs[0].numel() - out.numel())}
+    """Adaptive max pooling: (window - 1) compares per output element (:func:`adaptive_pool_counts`)."""
+    return {k: cs.uniform(v) for k, v in adaptive_pool_counts("maxpool", inputs[0].shape, out.shape, _nd(m)).items()}
+
+
+def _nd(pool: nn.Module) -> int:
+    """The spatial axes of a pooling module (its class name ends in ``1d``, ``2d`` or ``3d``)."""
+    return int(type(pool).__name__[-2]) if type(pool).__name__[-2:] in ("1d", "2d", "3d") else 2
+
+
+@functools.lru_cache(maxsize=4096)
+def _adaptive_taps_1d(length: int, n_out: int) -> int:
+    """Input positions read by all ``n_out`` windows of one adaptive pooling axis: window ``i`` spans
+    ``[floor(i * length / n_out), ceil((i + 1) * length / n_out))`` (PyTorch's windows), so windows
+    overlap when ``length`` does not split evenly and repeat positions when the map is enlarged."""
+    return sum(-(-(i + 1) * length // n_out) - (i * length // n_out) for i in range(n_out))
+
+
+def adaptive_pool_counts(kind: str, x_shape, out_shape, nd: int) -> dict:
+    """Counts of an adaptive pooling call over the last ``nd`` axes: ``taps - outputs`` compares (max) or adds plus one
+    multiply per output (average), ``taps`` the input elements read by all windows of a plane. Exact
+    for any output size, smaller or larger than the input; a global pool reads every input once."""
+    in_sp, out_sp = tuple(x_shape[-nd:]), tuple(out_shape[-nd:])
+    n_plane = math.prod(out_sp)
+    planes = math.prod(out_shape) // max(n_plane, 1)
+    taps = math.prod(_adaptive_taps_1d(int(a), int(b)) for a, b in zip(in_sp, out_sp))
+    extra = planes * (taps - n_plane)
+    if kind == "maxpool":
+        return {"compares": extra}
+    return {"adds": extra, "muls": math.prod(out_shape)}
 
 
 def _tuple(v, nd: int) -> tuple[int, ...]:

@@ -16,8 +16,8 @@
 state_dict into it (``torch.load(weights_only=True)``, strictly), and tags it with its provenance
 (``model.gac_model_spec``). Every failure is one :class:`ModelSpecError` / :class:`CheckpointError` line.
 A model without its own ``T`` is run by :class:`DirectEncodingOverTime` when a ``T`` is given. Nothing here
-changes the user's process at import time; importing a user's file puts its folder on
-``sys.path`` only while the file is imported and its factory runs.
+changes the user's process at import time; importing a user's file puts its folder (a user's module: the
+current folder, as ``python -m`` does) first on ``sys.path`` only while it is imported and its factory runs.
 """
 
 from __future__ import annotations
@@ -267,11 +267,13 @@ def _on_sys_path(folder: Path):
 def _import_user_module(spec: ModelSpec):
     if spec.kind == "module":
         try:
-            return importlib.import_module(spec.target)
+            with _on_sys_path(Path.cwd()):  # as `python -m` does: the current folder's packages import
+                return importlib.import_module(spec.target)
         except ModuleNotFoundError as e:
             raise ModelSpecError(
-                f"--model {spec.text}: cannot import {spec.target} (no module named '{e.name}'); "
-                "install the package or run from the folder that holds it"
+                f"--model {spec.text}: cannot import {spec.target} (no module named '{e.name}' in the current "
+                "folder or the installed packages); run from the folder that holds it, add that folder to "
+                "PYTHONPATH, or install the package"
             ) from None
         except Exception as e:  # noqa: BLE001 - the user's module raised while importing
             raise ModelSpecError(
@@ -343,10 +345,8 @@ def build_from_spec(
                 + (f"; it defines {', '.join(public[:8])}" if public else "")
             )
         where = f"{parsed.target}:{parsed.factory}"
-        if parsed.kind == "file":
-            with _on_sys_path(Path(parsed.target).expanduser().resolve().parent):
-                model = _call_builder(builder, kwargs, parsed, T, where, seed)
-        else:
+        folder = Path(parsed.target).expanduser().resolve().parent if parsed.kind == "file" else Path.cwd()
+        with _on_sys_path(folder):
             model = _call_builder(builder, kwargs, parsed, T, where, seed)
     ckpt_meta = load_state_dict_into(model, checkpoint, parsed.text) if checkpoint is not None else None
     time_loop = None
