@@ -7,9 +7,15 @@ The one home of the rules every ``--out`` follows (README, "What the tool promis
   gets ordinary permissions (``0666 & ~umask``; ``mkstemp`` alone would leave 0600).
 - **output folders** (:func:`atomic_output_dir`): a new folder is built as a hidden temporary and renamed
   into place. An existing folder is written into only when it is empty or holds a previous run of this
-  tool (its ``report.json`` / ``observer.json`` of this project's schema), and then only the tool's own
-  entries (:data:`RUN_ENTRIES`) are replaced: a user's other files in it survive. A folder holding
-  anything else is refused. Nothing is ever deleted that the tool did not write.
+  tool. Every output folder carries a record of the files the tool wrote there (:data:`MANIFEST`: each
+  file's path, the command that wrote it and its sha256). A file is replaced or removed only when the
+  record names it and it is unchanged since; any other file in the way (a user's ``report.md``, their
+  ``figures/my_plot.png`` named like one of ours, a file changed since the tool wrote it) makes the
+  command refuse, before anything moves; files the tool does not write are never touched, also inside
+  ``figures/``. Nothing is written through a symbolic link. Nothing is ever deleted that the tool did
+  not write. A run folder written before the record existed is recognised by its ``report.json`` /
+  ``observer.json`` / ``comparison.json`` of this project's schema (those files, checked by content, are
+  adopted); its other files cannot be told from a user's, so a file in the way there is refused too.
 - **pre-flight** (:func:`check_output_dir`, :func:`check_output_file`): the destination is probed by
   actually creating (and removing) a file there before any work starts, so ``/proc/x``, ``/sys/x`` or a
   read-only mount fail at once, also as root where ``os.access`` says yes. Parent folders created for
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -46,11 +53,17 @@ RUN_ENTRIES: dict[str, tuple[str, ...]] = {
         "comparison.csv",
         "comparison.json",
         "comparison.md",
-        "firing_rates.png",
-        "energy_by_role.png",
+        "compare_firing_rates.png",
+        "compare_energy_by_role.png",
         "figures",
     ),
 }
+#: The record of what the tool wrote in an output folder (a hidden JSON file at its top).
+MANIFEST = ".gac-analysis.json"
+MANIFEST_SCHEMA = "gac-analysis/outputs/1"
+#: Kinds whose files describe another kind's results in the same folder: a new run of the key makes
+#: them stale, so they are removed with its own stale files (when unchanged since written).
+STALE_AFTER = {"energy": ("report",), "observe": ("report",)}
 #: Files that mark a folder as a previous run of this tool: name -> the ``schema`` value they carry.
 RUN_MARKERS = {"report.json": SCHEMA, "observer.json": OBSERVER_SCHEMA, "comparison.json": COMPARISON_SCHEMA}
 #: Prefix of the hidden temporaries made inside an existing output folder (ignored as foreign entries).
@@ -196,19 +209,133 @@ def _is_temporary(name: str) -> bool:
 
 
 def holds_previous_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run of this tool: a ``report.json`` / ``observer.json`` of its schema."""
+    """Whether ``folder`` holds a run of this tool: its record (:data:`MANIFEST`), or a ``report.json`` /
+    ``observer.json`` / ``comparison.json`` of this project's schema (a run written before the record)."""
+    return _record(folder) is not None
+
+
+#: The kind of run that writes each marker file (for a run folder written before the record existed).
+_MARKER_KINDS = {"report.json": "energy", "observer.json": "observe", "comparison.json": "compare"}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, dict] | None:
+    """The files this tool recorded writing in ``folder`` (relative POSIX path -> ``{"kind", "sha256"}``);
+    None when there is no record of this tool's schema."""
+    path = folder / MANIFEST
+    if path.is_symlink():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA or not isinstance(data.get("files"), dict):
+        return None
+    return {k: v for k, v in data["files"].items() if isinstance(v, dict) and isinstance(v.get("sha256"), str)}
+
+
+def _record(folder: Path) -> dict[str, dict] | None:
+    """What this tool wrote in ``folder``: its record, or, for a run folder written before the record existed,
+    its marker files of this project's schema (checked by content); None for a folder that is not a run."""
+    record = _read_manifest(folder)
+    if record is not None:
+        return record
+    adopted = {}
     for name, schema in RUN_MARKERS.items():
+        path = folder / name
+        if path.is_symlink():
+            continue
         try:
-            with open(folder / name, encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 if json.load(f).get("schema") == schema:
-                    return True
+                    adopted[name] = {"kind": _MARKER_KINDS[name], "sha256": file_sha256(path)}
         except (OSError, ValueError, AttributeError):
             continue
+    return adopted or None
+
+
+def _owned(folder: Path, record: dict[str, dict], rel: str) -> bool:
+    """``folder/rel`` is a regular file this tool wrote (recorded) and nobody changed since."""
+    path = folder / rel
+    entry = record.get(rel)
+    if entry is None or _link_on_path(folder, rel) or not path.is_file():
+        return False
+    try:
+        return file_sha256(path) == entry["sha256"]
+    except OSError:
+        return False
+
+
+def _link_on_path(folder: Path, rel: str) -> bool:
+    """A symbolic link is on the way from ``folder`` to ``folder/rel`` (the entry itself included)."""
+    p = folder
+    for part in Path(rel).parts:
+        p = p / part
+        if p.is_symlink():
+            return True
     return False
 
 
-def _owned(name: str, kind: str, written: Iterable[str] = ()) -> bool:
-    return name in written or any(fnmatch.fnmatchcase(name, pat) for pat in RUN_ENTRIES.get(kind, ()))
+def _files_under(root: Path) -> list[str]:
+    """Relative POSIX paths of the regular files under ``root`` (sorted; links are not followed)."""
+    found = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            found.append((Path(dirpath) / name).relative_to(root).as_posix())
+    return sorted(found)
+
+
+def _in_the_way(out: Path, record: dict[str, dict], rel: str, kind: str | None = None) -> bool:
+    """Writing ``out/rel`` would replace or pass through something this tool may not touch: a link on the
+    way, a file where a folder is needed, a folder where the file goes, a file it did not write (or that
+    changed since), or one another command wrote (``kind``: the writing command; another's output is not
+    this one's to replace)."""
+    if _link_on_path(out, rel):
+        return True
+    parts = Path(rel).parts
+    p = out
+    for part in parts[:-1]:
+        p = p / part
+        if p.exists() and not p.is_dir():
+            return True
+    target = out / rel
+    if not (target.exists() or target.is_symlink()):
+        return False
+    if target.is_dir() or not _owned(out, record, rel):
+        return True
+    return kind is not None and record[rel].get("kind") not in (kind, *STALE_AFTER.get(kind, ()))
+
+
+def _refuse_in_the_way(out: Path, blocked: list[str]) -> None:
+    named = ", ".join(f"'{b}'" for b in blocked[:3]) + (f" and {len(blocked) - 3} more" if len(blocked) > 3 else "")
+    verb = "is" if len(blocked) == 1 else "are"
+    raise ConfigError(
+        f"--out {out}: {named} {verb} in the way: not written by this tool (or changed since, or a link); "
+        "nothing was replaced: move them away or choose another --out"
+    )
+
+
+def _stale(recorded_kind, rel: str, kind: str, partial_files: dict | None) -> bool:
+    """A recorded file not written again by this commit is stale: of the same kind (for a partial commit,
+    only inside the folders it wrote), or of a kind this one makes stale (:data:`STALE_AFTER`)."""
+    if partial_files is not None:
+        tops = {Path(r).parts[0] for r in partial_files if len(Path(r).parts) > 1}
+        return recorded_kind == kind and Path(rel).parts[0] in tops
+    return recorded_kind == kind or recorded_kind in STALE_AFTER.get(kind, ())
+
+
+def _write_manifest(folder: Path, files: dict[str, dict]) -> None:
+    data = {"schema": MANIFEST_SCHEMA, "note": "files gac-analysis wrote here (it replaces only these)", "files": files}
+    atomic_write_text(folder / MANIFEST, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _check_inputs(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None:
@@ -241,11 +368,26 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
         entries = sorted(e for e in os.listdir(out) if not _is_temporary(e))
     except OSError as e:
         raise ConfigError(f"cannot read the output folder {out} ({e.strerror or e}); choose another --out") from None
-    if entries and not holds_previous_run(out):
+    entries = [e for e in entries if e != MANIFEST]
+    if not entries:
+        return
+    record = _record(out)
+    if record is None:
         raise ConfigError(
             f"--out {out} already holds files this tool did not write (e.g. '{entries[0]}'); nothing "
             "of yours is replaced: choose a new or empty folder"
         )
+    patterns = RUN_ENTRIES.get(kind, ())
+    blocked = [
+        e
+        for e in entries
+        if e not in written
+        and e in patterns  # names it surely writes (a pattern such as encoding_*.png: checked per file at the commit)
+        and not (out / e).is_dir()
+        and _in_the_way(out, record, e, kind)
+    ]
+    if blocked:
+        _refuse_in_the_way(out, blocked)
 
 
 def check_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = ()) -> Path:
@@ -297,14 +439,16 @@ def check_output_file(path: str | os.PathLike, *, is_own: Callable[[Path], bool]
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = ()):
+def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = (), partial: bool = False):
     """Yield an empty temporary folder; when the block succeeds its entries become ``out``'s.
 
     ``kind`` names the run (``energy``, ``observe``, ``report``, ...; :data:`RUN_ENTRIES`). Checks as
     :func:`check_output_dir` first, so enter it before the work starts. A new ``out`` is the renamed
     temporary; an existing one (empty, or a previous run of this tool) gets the new entries and loses
-    only the stale entries of the same kind; everything else in it is left alone. On failure or
-    interruption (Ctrl-C, SIGTERM) the temporary and any parent folders created for it are removed.
+    only the stale entries of the same kind; everything else in it is left alone. ``partial``: the block
+    writes only some of its kind's files (the figures alone): stale files are removed only inside the
+    folders it writes. On failure or interruption (Ctrl-C, SIGTERM) the temporary and any parent folders
+    created for it are removed.
     """
     out = absolute(out)
     _check_inputs(out, inputs)
@@ -326,7 +470,7 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
         with sigterm_unwinds():
             ordinary_mode(tmp, folder=True)  # mkdtemp makes 0700; the output is an ordinary folder
             yield tmp
-            _commit(tmp, out, kind)
+            _commit(tmp, out, kind, partial)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if not out.exists():
@@ -334,37 +478,53 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
         raise
 
 
-def _commit(tmp: Path, out: Path, kind: str) -> None:
-    """Move the entries of ``tmp`` into ``out`` (serialised by a lock, never interrupted half-way)."""
+def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
+    """Move the files of ``tmp`` into ``out`` (serialised by a lock, never interrupted half-way), replacing
+    only files this tool recorded writing and nobody changed since, removing the stale ones of this kind
+    (and of the kinds it makes stale, :data:`STALE_AFTER`), and recording what it wrote (:data:`MANIFEST`)."""
+    new = {rel: {"kind": kind, "sha256": file_sha256(tmp / rel)} for rel in _files_under(tmp)}
     with _folder_lock(out.parent), _signals_deferred():
         if not (out.exists() or out.is_symlink()):
+            _write_manifest(tmp, new)
             os.rename(tmp, out)
             return
-        written = set(os.listdir(tmp))
-        _check_reusable(out, kind, written)  # again: another process may have written meanwhile
+        _check_reusable(out, kind, {Path(rel).parts[0] for rel in new})  # again: another process may have written
+        record = _record(out) or {}
+        blocked = [rel for rel in new if _in_the_way(out, record, rel, kind)]
+        if blocked:
+            _refuse_in_the_way(out, blocked)
+        stale = [r for r, e in record.items() if r not in new and _stale(e["kind"], r, kind, new if partial else None)]
+        stale = [r for r in stale if _owned(out, record, r)]
         old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".old", dir=out))
         moved_out: list[str] = []
         moved_in: list[str] = []
+        made: list[Path] = []
         try:
-            for name in sorted(os.listdir(out)):
-                if not _is_temporary(name) and _owned(name, kind, written):
-                    os.rename(out / name, old / name)
-                    moved_out.append(name)
-            for name in sorted(written):
-                os.rename(tmp / name, out / name)
-                moved_in.append(name)
-        except OSError as e:  # put everything back as it was
-            for name in moved_in:
+            for rel in [*stale, *(r for r in new if (out / r).exists())]:
+                (old / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.rename(out / rel, old / rel)
+                moved_out.append(rel)
+            for rel in new:
+                made += _make_parents((out / rel).parent)
+                os.rename(tmp / rel, out / rel)
+                moved_in.append(rel)
+        except (OSError, ConfigError) as e:  # put everything back as it was
+            for rel in moved_in:
                 with contextlib.suppress(OSError):
-                    os.rename(out / name, tmp / name)
-            for name in moved_out:
+                    os.rename(out / rel, tmp / rel)
+            for rel in moved_out:
                 with contextlib.suppress(OSError):
-                    os.rename(old / name, out / name)
-            with contextlib.suppress(OSError):
-                old.rmdir()
-            raise ConfigError(
-                f"cannot write into the output folder {out} ({e.strerror or e}); it is unchanged"
-            ) from None
+                    os.rename(old / rel, out / rel)
+            _remove_created(made)
+            shutil.rmtree(old, ignore_errors=True)
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+            raise ConfigError(f"cannot write into the output folder {out} ({reason}); it is unchanged") from None
+        kept = {r: e for r, e in record.items() if r not in new and r not in stale and (out / r).is_file()}
+        _write_manifest(out, {**kept, **new})
         shutil.rmtree(old, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            tmp.rmdir()
+        for rel in stale:  # folders the stale files leave empty (e.g. figures/ of an older run)
+            for parent in Path(rel).parents:
+                if parent != Path("."):
+                    with contextlib.suppress(OSError):
+                        (out / parent).rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from gac_analysis.cli.main import run
+from gac_analysis.fileio import MANIFEST
 from gac_analysis.models import build_model, save_checkpoint
 
 PICKLED = "needs arbitrary Python objects (pickled code), refused with weights_only=True"
@@ -322,7 +323,15 @@ def test_previous_run_only_own_files_replaced(files, tmp_path, capsys, monkeypat
     args = [a.replace("{files}", str(files)) for a in E] + ["--seed", "5", "--out", str(out)]
     assert cli(args, capsys, monkeypatch)[0] == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["layers.csv", "lif_sites.csv", "notes.md", "observer.json", "per_step.csv", "report.json"]
+    assert names == [
+        MANIFEST,
+        "layers.csv",
+        "lif_sites.csv",
+        "notes.md",
+        "observer.json",
+        "per_step.csv",
+        "report.json",
+    ]
     assert (out / "report.json").read_text() != first and (out / "notes.md").read_text() == "mine"
 
 
@@ -549,7 +558,13 @@ def test_two_processes_writing_the_same_out(tmp_path):
 
     stamp = json.loads((out / "report.json").read_text())["s"]
     assert all((out / name).read_text() == stamp for name in ("layers.csv", "lif_sites.csv", "per_step.csv"))
-    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "lif_sites.csv", "per_step.csv", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST,
+        "layers.csv",
+        "lif_sites.csv",
+        "per_step.csv",
+        "report.json",
+    ]
     assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no .partial / .old anywhere
 
 
@@ -591,7 +606,9 @@ def test_a_check_of_an_existing_out_waits_for_a_commit_in_progress(tmp_path, che
     checker.join(30)
     assert not checker.is_alive() and errors == []
     # the pre-flight leaves the folder as it is; the run replaced the previous run's entries with its own
-    expected = ["layers.csv", "report.json"] if check == "pre-flight" else ["report.json"]
+    expected = (
+        [fileio.MANIFEST, "layers.csv", "report.json"] if check == "pre-flight" else [fileio.MANIFEST, "report.json"]
+    )
     assert sorted(p.name for p in out.iterdir()) == expected
 
 

@@ -7,6 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
+from gac_analysis.fileio import MANIFEST
 
 runner = CliRunner()
 
@@ -32,7 +33,13 @@ def run_dir(golden_ckpt, tmp_path_factory):
 
 def test_energy_writes_outputs_and_summary(run_dir, golden_ckpt):
     out, output = run_dir
-    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "lif_sites.csv", "per_step.csv", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST,
+        "layers.csv",
+        "lif_sites.csv",
+        "per_step.csv",
+        "report.json",
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["num_images"] == 3 and report["T"] == 6
     assert report["provenance"]["data"]["source"] == "random"
@@ -134,7 +141,8 @@ def test_energy_summary_notes_neuron_layers_that_never_fired(tmp_path, threshold
     (tmp_path / "silent_net.py").write_text(_SILENT_MODEL)
     model = ["--model", f"{tmp_path / 'silent_net.py'}:build", "--model-kwargs", f'{{"threshold": {threshold}}}']
     args = ["energy", *model]
-    result = runner.invoke(app, [*args, "--data", "random", "--image-size", "8", "--num-images", "2"])
+    data = ["--data", "random", "--image-size", "8", "--num-images", "2"]
+    result = runner.invoke(app, [*args, *data, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     notes = [ln for ln in result.output.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and notes[0].startswith(f"note: {expected}"), result.output

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from gac_analysis.cli.main import app
 from gac_analysis.compare import build_comparison, read_runs
+from gac_analysis.fileio import MANIFEST
 from reference_fixtures import one_error_line
 
 runner = CliRunner()
@@ -148,8 +149,17 @@ def test_cli_writes_every_output_and_the_story(pair, tmp_path):
     out = tmp_path / "cmp"
     res = runner.invoke(app, ["compare", *map(str, pair), "--out", str(out), "--names", "G,D"])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.json", "comparison.md", "figures"]
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["energy_by_role.png", "firing_rates.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST,
+        "comparison.csv",
+        "comparison.json",
+        "comparison.md",
+        "figures",
+    ]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "compare_energy_by_role.png",
+        "compare_firing_rates.png",
+    ]
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert [r["name"] for r in rows] == ["G", "D"]
     assert float(rows[1]["complete_ratio_to_first"]) == pytest.approx(0.8)

@@ -90,15 +90,21 @@ def test_classes_from_report_json_match_layers_csv(run_dir, tmp_path):
     # each layer's classes add up to its complete energy; the order still holds every site once
     assert (run.layers[cols].sum(axis=1) - run.layers["complete_pj"]).abs().max() < 1e-3
     assert sorted(derived.order) == sorted(run.order)
-    # a memory figure of an earlier report does not linger when this report has no memory estimate
+    # a memory figure this tool drew for an earlier report does not linger when this report has no memory
+    # estimate; a user's file of that name (not written by the tool) is left alone
     report = json.loads((folder / "report.json").read_text())
-    report["energy"].pop("memory", None)
+    names = [r["name"] for r in report["layers"]]
+    report["energy"]["memory"] = {"layers": [{"name": n, "compute_pj": 15.0, "memory_pj": 30.0} for n in names[:12]]}
     (folder / "report.json").write_text(json.dumps(report))
     stale = folder / "figures" / FIGURE_FILES["energy_memory"]
-    stale.parent.mkdir()
-    stale.write_bytes(b"old")
+    assert stale in write_energy_figures(folder) and stale.exists()
+    report["energy"].pop("memory")
+    (folder / "report.json").write_text(json.dumps(report))
     assert [p.name for p in write_energy_figures(folder)] == [FIGURE_FILES[n] for n in ALWAYS]
     assert not stale.exists()
+    stale.write_bytes(b"a user's own figure")
+    assert [p.name for p in write_energy_figures(folder)] == [FIGURE_FILES[n] for n in ALWAYS]
+    assert stale.read_bytes() == b"a user's own figure"
 
 
 def test_memory_figure_when_the_report_has_energy_memory(run_dir, tmp_path):

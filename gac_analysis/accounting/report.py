@@ -220,18 +220,28 @@ class Report:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=json_default)
 
+    #: The files of a run folder that :meth:`save` writes.
+    FILES = ("report.json", "layers.csv", "lif_sites.csv", "per_step.csv")
+
     def save(self, folder: str | Path) -> list[Path]:
-        """Write ``report.json``, ``layers.csv``, ``lif_sites.csv`` and ``per_step.csv`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "report.json", folder / "layers.csv", folder / "lif_sites.csv", folder / "per_step.csv"]
-        paths[0].write_text(self.to_json() + "\n")
-        self.layers.to_csv(paths[1], index=False)
+        """Write :attr:`FILES` into ``folder`` as ``gac-analyze energy --out`` does
+        (``fileio.atomic_output_dir``): all or nothing, into a new or empty folder or one of this tool's
+        runs, never over a file the tool did not write. Returns the paths written."""
+        from gac_analysis.fileio import atomic_output_dir
+
+        with atomic_output_dir(folder, kind="energy") as tmp:
+            self.write_files(tmp)
+        return [Path(folder) / name for name in self.FILES]
+
+    def write_files(self, folder: Path) -> None:
+        """Write :attr:`FILES` into ``folder``, a temporary the caller commits (:meth:`save`, the CLI)."""
+        report_json, layers_csv, lif_csv, per_step_csv = (Path(folder) / name for name in self.FILES)
+        report_json.write_text(self.to_json() + "\n")
+        self.layers.to_csv(layers_csv, index=False)
         lif = self.lif_sites.copy()
         lif["per_step_rate"] = lif["per_step_rate"].map(lambda v: ";".join(f"{x:.6g}" for x in v))
-        lif.to_csv(paths[2], index=False)
-        self.per_step.to_csv(paths[3], index=False)
-        return paths
+        lif.to_csv(lif_csv, index=False)
+        self.per_step.to_csv(per_step_csv, index=False)
 
 
 def _records(df: pd.DataFrame, row_type) -> list[dict]:

@@ -305,7 +305,7 @@ def energy_cmd(
     with atomic_output_dir(out, kind="energy", inputs=input_paths(path, spec)) as tmp:
         report = run_profile(model, source, run)
         report.provenance["distributed"] = {"world_size": 1, "backend": None}
-        report.save(tmp)
+        report.write_files(tmp)
     print_summary(report, out)
 
 
@@ -387,7 +387,7 @@ def _energy_ranks(sess, run: EnergyRun):
         report = gd.report_from_counter(counter, model, data=source.describe(), **run.pricing())
         report.provenance["distributed"] = sess.describe()
         with atomic_output_dir(run.out, kind="energy") as tmp:
-            report.save(tmp)
+            report.write_files(tmp)
         return report
 
     return sess.run_local(write, "writing the report")

@@ -11,7 +11,7 @@ __all__ = ["COMPARE_FIGURES", "plot_energy_by_role", "plot_firing_rates", "write
 
 DPI = 100
 #: File name -> size in inches.
-COMPARE_FIGURES = {"firing_rates.png": (12.0, 6.5), "energy_by_role.png": (13.0, 6.0)}
+COMPARE_FIGURES = {"compare_firing_rates.png": (12.0, 6.5), "compare_energy_by_role.png": (13.0, 6.0)}
 _MARKERS = "osD^vP*X"
 
 
@@ -28,7 +28,7 @@ def _save(fig, path: Path) -> Path:
 
 def plot_firing_rates(comp, path: Path) -> Path:
     """Firing rate (spikes / neuron / time step) per LIF site, every run on one axis, sites matched by name."""
-    fig, ax = _figure("firing_rates.png")
+    fig, ax = _figure("compare_firing_rates.png")
     sites = [s["site"] for s in comp.sites]
     x = list(range(len(sites)))
     for i, name in enumerate(comp.names):
@@ -57,7 +57,7 @@ def plot_energy_by_role(comp, path: Path) -> Path:
     ratio of each run's total to the first run's."""
     import numpy as np
 
-    fig, axes = _figure("energy_by_role.png", ncols=2)
+    fig, axes = _figure("compare_energy_by_role.png", ncols=2)
     first = comp.names[0]
     for ax, conv in zip(axes, ("paper", "complete")):
         t = comp.roles[conv]
@@ -88,6 +88,6 @@ def write_compare_figures(comp, folder: Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return [
-        plot_firing_rates(comp, folder / "firing_rates.png"),
-        plot_energy_by_role(comp, folder / "energy_by_role.png"),
+        plot_firing_rates(comp, folder / "compare_firing_rates.png"),
+        plot_energy_by_role(comp, folder / "compare_energy_by_role.png"),
     ]

@@ -613,14 +613,26 @@ def write_energy_figures(run_dir: str | Path | RunData) -> list[Path]:
 
     Five figures always (firing rates, firing-rate heatmap, energy per layer, energy by role,
     cumulative energy), plus the memory figure when the report has ``energy.memory``.
-    ``run_dir`` may also be a :class:`RunData` already loaded.
+    ``run_dir`` may also be a :class:`RunData` already loaded. The figures are drawn into a temporary
+    and committed together (``fileio.atomic_output_dir``): a figure of this tool's from an earlier
+    report is replaced or removed, a file of anyone else's in ``figures/`` is never touched (one in the
+    way is an error).
     """
+    from gac_analysis.fileio import atomic_output_dir
+
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
-    out = run.run_dir / "figures"
+    with atomic_output_dir(run.run_dir, kind="report", partial=True) as tmp:
+        drawn = draw_energy_figures(run, tmp / "figures")
+    return [run.run_dir / "figures" / p.name for p in drawn]
+
+
+def draw_energy_figures(run: RunData, folder: Path) -> list[Path]:
+    """Draw the figures of :func:`write_energy_figures` into ``folder`` (created; a temporary of the
+    caller's); returns the PNG paths."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ReportError(f"cannot create {out}: {e.strerror}") from None
+        raise ReportError(f"cannot create {folder}: {e.strerror}") from None
     plots = (
         ("firing_rate_per_site", plot_firing_rates),
         ("firing_rate_heatmap", plot_firing_rate_heatmap),
@@ -630,14 +642,11 @@ def write_energy_figures(run_dir: str | Path | RunData) -> list[Path]:
         ("energy_memory", plot_memory_energy),
     )
     written = []
-    stale = out / FIGURE_FILES["energy_memory"]
-    if run.memory is None and stale.exists():  # a memory figure of an earlier report must not linger
-        stale.unlink(missing_ok=True)
     try:
         for name, fn in plots:
-            p = fn(run, out / FIGURE_FILES[name])
+            p = fn(run, folder / FIGURE_FILES[name])
             if p is not None:
                 written.append(p)
     except OSError as e:
-        raise ReportError(f"cannot write figures into {out}: {e.strerror or e}") from None
+        raise ReportError(f"cannot write figures into {folder}: {e.strerror or e}") from None
     return written

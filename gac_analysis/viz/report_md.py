@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from gac_analysis.errors import ReportError
-from gac_analysis.fileio import atomic_write_text
 from gac_analysis.report_model import (
     PJ_PER_MJ,
     ObserverSummary,
@@ -23,7 +22,7 @@ from gac_analysis.report_model import (
     mj_per_image,
     silent_neurons_note,
 )
-from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, load_run, write_energy_figures
+from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, draw_energy_figures, load_run
 
 __all__ = ["FIGURE_CAPTIONS", "read_observer", "render_report_md", "write_report_md"]
 
@@ -480,16 +479,19 @@ def render_report_md(run: RunData, figures: list[Path], observer: ObserverSummar
 
 
 def write_report_md(run_dir: str | Path, *, figures: bool = True) -> tuple[Path, list[Path]]:
-    """Write ``run_dir/report.md`` (atomically) and, with ``figures``, ``run_dir/figures/*.png``.
+    """Write ``run_dir/report.md`` and, with ``figures``, ``run_dir/figures/*.png``, all or nothing.
 
-    Returns (report.md path, figure paths). Raises :class:`ReportError` for an unusable run folder.
+    They are drawn into a temporary and committed together (``fileio.atomic_output_dir``, kind
+    ``report``): an interrupted run changes nothing; this tool's earlier report and figures are
+    replaced (a figure the new report does not draw is removed); a file of anyone else's named like
+    one of them is an error, never overwritten. Returns (report.md path, figure paths). Raises
+    :class:`ReportError` for an unusable run folder.
     """
+    from gac_analysis.fileio import atomic_output_dir
+
     run = load_run(run_dir)
-    pngs = write_energy_figures(run) if figures else []
-    text = render_report_md(run, pngs, read_observer(run.run_dir))
-    path = run.run_dir / "report.md"
-    try:
-        atomic_write_text(path, text)
-    except OSError as e:
-        raise ReportError(f"cannot write {path}: {e.strerror or e}") from None
-    return path, pngs
+    with atomic_output_dir(run.run_dir, kind="report") as tmp:
+        drawn = draw_energy_figures(run, tmp / "figures") if figures else []
+        pngs = [run.run_dir / "figures" / p.name for p in drawn]
+        (tmp / "report.md").write_text(render_report_md(run, pngs, read_observer(run.run_dir)), encoding="utf-8")
+    return run.run_dir / "report.md", pngs

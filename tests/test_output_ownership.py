@@ -1,0 +1,206 @@
+"""Output folders: the tool replaces or removes only files it recorded writing, unchanged since.
+
+Each case is one way a user's file used to be lost or a folder left mixed: `compare --out` into a run
+folder (its `figures/`), a foreign `report.json` beside another kind of run, a user's `encoding_mine.png`
+matching observe's pattern, `report` through a `figures` link or over a user's `report.md`, an
+interrupted `report`, a stale `report.md` after a new `energy` run, and a run folder written before the
+record existed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gac_analysis import fileio
+from gac_analysis.cli.main import app
+from gac_analysis.errors import ConfigError
+from gac_analysis.fileio import MANIFEST, atomic_output_dir
+from gac_analysis.report_model import OBSERVER_SCHEMA
+
+runner = CliRunner()
+ENERGY = ["energy", "--data", "random", "--image-size", "8", "--num-images", "1", "--batch-size", "1"]
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _refused(args: list[str], fragment: str) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and fragment in result.output, result.output
+    return result.output
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (links not followed) with its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink() and p.name != MANIFEST  # the record changes with every run
+    }
+
+
+@pytest.fixture(scope="module")
+def energy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    _ok([*ENERGY, "--out", str(out)])
+    _ok(["report", str(out)])
+    return out
+
+
+@pytest.fixture
+def run(energy_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(energy_run, folder)
+    return folder
+
+
+def test_the_record_lists_every_file_written_with_its_command_and_hash(run):
+    files = json.loads((run / MANIFEST).read_text())["files"]
+    assert {k: v["kind"] for k, v in files.items()} == {
+        **dict.fromkeys(["report.json", "layers.csv", "lif_sites.csv", "per_step.csv"], "energy"),
+        "report.md": "report",
+        **{f"figures/{p.name}": "report" for p in (run / "figures").iterdir()},
+    }
+    assert all(v["sha256"] == fileio.file_sha256(run / k) for k, v in files.items())
+
+
+def test_compare_into_a_run_folder_keeps_the_reports_figures_and_the_users(run, tmp_path):
+    mine = run / "figures" / "my_plot.png"
+    mine.write_bytes(b"mine")
+    before = _snapshot(run)
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    _ok(["compare", str(run), str(other), "--out", str(run)])
+    after = _snapshot(run)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing of energy's, report's or mine lost
+    assert {"comparison.json", "figures/compare_firing_rates.png", "figures/compare_energy_by_role.png"} <= set(after)
+    _ok(["compare", str(run), str(other), "--out", str(run), "--no-figures"])  # its own figures go, nothing else
+    final = _snapshot(run)
+    assert "figures/compare_firing_rates.png" not in final and mine.read_bytes() == b"mine"
+    assert {k: v for k, v in final.items() if k in before} == before
+
+
+def test_a_foreign_report_json_beside_another_kind_of_run_is_refused(tmp_path):
+    out = tmp_path / "obs"
+    with atomic_output_dir(out, kind="observe") as tmp:
+        (tmp / "observer.json").write_text(json.dumps({"schema": OBSERVER_SCHEMA}))
+    (out / "report.json").write_text('{"tool": "other"}')
+    (out / "layers.csv").write_text("my,csv\n")
+    before = _snapshot(out)
+    _refused([*ENERGY, "--out", str(out)], "'layers.csv', 'report.json' are in the way")
+    assert _snapshot(out) == before
+
+
+def test_observe_pattern_never_takes_a_users_file(tmp_path):
+    """Stale figures of an earlier observe run are removed; a user's encoding_mine.png is not."""
+    out = tmp_path / "obs"
+    with atomic_output_dir(out, kind="observe") as tmp:
+        (tmp / "observer.json").write_text(json.dumps({"schema": OBSERVER_SCHEMA}))
+        (tmp / "encoding_T4.png").write_bytes(b"ours")
+    (out / "encoding_mine.png").write_bytes(b"mine")
+    with atomic_output_dir(out, kind="observe") as tmp:
+        (tmp / "observer.json").write_text(json.dumps({"schema": OBSERVER_SCHEMA, "n": 2}))
+        (tmp / "encoding_T8.png").write_bytes(b"ours again")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [MANIFEST, "encoding_T8.png", "encoding_mine.png", "observer.json"]
+    assert (out / "encoding_mine.png").read_bytes() == b"mine"
+    (out / "encoding_T8.png").write_bytes(b"changed by the user")  # now theirs: not replaced, not removed
+    with pytest.raises(ConfigError, match="'encoding_T8.png' is in the way"):
+        with atomic_output_dir(out, kind="observe") as tmp:
+            (tmp / "observer.json").write_text("{}")
+            (tmp / "encoding_T8.png").write_bytes(b"new")
+    with atomic_output_dir(out, kind="observe") as tmp:
+        (tmp / "observer.json").write_text(json.dumps({"schema": OBSERVER_SCHEMA, "n": 3}))
+    assert (out / "encoding_T8.png").read_bytes() == b"changed by the user"
+
+
+def test_report_never_writes_through_a_link_or_over_a_users_report_md(run, tmp_path):
+    elsewhere = tmp_path / "myfigs"
+    shutil.move(run / "figures", elsewhere)
+    (run / "figures").symlink_to(elsewhere, target_is_directory=True)
+    before, outside = _snapshot(run), _snapshot(elsewhere)
+    _refused(["report", str(run)], "in the way")
+    assert _snapshot(run) == before and _snapshot(elsewhere) == outside
+    (run / "figures").unlink()
+    (run / "report.md").write_text("# my own notes\n")
+    _refused(["report", str(run), "--no-figures"], "'report.md' is in the way")
+    assert (run / "report.md").read_text() == "# my own notes\n"
+
+
+def test_an_interrupted_report_changes_nothing(run, monkeypatch):
+    from gac_analysis.viz import energy_figures
+
+    before = _snapshot(run)
+
+    def interrupted(run_data, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(energy_figures, "plot_energy_by_role", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        from gac_analysis.viz.report_md import write_report_md
+
+        write_report_md(run)
+    assert _snapshot(run) == before
+    assert not [p for p in run.iterdir() if p.name.startswith(fileio.TEMP_PREFIX)]
+
+
+def test_a_new_energy_run_removes_the_stale_report_it_made_but_not_a_changed_one(run):
+    _ok([*ENERGY, "--seed", "3", "--out", str(run)])
+    assert not (run / "report.md").exists() and not (run / "figures").exists()  # described the old run
+    _ok(["report", str(run)])
+    (run / "report.md").write_text((run / "report.md").read_text() + "\nmy annotation\n")
+    _ok([*ENERGY, "--seed", "4", "--out", str(run)])
+    assert (run / "report.md").read_text().endswith("my annotation\n")  # changed by the user: kept
+    assert not (run / "figures").exists()
+
+
+def test_a_run_folder_from_before_the_record(run):
+    """Its report.json (this project's schema, checked by content) is recognised; `report` adds to it;
+    its other files cannot be told from a user's, so a new run into it is refused, leaving it whole."""
+    (run / MANIFEST).unlink()
+    (run / "report.md").unlink()
+    shutil.rmtree(run / "figures")
+    _ok(["report", str(run)])
+    assert set(json.loads((run / MANIFEST).read_text())["files"]) >= {"report.json", "report.md"}
+    (run / MANIFEST).unlink()
+    before = _snapshot(run)
+    _refused([*ENERGY, "--out", str(run)], "'layers.csv', 'lif_sites.csv', 'per_step.csv' are in the way")
+    assert _snapshot(run) == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX links")
+def test_a_link_named_like_an_output_is_never_followed(tmp_path):
+    out = tmp_path / "run"
+    with atomic_output_dir(out, kind="energy") as tmp:
+        (tmp / "report.json").write_text("{}")
+    target = tmp_path / "precious.csv"
+    target.write_text("keep")
+    (out / "layers.csv").symlink_to(target)
+    with pytest.raises(ConfigError, match="'layers.csv' is in the way"):
+        with atomic_output_dir(out, kind="energy") as tmp:
+            (tmp / "report.json").write_text("{}")
+            (tmp / "layers.csv").write_text("new")
+    assert target.read_text() == "keep" and (out / "layers.csv").is_symlink()
+
+
+def test_one_commands_file_is_not_anothers_to_replace(tmp_path):
+    out = tmp_path / "run"
+    with atomic_output_dir(out, kind="observe") as tmp:
+        (tmp / "observer.json").write_text("{}")
+        (tmp / "figures").mkdir()
+        (tmp / "figures" / "shared.png").write_bytes(b"observe's")
+    with pytest.raises(ConfigError, match="'figures/shared.png' is in the way"):
+        with atomic_output_dir(out, kind="compare") as tmp:
+            (tmp / "figures").mkdir()
+            (tmp / "figures" / "shared.png").write_bytes(b"compare's")
+    assert (out / "figures" / "shared.png").read_bytes() == b"observe's"
