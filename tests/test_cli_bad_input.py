@@ -68,6 +68,8 @@ FIXTURES = {
     "gac.pt": lambda p: save_checkpoint(_small_model(), p),
     "direct.pt": lambda p: torch.save(_small_model("direct").state_dict(), p),
     "arch.pt": lambda p: _header_ckpt(p, arch="resnet9000"),
+    "meta.pt": lambda p: _header_ckpt(p, metadata="a string"),
+    "future.pt": lambda p: _header_ckpt(p, format_version=99),
     "coding.pt": lambda p: _header_ckpt(p, coding="rate"),
     "list.pt": lambda p: torch.save([torch.zeros(1)], p),
     "sdlist.pt": lambda p: _header_ckpt(p, state_dict=[torch.zeros(1)]),
@@ -207,6 +209,9 @@ ROWS = [
     # 2. tracebacks that are one line
     ("info-T0-direct", None, ["info", "{files}/direct.pt", "--T", "0"], 2, "--T", [], []),
     ("header-arch", None, ["info", "{files}/arch.pt"], 2, "unknown arch 'resnet9000'", [], []),
+    ("header-metadata", None, ["info", "{files}/meta.pt"], 2, "its 'metadata' is a str, not a mapping", [], []),
+    ("header-version", None, ["info", "{files}/future.pt"], 2, "format_version 99 is not one this", [], []),
+    ("long-path", None, ["info", "/tmp/" + "a" * 300], 2, "File name too long", [], []),
     ("header-coding", None, ["info", "{files}/coding.pt"], 2, "unknown coding 'rate'", [], []),
     ("list", None, ["info", "{files}/list.pt"], 2, "got list", [], []),
     ("state_dict-list", None, ["info", "{files}/sdlist.pt"], 2, "state_dict is a list", [], []),

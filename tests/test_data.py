@@ -434,3 +434,13 @@ def test_describe_is_json_and_counts_used_images():
     assert d["num_images"] == 3 and d["source"] == "random"
     assert set(d) >= {"source", "num_images", "image_size", "normalization", "split", "seed"}
     json.dumps(d)
+
+
+def test_random_data_that_cannot_fit_in_memory_is_one_line_not_an_allocation_failure():
+    from gac_analysis.data.sources import open_source
+    from gac_analysis.errors import DataError
+
+    with pytest.raises(DataError, match=r"random data: 10000000000000 images of 32x32 would take .* GiB at once"):
+        open_source("random", num_images=10**13)
+    with pytest.raises(DataError, match="16 images of 99999999x99999999"):
+        open_source("random", image_size=99999999)

@@ -386,9 +386,14 @@ def test_cli_info_on_specs(tmp_path):
     assert result.exit_code == 0 and "msresnet18-cifar" in result.output and "792,874" in result.output
 
 
-def test_cli_observe_needs_a_gac_encoder(tmp_path):
-    result = runner.invoke(app, ["observe", "--model", f"{EXAMPLE}:build", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "has no GAC encoder" in error_line(result)
+@pytest.mark.parametrize("seeded", [[], ["--seeded-gac"]])
+@pytest.mark.parametrize("spec", [f"{EXAMPLE}:build", "spikingjelly:CIFAR10Net"])
+def test_cli_observe_is_for_gac_ms_resnets(tmp_path, spec, seeded):
+    """Another architecture is refused in one line, also with --seeded-gac (which seeds a GAC encoder on
+    this project's MS-ResNet stem, and so cannot apply to it)."""
+    result = runner.invoke(app, ["observe", "--model", spec, *seeded, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not a GAC-MS-ResNet of this project" in error_line(result)
+    assert "gac-analyze energy" in error_line(result)
     assert not (tmp_path / "o").exists()
 
 

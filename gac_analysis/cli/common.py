@@ -50,8 +50,33 @@ def handles_errors(fn):
         except KeyboardInterrupt:
             err_console.print("interrupted", highlight=False)
             raise typer.Exit(code=130) from None
+        except OSError as e:  # a path the system refuses (too long, a loop of links, no permission, ...)
+            where = f": {e.filename}" if e.filename else ""
+            message = f"{e.strerror or e}{where}; check the path (and its permissions) and try again"
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except (MemoryError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not _out_of_memory(e):
+                raise
+            message = (
+                "not enough memory for this run; use fewer --num-images, a smaller --batch-size, --image-size or T"
+                f" (the system said: {_first_line(e)})"
+            )
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+def _out_of_memory(e: RuntimeError) -> bool:
+    """A torch allocation failure (CPU or CUDA), as opposed to any other runtime error."""
+    text = str(e).lower()
+    return "can't allocate memory" in text or "out of memory" in text or "not enough memory" in text
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 # ---- shared by the analysis commands -------------------------------------------------------------

@@ -61,7 +61,7 @@ def _open(
     seeded_gac: bool = False,
 ):
     """The model to observe; it needs a GAC encoder of its own unless ``seeded_gac`` supplies one."""
-    from gac_analysis.models import GACEncoder
+    from gac_analysis.models import GACEncoder, MSResNet
 
     try:
         model, path = open_model(ckpt, model=model_spec, model_kwargs=model_kwargs, seed=seed)
@@ -70,11 +70,25 @@ def _open(
             f"{ckpt} is a direct-coding checkpoint without T: the observer needs the time steps; use a "
             "checkpoint that carries them (this project's format) with --seeded-gac, or a GAC checkpoint"
         ) from None
-    if not seeded_gac and model_spec is not None and not isinstance(getattr(model, "encoder", None), GACEncoder):
+    has_gac = isinstance(getattr(model, "encoder", None), GACEncoder)
+    if model_spec is not None and not has_gac and not isinstance(model, MSResNet):
+        raise ConfigError(
+            f"--model {model_spec} is a {type(model).__name__}, not a GAC-MS-ResNet of this project: the observer "
+            "compares GAC with direct coding on one Conv-BN stem of that architecture (--model default, "
+            "default-direct with --seeded-gac, or a checkpoint of the paper's code); profile any other model "
+            "with `gac-analyze energy`"
+        )
+    if not seeded_gac and model_spec is not None and not has_gac:
         raise ConfigError(
             f"--model {model_spec} has no GAC encoder (model.encoder, a GACEncoder): the observer "
             "compares GAC with direct coding on the same Conv-BN; use a GAC checkpoint or "
             "--model default, or --seeded-gac to compare with a seeded GAC encoder on its stem"
+        )
+    if seeded_gac and has_gac:
+        console.print(
+            "note: the model has its own GAC encoder, which is observed; --seeded-gac is not used",
+            highlight=False,
+            soft_wrap=True,
         )
     return model, path
 

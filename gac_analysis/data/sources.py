@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from gac_analysis.data.base import IDENTITY_MEAN, IDENTITY_STD, DataSource, TensorStore
@@ -30,6 +32,24 @@ def _check_positive(value: int | None, what: str, spec: str) -> None:
         )
 
 
+def _available_memory_bytes() -> int | None:
+    """Physical memory free now (Linux and most POSIX systems), or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(nbytes: int, what: str) -> None:
+    """A :class:`DataError` (one line) when ``what``, made at once, would not fit in the free memory."""
+    free = _available_memory_bytes()
+    if free is not None and nbytes > free:
+        raise DataError(
+            f"{what} would take {nbytes / 2**30:.3g} GiB at once, more than the {free / 2**30:.3g} GiB of free "
+            "memory: use fewer --num-images or a smaller --image-size"
+        )
+
+
 def open_random(*, num_images: int | None, image_size: int | None, seed: int) -> DataSource:
     """Seeded standard-normal images, float32 ``[N, 3, S, S]``, labels -1.
 
@@ -37,6 +57,7 @@ def open_random(*, num_images: int | None, image_size: int | None, seed: int) ->
     """
     n = RANDOM_DEFAULT_NUM if num_images is None else num_images
     size = RANDOM_DEFAULT_SIZE if image_size is None else image_size
+    _check_fits_in_memory(n * 3 * size * size * 4, f"random data: {n} images of {size}x{size}")
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, size, size, generator=g, dtype=torch.float32)
     return DataSource(

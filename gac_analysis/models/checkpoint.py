@@ -402,7 +402,21 @@ def load_checkpoint(
     if header is not None:
         layout = "gac-analysis"
         canonical = dict(sd)
-        meta = dict(header.get("metadata") or {})
+        meta = header.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise CheckpointError(
+                f"{path}: its 'metadata' is a {type(meta).__name__}, not a mapping; re-save the checkpoint with "
+                "metadata={...} or without it"
+            )
+        meta = dict(meta)
+        version = header.get("format_version")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION
+        ):
+            raise CheckpointError(
+                f"{path}: checkpoint format_version {version!r} is not one this gac-analysis reads (it reads "
+                f"up to {FORMAT_VERSION}); upgrade gac-analysis or re-save the checkpoint with this version"
+            )
         f_arch, f_T, f_cls, f_coding = (
             header.get("arch"),
             header.get("T"),
