@@ -45,10 +45,13 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "UnsupportedOp",
+    "OBSERVER_PLACES",
     "dotted_get",
+    "find_observer",
     "load_energy_report",
     "load_observer_report",
     "mj_per_image",
+    "observer_mismatch",
     "report_json_path",
     "silent_neurons_note",
 ]
@@ -483,8 +486,12 @@ class EnergyReport:
 
     @property
     def table_name(self) -> str | None:
-        """Name of the energy table that priced the counts."""
-        return dotted_get(self.energy, "table.name")
+        """Name of the energy table that priced the counts (with the file it came from when it is not the
+        bundled table of that name: ``energy.tables.table_label``); None when the report names none."""
+        from gac_analysis.energy.tables import table_label
+
+        table = dotted_get(self.energy, "table")
+        return table_label(table) if isinstance(table, dict) and table.get("name") else None
 
     @property
     def memory(self) -> MemorySplit | None:
@@ -699,3 +706,29 @@ def load_observer_report(path: str | Path) -> ObserverSummary:
     missing, unreadable, not JSON, of another schema or version, or lacking its headline numbers."""
     path = report_json_path(path, "observer.json", writer="gac-analyze observe")
     return ObserverSummary.from_dict(_read_json(path), source=str(path))
+
+
+#: Where a run folder keeps its observer run: beside report.json, or in ``observe/`` (``make demo``).
+OBSERVER_PLACES = ("observer.json", "observe/observer.json")
+
+
+def find_observer(run_dir: str | Path) -> Path | None:
+    """The ``observer.json`` of a run folder (:data:`OBSERVER_PLACES`, first found), or None."""
+    return next((Path(run_dir) / p for p in OBSERVER_PLACES if (Path(run_dir) / p).is_file()), None)
+
+
+def observer_mismatch(report: dict, observer: dict) -> str | None:
+    """Why an observer report does not describe the model of an energy report (its checkpoint's sha256,
+    architecture or coding differ, where both say), or None. Both are the reports' JSON dictionaries."""
+    model = dotted_get(report, "provenance.model") or {}
+    seen = observer.get("provenance") or {}
+    diffs = []
+    ours, theirs = dotted_get(model, "checkpoint.sha256"), dotted_get(seen, "checkpoint.sha256")
+    if ours and theirs and ours != theirs:
+        diffs.append(f"checkpoint sha256 {theirs[:12]}... there, {ours[:12]}... here")
+    for key in ("arch", "coding"):
+        if model.get(key) is not None and seen.get(key) is not None and model[key] != seen[key]:
+            diffs.append(f"{key} {seen[key]} there, {model[key]} here")
+    if not diffs:
+        return None
+    return "its observer.json describes another model than its report.json (" + "; ".join(diffs) + ")"

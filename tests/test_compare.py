@@ -285,3 +285,46 @@ def test_observe_a_direct_model_with_a_seeded_gac(tmp_path):
     assert res.exit_code == 0, res.output
     obs = json.loads((tmp_path / "o" / "observer.json").read_text())
     assert obs["seeded_gac"] is True and obs["holds"] is True and obs["num_neurons"] == 2 * 4 * 32 * 32
+
+
+def test_an_observer_of_another_model_is_not_attached(tmp_path):
+    """A run folder whose observe/ was run on another checkpoint (or coding): compare and report show no
+    verdict for it and say why; the same observer on the same model is attached."""
+    from gac_analysis.report_model import observer_mismatch
+    from gac_analysis.viz.report_md import read_observer
+
+    gac = copy.deepcopy(GAC)
+    gac["provenance"]["model"]["checkpoint"] = {"sha256": "a" * 64}
+    other = copy.deepcopy(OBSERVER)
+    other["provenance"] = {"gac_weights": "seeded", "coding": "direct", "checkpoint": {"sha256": "b" * 64}}
+    same = copy.deepcopy(OBSERVER)
+    same["provenance"] = {"gac_weights": "model", "coding": "gac", "checkpoint": {"sha256": "a" * 64}}
+    why = observer_mismatch(gac, other)
+    assert why == (
+        "its observer.json describes another model than its report.json (checkpoint sha256 bbbbbbbbbbbb... there, "
+        "aaaaaaaaaaaa... here; coding direct there, gac here)"
+    )
+    assert observer_mismatch(gac, same) is None and observer_mismatch(gac, OBSERVER) is None  # nothing to compare
+    runs = [_write(tmp_path / "g", gac, other), _write(tmp_path / "d", DIRECT)]
+    comp = build_comparison(read_runs(runs))
+    assert comp.rows[0]["observer_images"] is None and comp.observer_ignored == {"g": why}
+    assert comp.to_dict()["observer_ignored"] == {"g": why}
+    res = runner.invoke(app, ["compare", *map(str, runs), "--out", str(tmp_path / "c"), "--no-figures"])
+    assert res.exit_code == 0 and f"note: run g: {why}; no observer verdict for it" in " ".join(res.output.split())
+    assert "no observer verdict" in (tmp_path / "c" / "comparison.md").read_text()
+    assert read_observer(runs[0], gac) == f"not shown: {why}; run `gac-analyze observe` on this run's model"
+    (runs[0] / "observe" / "observer.json").write_text(json.dumps(same))
+    assert read_observer(runs[0], gac).holds is True
+    assert build_comparison(read_runs(runs)).observer_ignored == {}
+
+
+def test_comparison_json_carries_its_provenance(pair, tmp_path):
+    from gac_analysis.fileio import file_sha256
+
+    res = runner.invoke(app, ["compare", *map(str, pair), "--out", str(tmp_path / "c"), "--no-figures"])
+    assert res.exit_code == 0, res.output
+    prov = json.loads((tmp_path / "c" / "comparison.json").read_text())["provenance"]
+    assert prov["package"].startswith("gac-analysis ") and prov["torch"] and prov["python"]
+    g, d = prov["runs"]
+    assert g["folder"] == str(pair[0].resolve()) and g["report_sha256"] == file_sha256(pair[0] / "report.json")
+    assert g["observer_sha256"] == file_sha256(pair[0] / "observe" / "observer.json") and d["observer_sha256"] is None

@@ -341,3 +341,20 @@ def test_energy_package_imports_no_torch():
                 assert module.split(".")[0] in allowed_roots, f"{source.name} imports {module}"
                 if module.startswith("gac_analysis."):
                     assert module.split(".")[1] in {"energy", "errors"}, f"{source.name} imports {module}"
+
+
+def test_a_table_is_named_with_its_file_unless_it_is_the_bundled_one(tmp_path):
+    """A user's file may keep a bundled name with other constants: the label then names the file, so a
+    summary never calls a table with E_MAC = 0 '45nm-fp32'."""
+    from gac_analysis.energy.tables import table_label
+
+    bundled = load_energy_table("45nm-fp32")
+    assert table_label(bundled.to_dict()) == "45nm-fp32"
+    doc = yaml.safe_load(Path(bundled.path).read_text())
+    doc["costs"]["mac"] = 0.0
+    mine = _write(tmp_path, doc, "fp32_no_macs.yaml")
+    assert table_label(load_energy_table(mine).to_dict()) == f"45nm-fp32 (from {mine.absolute()})"
+    copy = _write(tmp_path, yaml.safe_load(Path(bundled.path).read_text()), "copy.yaml")
+    assert table_label(load_energy_table(copy).to_dict()) == "45nm-fp32"  # the same constants: the same table
+    assert table_label(load_energy_table(_write(tmp_path, _valid_doc())).to_dict()).startswith("custom-7nm (from ")
+    assert table_label(None) == "?"

@@ -543,3 +543,12 @@ def test_cli_a_model_that_fails_on_the_data_is_one_line(tmp_path, kwargs, messag
     assert result.exit_code == 2, result.output
     assert message in error_line(result)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_firing_rule_in_provenance_is_the_neurons_own():
+    """This project's LIF fires on u > V_th (the reference code); SpikingJelly's nodes on v >= V_th."""
+    from gac_analysis.provenance import PROJECT_FIRING_RULE, SPIKINGJELLY_FIRING_RULE, firing_rules
+
+    assert firing_rules(build_from_spec("default")) == PROJECT_FIRING_RULE
+    assert firing_rules(build_from_spec(f"{EXAMPLE}:build")) == SPIKINGJELLY_FIRING_RULE
+    assert firing_rules(torch.nn.Linear(2, 2)) is None

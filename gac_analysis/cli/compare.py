@@ -34,6 +34,8 @@ def compare_cmd(
         written = write_comparison(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
     for d in comp.differences:
         console.print(f"note: the runs' {d}", highlight=False, soft_wrap=True)
+    for name, why in comp.observer_ignored.items():
+        console.print(f"note: run {name}: {why}; no observer verdict for it", highlight=False, soft_wrap=True)
     first = comp.rows[0]
     for row in comp.rows:
         acc = "no labels" if row["top1"] is None else f"top-1 {100 * row['top1']:.2f}%"

@@ -29,6 +29,7 @@ from gac_analysis.cli.common import (
     plural,
     uses_embedded_model,
 )
+from gac_analysis.energy.tables import table_label
 from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
@@ -132,7 +133,7 @@ def print_summary(report, out: Path | None = None) -> None:
     data = describe_data(report.provenance.get("data"))
     t = Table(
         title=f"energy per image ({plural(report.num_images, 'image')} of {data}, T={report.T}, table "
-        f"{e['table']['name']})"
+        f"{table_label(e['table'])})"
     )
     t.add_column("quantity")
     t.add_column("value", justify="right")

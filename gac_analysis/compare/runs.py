@@ -24,6 +24,7 @@ class Run:
     report: dict
     observer: dict | None
     observer_path: Path | None = None
+    observer_ignored: str | None = None  # why its folder's observer.json is not this run's (not attached)
 
 
 def _energy_report(path: Path) -> dict:
@@ -41,23 +42,25 @@ def _observer_report(path: Path) -> dict:
     return load_observer_report(path).data
 
 
-def _observer_path(folder: Path) -> Path | None:
-    for p in (folder / "observer.json", folder / "observe" / "observer.json"):
-        if p.is_file():
-            return p
-    return None
-
-
 def read_run(path: str | Path, name: str) -> Run:
-    """Read one run: ``path`` is an energy run folder or its report.json."""
+    """Read one run: ``path`` is an energy run folder or its report.json. Its observer run
+    (``report_model.find_observer``) is attached only when it describes the same model
+    (``report_model.observer_mismatch``); otherwise ``observer_ignored`` says why."""
+    from gac_analysis.report_model import find_observer, observer_mismatch
+
     path = Path(path)
     if not path.exists():
         raise ReportError(f"run {path} does not exist; pass folders written by `gac-analyze energy --out DIR`")
     report = _energy_report(path)
     folder = path if path.is_dir() else path.parent
-    obs_path = _observer_path(folder)
+    obs_path = find_observer(folder)
     observer = _observer_report(obs_path) if obs_path is not None else None
-    return Run(name=name, path=folder, report=report, observer=observer, observer_path=obs_path)
+    ignored = observer_mismatch(report, observer) if observer is not None else None
+    if ignored is not None:
+        observer, obs_path = None, None
+    return Run(
+        name=name, path=folder, report=report, observer=observer, observer_path=obs_path, observer_ignored=ignored
+    )
 
 
 def run_names(paths: list[Path], names: str | None) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gac_analysis.compare.runs import Run
+from gac_analysis.energy.tables import table_label
 from gac_analysis.report_model import COMPARISON_SCHEMA, COMPARISON_SCHEMA_VERSION
 
 __all__ = ["Comparison", "ROLE_ORDER", "build_comparison", "energy_by_role", "firing_rates_by_site", "run_row"]
@@ -127,7 +128,7 @@ def run_row(run: Run) -> dict:
         "parameters": model.get("parameters"),
         "data": _data_label(r),
         "images": r.get("num_images"),
-        "energy_table": _get(r, "energy.table.name"),
+        "energy_table": table_label(_get(r, "energy.table")),
         "labelled": acc["labelled"] if acc else None,
         "correct": acc["correct"] if acc else None,
         "top1": acc["top1"] if acc else None,
@@ -195,6 +196,35 @@ class Comparison:
     roles: dict[str, dict]
     differences: list[str] = field(default_factory=list)
 
+    def provenance(self) -> dict:
+        """What this comparison was made of: the software, and each run's folder, the sha256 of its
+        report.json (and observer.json), its checkpoint's sha256 and model spec, as its report records them."""
+        from gac_analysis.fileio import file_sha256
+        from gac_analysis.provenance import software_versions
+        from gac_analysis.report_model import dotted_get, report_json_path
+
+        runs = []
+        for run in self.runs:
+            model = dotted_get(run.report, "provenance.model") or {}
+            runs.append(
+                {
+                    "name": run.name,
+                    "folder": str(run.path.resolve()),
+                    "report_sha256": file_sha256(
+                        report_json_path(run.path, "report.json", writer="gac-analyze energy")
+                    ),
+                    "observer_sha256": file_sha256(run.observer_path) if run.observer_path else None,
+                    "checkpoint_sha256": dotted_get(model, "checkpoint.sha256"),
+                    "model_spec": dotted_get(model, "spec.spec"),
+                }
+            )
+        return {**software_versions(import_torch=False), "runs": runs}
+
+    @property
+    def observer_ignored(self) -> dict[str, str]:
+        """Run name -> why its folder's observer.json was not attached (another model's)."""
+        return {run.name: run.observer_ignored for run in self.runs if run.observer_ignored}
+
     @property
     def names(self) -> list[str]:
         return [run.name for run in self.runs]
@@ -212,7 +242,9 @@ class Comparison:
                 "*_ratio_to_first": f"this run / the first run ({self.names[0]})",
             },
             "runs": self.names,
+            "provenance": self.provenance(),
             "differences": self.differences,
+            "observer_ignored": self.observer_ignored,
             "rows": self.rows,
             "energy_by_role": self.roles,
             "firing_rates": self.sites,

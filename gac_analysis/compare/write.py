@@ -195,6 +195,8 @@ def _lower_counts(comp: Comparison) -> str:
 def render_markdown(comp: Comparison, figures: list[Path], story: list[str] | None = None) -> str:
     """The text of comparison.md."""
     lines = [f"# Comparison of {len(comp.runs)} runs: " + ", ".join(comp.names), ""]
+    for name, why in comp.observer_ignored.items():
+        lines += [f"**Run {name}: no observer verdict**: {why}.", ""]
     if comp.differences:
         lines += ["**The runs differ in what they were measured on; they are compared anyway:**", ""]
         lines += [f"- {d}" for d in comp.differences] + [""]

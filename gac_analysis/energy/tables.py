@@ -333,3 +333,17 @@ def _parse_table(path: Path, file_version: tuple | None) -> EnergyTable:
         **_read_costs(data, path),
         **_read_memory(data, path),
     )
+
+
+def table_label(table: dict | None) -> str:
+    """How a report's energy table (``energy.table``, :meth:`EnergyTable.to_dict`) is named to a reader:
+    its name when it is the bundled table of that name (every constant equal), else its name and the
+    file it came from (a user's table may keep a bundled name with other constants)."""
+    if not isinstance(table, dict) or not table.get("name"):
+        return "?"
+    name = str(table["name"])
+    if name in available_tables():
+        bundled = load_energy_table(name).to_dict()
+        if all(table.get(k) == v for k, v in bundled.items() if k != "path"):
+            return name
+    return f"{name} (from {table.get('path') or 'an unnamed file'})"

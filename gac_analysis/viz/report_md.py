@@ -18,8 +18,10 @@ from gac_analysis.report_model import (
     PJ_PER_MJ,
     ObserverSummary,
     dotted_get,
+    find_observer,
     load_observer_report,
     mj_per_image,
+    observer_mismatch,
     silent_neurons_note,
 )
 from gac_analysis.viz.energy_figures import FIGURE_FILES, RunData, draw_energy_figures, load_run
@@ -98,18 +100,22 @@ _mj = mj_per_image
 # ---- observer ---------------------------------------------------------------------------------------
 
 
-def read_observer(run_dir: str | Path) -> ObserverSummary | str | None:
-    """``observer.json`` of a run folder (or of its ``observe/`` sub-folder, where ``make demo`` puts the
-    observer run): ``None`` when absent, the error line when present but unusable (the report says so
-    instead of failing)."""
-    candidates = [Path(run_dir) / "observer.json", Path(run_dir) / "observe" / "observer.json"]
-    path = next((p for p in candidates if p.is_file()), None)
+def read_observer(run_dir: str | Path, report: dict | None = None) -> ObserverSummary | str | None:
+    """``observer.json`` of a run folder (``report_model.find_observer``: beside report.json or in its
+    ``observe/`` sub-folder, where ``make demo`` puts the observer run): ``None`` when absent; the line the
+    report shows instead of its verdict when it is unusable, or describes another model than ``report``
+    (the energy report's JSON dictionary: ``report_model.observer_mismatch``)."""
+    path = find_observer(run_dir)
     if path is None:
         return None
     try:
-        return load_observer_report(path)
+        observer = load_observer_report(path)
     except ReportError as e:
         return f"observer.json present but unreadable ({e})"
+    mismatch = observer_mismatch(report, observer.data) if report is not None else None
+    if mismatch is not None:
+        return f"not shown: {mismatch}; run `gac-analyze observe` on this run's model"
+    return observer
 
 
 def _observer_section(obs: ObserverSummary | str | None) -> list[str]:
@@ -493,5 +499,7 @@ def write_report_md(run_dir: str | Path, *, figures: bool = True) -> tuple[Path,
     with atomic_output_dir(run.run_dir, kind="report") as tmp:
         drawn = draw_energy_figures(run, tmp / "figures") if figures else []
         pngs = [run.run_dir / "figures" / p.name for p in drawn]
-        (tmp / "report.md").write_text(render_report_md(run, pngs, read_observer(run.run_dir)), encoding="utf-8")
+        (tmp / "report.md").write_text(
+            render_report_md(run, pngs, read_observer(run.run_dir, run.report.to_dict())), encoding="utf-8"
+        )
     return run.run_dir / "report.md", pngs
