@@ -421,3 +421,50 @@ def test_T_must_be_a_whole_number_of_steps(T, message):
     net.T = T
     with pytest.raises(TimeStepsError, match=f"Sequential.T must be .*{message}"):
         profile(net, torch.rand(1, 3, 4, 4))
+
+
+class OwnLoop(nn.Module):
+    """Single-step: the model's own forward loops over T with two adds and a mul per step, between
+    modules; a block called once per step adds inside its forward."""
+
+    def __init__(self, T=3):
+        super().__init__()
+        self.T = T
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.lif = neuron.IFNode(v_threshold=0.3, step_mode="s")
+        self.block = PlusOne()
+
+    def forward(self, images):
+        outs = []
+        for _ in range(self.T):
+            s = self.lif(self.conv(images))
+            r = s + s
+            r = r + self.block(s) * 0.5
+            outs.append(r.flatten(1))
+        return torch.stack(outs).mean(0)
+
+
+class PlusOne(nn.Module):
+    def forward(self, x):
+        return x + 1
+
+
+def test_a_single_step_models_own_loop_gives_its_operations_time_steps():
+    T, B = 3, 2
+    x = torch.rand(B, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    report = profile(OwnLoop(T), x)
+    rows = report.layers.set_index("name")
+    n = B * 4 * 16  # elements of one step's map
+    # one site per position in a step, T calls each; no per-call sites
+    assert rows.loc["<model>:add", "adds"] == rows.loc["<model>:add#2", "adds"] == T * n
+    assert rows.loc["<model>:mul", "muls"] == rows.loc["block:add", "adds"] == T * n
+    assert not any(name.startswith("<model>:add#3") for name in rows.index)
+    per_step = report.per_step.set_index(["name", "step"])
+    for name, counter in (
+        ("<model>:add", "adds"),
+        ("<model>:add#2", "adds"),
+        ("<model>:mul", "muls"),
+        ("block:add", "adds"),
+    ):
+        assert [per_step.loc[(name, t), counter] for t in range(T)] == [n] * T, name
+        assert (name, -1) not in per_step.index or per_step.loc[(name, -1), counter] == 0

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 import weakref
 from dataclasses import dataclass, field
 
@@ -99,8 +101,9 @@ class Site:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # counter -> int64 [T+1] on device
 
 
-def _per_image_shape(t: torch.Tensor, layout: str) -> tuple[int, ...]:
-    return tuple(t.shape[2:]) if layout == "T" else tuple(t.shape[1:])
+def _per_image_shape(t: torch.Tensor | torch.Size, layout: str) -> tuple[int, ...]:
+    shape = t.shape if isinstance(t, torch.Tensor) else t
+    return tuple(shape[2:]) if layout == "T" else tuple(shape[1:])
 
 
 def _geometry(module: nn.Module, op: str) -> dict:
@@ -362,7 +365,8 @@ class OpCounter:
         self._stack: list[list] = [["<model>", {}]]
         self._covered = 0
         self._suspended = False
-        self._pending: dict[str, list] = {}
+        self._pending: dict[str, list] = {}  # module site -> this forward's single-step counts
+        self._pending_functions: dict[tuple, list] = {}  # (path, op, call site) -> single-step function calls
         self._batch = batch
 
     def _on_forward_start(self, module, inputs) -> None:
@@ -481,15 +485,16 @@ class OpCounter:
                 per_op[op] = idx + 1
                 key = f"{path}:{op}" if idx == 0 else f"{path}:{op}#{idx + 1}"
                 self.counted_calls += 1
+                x = _first_tensor(args)
+                x = x if x is not None else o
                 site = self.sites.get(key)
-                if site is None:
-                    x = _first_tensor(args)
-                    site = self._new_site(key, path, op, None, x if x is not None else o, o, layout)
+                if site is None:  # made now, so the sites stay in execution order
+                    site = self._new_site(key, path, op, None, x.shape, o.shape, layout)
+                if layout == "step":  # placed, and named after its position in a step, when the forward ends
+                    self._pending_functions.setdefault((path, op, _call_site()), []).append((key, counts))
+                    return
                 site.calls += 1
-                if layout == "step":
-                    self._pending.setdefault(key, []).append(counts)
-                else:
-                    self._add(site, counts, layout)
+                self._add(site, counts, layout)
                 return
         self._record_unsupported(name, path, o)
 
@@ -500,13 +505,32 @@ class OpCounter:
         rec[1] += int(out.numel()) if out is not None else 0
 
     def _resolve_steps(self) -> None:
-        """Place the single-step calls of the forward that just ended at their time steps."""
+        """Place the single-step calls of the forward that just ended at their time steps. A module's calls
+        split evenly into T steps. A function's calls of one op from one line of code in one module's
+        forward (a single-step model's own loop over T: ``for t in range(T): y = a + b``) split the same
+        way, and the j-th call of each step is one site (named after the first step's calls: ``path:op``,
+        ``path:op#2``, ...); calls that do not split evenly into T steps are time-mixed, one site each."""
+        T = self.T
         for key, calls in self._pending.items():
             n = len(calls)
             site = self.sites[key]
             for i, counts in enumerate(calls):
-                self._add(site, counts, "step", step=i * self.T // n if n % self.T == 0 else self.T)
+                self._add(site, counts, "step", step=i * T // n if n % T == 0 else T)
+        merged = set()
+        for calls in self._pending_functions.values():
+            per_step = len(calls) // T if len(calls) % T == 0 else None
+            for i, (key, counts) in enumerate(calls):
+                if per_step is not None and i >= per_step:
+                    merged.add(key)
+                    key = calls[i % per_step][0]
+                site = self.sites[key]
+                site.calls += 1
+                self._add(site, counts, "step", step=i // per_step if per_step is not None else T)
+        for key in merged:  # a later step's name of a call counted at its first step's site
+            if self.sites[key].calls == 0:
+                del self.sites[key]
         self._pending = {}
+        self._pending_functions = {}
 
     # -- value ranges (ranges.py): spike maps and sums of them, known by construction -----------------
     def _mark_range(self, out, r: ranges.Range) -> None:
@@ -745,6 +769,19 @@ def _covers_storage(t: torch.Tensor) -> bool:
     then the storage's. A part of an unknown storage (``torch.mul(a, b, out=big[:n])``) is not marked:
     the rest of the storage keeps whatever values it had."""
     return t.numel() * t.element_size() >= t.untyped_storage().nbytes()
+
+
+#: Frames of the interception itself (and of torch's wrappers around it), skipped to find a call's line.
+_INTERNAL_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)))
+
+
+def _call_site() -> tuple[str, int] | None:
+    """File and line of the model code that made the intercepted call (the first frame outside torch and
+    this package's accounting), or None."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame = frame.f_back
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
 
 
 def _storage_ptr(t: torch.Tensor) -> int:
