@@ -468,3 +468,48 @@ def test_a_single_step_models_own_loop_gives_its_operations_time_steps():
     ):
         assert [per_step.loc[(name, t), counter] for t in range(T)] == [n] * T, name
         assert (name, -1) not in per_step.index or per_step.loc[(name, -1), counter] == 0
+
+
+class ScaledConv(nn.Conv2d):
+    """A user's conv subclass whose forward does more than the conv (the extra work must be counted)."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        return torch.sigmoid(y) * y + y.mean()
+
+
+class DoubledPool(nn.MaxPool2d):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+class Subclasses(nn.Module):
+    T = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv = ScaledConv(3, 4, 3, padding=1, padding_mode="circular")
+        self.pool = DoubledPool(2)
+        self.plain = layer.Conv2d(4, 2, 1, step_mode="s")  # SpikingJelly's wrapper: its forward adds nothing
+
+    def forward(self, images):
+        return self.plain(self.pool(self.conv(images))).sum()
+
+
+def test_the_extra_work_of_a_subclassed_module_is_counted_and_its_own_op_once():
+    from gac_analysis.accounting.handles import extends_forward
+
+    net = Subclasses()
+    assert extends_forward(net.conv) and extends_forward(net.pool) and not extends_forward(net.plain)
+    assert not extends_forward(nn.Conv2d(1, 1, 1)) and not extends_forward(neuron.LIFNode())
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    report = profile(net, x)
+    assert report.unsupported == []  # the conv's own pad and conv2d are its rule's, not listed
+    rows = report.layers.set_index("name")
+    n = 2 * 4 * 4 * 4  # the conv's output elements
+    assert rows.loc["conv", "dense_macs"] == n * 3 * 9
+    assert rows.loc["conv:sigmoid", "sigmoids"] == rows.loc["conv:mul", "muls"] == rows.loc["conv:add", "adds"] == n
+    assert (rows.loc["conv:mean", "adds"], rows.loc["conv:mean", "muls"]) == (n - 1, 1)
+    assert rows.loc["pool", "compares"] == 2 * 4 * (16 - 4) and rows.loc["pool:mul", "muls"] == 2 * 4 * 4
+    assert rows.loc["plain", "dense_macs"] == 2 * 2 * 2 * 2 * 4
+    assert not [name for name in rows.index if name.startswith("plain:")]

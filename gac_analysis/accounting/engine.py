@@ -53,7 +53,16 @@ from gac_analysis.accounting.functional import (
     _first_tensor,
     op_label,
 )
-from gac_analysis.accounting.handles import HANDLES, NEURON_TYPES, SYNAPTIC_OPS, CallShape, Rows, find_handle
+from gac_analysis.accounting.handles import (
+    HANDLES,
+    NEURON_TYPES,
+    PRIMITIVES,
+    SYNAPTIC_OPS,
+    CallShape,
+    Rows,
+    extends_forward,
+    find_handle,
+)
 from gac_analysis.errors import GacError
 from gac_analysis.models.neurons import LIF
 
@@ -179,12 +188,13 @@ def _whole_steps(value, what: str) -> int:
 class _ModuleRule:
     """What the engine knows of one counted module before it runs (fixed at :meth:`OpCounter.attach`)."""
 
-    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "value_rule")
+    __slots__ = ("name", "op", "handle", "layout", "synaptic", "binary_output", "value_rule", "extended")
 
-    def __init__(self, name: str, op: str, handle, module: nn.Module):
+    def __init__(self, name: str, op: str, handle, module: nn.Module, extended: bool = False):
         self.name = name
         self.op = op
         self.handle = handle
+        self.extended = extended  # a subclass whose forward does more: intercepted inside (handles.extends_forward)
         declared = getattr(module, "gac_time", None)
         if declared is None and op == "lif":
             steps = "T" if isinstance(module, LIF) else getattr(module, "step_mode", "m")
@@ -299,8 +309,10 @@ class OpCounter:
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
-                self._handles.append(module.register_forward_pre_hook(self._enter_counted))
-                hook = self._make_hook(_ModuleRule(path, op, handle, module))
+                extended = extends_forward(module, self.config.handles)
+                enter = self._make_enter_extended(path, PRIMITIVES[op]) if extended else self._enter_counted
+                self._handles.append(module.register_forward_pre_hook(enter))
+                hook = self._make_hook(_ModuleRule(path, op, handle, module, extended))
                 self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
                 covered.update(id(m) for m in module.modules() if m is not module)
             elif module is not model and id(module) not in covered and not _plain_container(module):
@@ -365,6 +377,7 @@ class OpCounter:
         self._stack: list[list] = [["<model>", {}]]
         self._covered = 0
         self._suspended = False
+        self.skip: list = []  # per open counted module: its primitives' names not yet seen (each skipped once)
         self._pending: dict[str, list] = {}  # module site -> this forward's single-step counts
         self._pending_functions: dict[tuple, list] = {}  # (path, op, call site) -> single-step function calls
         self._batch = batch
@@ -393,6 +406,22 @@ class OpCounter:
     def _pop(self, module, inputs, output) -> None:
         if len(self._stack) > 1:
             self._stack.pop()
+
+    def _make_enter_extended(self, path: str, primitives: frozenset):
+        """Pre-hook of a module counted open (``handles.extends_forward``): the interceptor stays on inside
+        it, its operations are named after it, and its type's own primitive is left to its rule."""
+
+        def enter(module, inputs):
+            self._stack.append([path, {}])
+            self.skip.append(set(primitives))
+
+        return enter
+
+    def _leave_extended(self) -> None:
+        if len(self._stack) > 1:
+            self._stack.pop()
+        if self.skip:
+            self.skip.pop()
 
     def _enter_counted(self, module, inputs) -> None:
         self._covered += 1
@@ -423,6 +452,9 @@ class OpCounter:
         name, op, handle = rule.name, rule.op, rule.handle
 
         def hook(module, inputs, kwargs, output):
+            if rule.extended:  # the open forward is over: the rule's own work below is not the model's
+                self._leave_extended()
+                self._enter_counted(module, inputs)
             try:
                 if kwargs and not inputs:  # called with keywords only: conv(input=x)
                     inputs = tuple(kwargs.values())

@@ -645,6 +645,10 @@ class FunctionCounter(TorchFunctionMode):
         if c.quiet:
             return func(*args, **kwargs)
         kind, name, rule, what = self.classifier.classify(func)
+        skip = c.skip
+        if skip and name in skip[-1]:  # an open module's own primitive (once per name): its rule counts it
+            skip[-1].discard(name)
+            return func(*args, **kwargs)
         out = func(*args, **kwargs)  # the model's own operation: what it raises is the model's
         try:
             if kind == FREE:

@@ -589,6 +589,42 @@ def register_handle(module_type: type, op: str, handle: Handle, *, table=HANDLES
     return (entry, *table) if first else (*table, entry)
 
 
+#: The functions a rule's module type calls in its own forward (what its rule counts), by op. A subclass
+#: that overrides ``forward`` with more work around them is counted "open" (:func:`extends_forward`).
+PRIMITIVES: dict[str, frozenset[str]] = {
+    **{f"conv{d}d": frozenset({f"conv{d}d", "pad"}) for d in (1, 2, 3)},
+    "linear": frozenset({"linear"}),
+    "batchnorm": frozenset({"batch_norm"}),
+    "layernorm": frozenset({"layer_norm"}),
+    "sigmoid": frozenset({"sigmoid"}),
+    "relu": frozenset({"relu", "threshold"}),
+    "gelu": frozenset({"gelu"}),
+    "tanh": frozenset({"tanh"}),
+    "softmax": frozenset({"softmax"}),
+    "maxpool": frozenset(
+        f"{a}max_pool{d}d{w}" for a in ("", "_", "adaptive_") for d in (1, 2, 3) for w in ("", "_with_indices")
+    ),
+    "avgpool": frozenset(f"{a}avg_pool{d}d" for a in ("", "adaptive_") for d in (1, 2, 3)),
+}
+#: Modules whose forwards are known to do only their rule's work around reshapes (SpikingJelly's ``layer``
+#: wrappers in 's'/'m' mode, torch's own classes, this project's modules).
+_TRUSTED_FORWARDS = ("torch.", "spikingjelly.activation_based.layer", "gac_analysis.")
+
+
+def extends_forward(module: nn.Module, table=HANDLES) -> bool:
+    """``module`` is a user's subclass of a rule's type whose own ``forward`` may do more than the rule
+    counts (``class ScaledConv(nn.Conv2d): def forward(self, x): y = super().forward(x); return y * y.mean()``):
+    the engine then intercepts the operations of that forward, all but the type's own primitive
+    (:data:`PRIMITIVES`), which the module rule counts. False for neurons and rules without known primitives."""
+    for module_type, op, _ in table:
+        if isinstance(module, module_type):
+            if op not in PRIMITIVES or type(module).forward is module_type.forward:
+                return False
+            owner = next(c for c in type(module).__mro__ if "forward" in c.__dict__)
+            return not owner.__module__.startswith(_TRUSTED_FORWARDS)
+    return False
+
+
 def find_handle(module: nn.Module, table=HANDLES) -> tuple[str, Handle] | None:
     """The (op name, handle) of the first rule of ``table`` whose type ``module`` is an instance of."""
     for module_type, op, handle in table:
