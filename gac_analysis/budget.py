@@ -132,6 +132,11 @@ def _limit(where: str, key: str, value: Any) -> float | None:
         raise ConfigError(f"{where}: {key} must be a number >= 0, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where}: {key} must be a finite number >= 0, got {value!r}")
+    if key.endswith("firing_rate") and value > 1:
+        raise ConfigError(
+            f"{where}: {key} is {value!r}, but a firing rate is spikes per neuron per time step, from 0 to 1; "
+            "give a limit in that range"
+        )
     return float(value)
 
 
@@ -191,11 +196,8 @@ def load_budget(path: str | Path | None = None) -> Budget:
     """Read and validate a budget file (``None``: the bundled generous default)."""
     path = Path(path) if path is not None else DEFAULT_BUDGET
     if not path.is_file():
-        raise ConfigError(
-            f"budget file {path} does not exist"
-            + (" (it is a folder)" if path.is_dir() else "")
-            + "; pass --config PATH to a YAML budget (see docs/budget.md)"
-        )
+        what = "does not exist" if not path.exists() else ("is a folder" if path.is_dir() else "is not a regular file")
+        raise ConfigError(f"budget file {path} {what}; pass --config PATH to a YAML budget (see docs/budget.md)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

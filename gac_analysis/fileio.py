@@ -192,13 +192,18 @@ def _remove_created(created: list[Path]) -> None:
             p.rmdir()
 
 
-def probe_writable(folder: Path, what: str) -> None:
+def _option(kind: str) -> str:
+    """How the user named the folder a kind of run writes: ``report`` writes into its RUN_DIR argument."""
+    return "RUN_DIR" if kind == "report" else "--out"
+
+
+def probe_writable(folder: Path, what: str, remedy: str = "choose another --out") -> None:
     """Create and remove a file in ``folder``; a :class:`ConfigError` when that fails (whatever
     ``os.access`` claims: ``/proc`` and read-only mounts say "writable" to root)."""
     try:
         fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".probe", dir=folder)
     except OSError as e:
-        raise ConfigError(f"{what} {folder} is not writable ({e.strerror or e}); choose another --out") from None
+        raise ConfigError(f"{what} {folder} is not writable ({e.strerror or e}); {remedy}") from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
@@ -315,12 +320,12 @@ def _in_the_way(out: Path, record: dict[str, dict], rel: str, kind: str | None =
     return kind is not None and record[rel].get("kind") not in (kind, *STALE_AFTER.get(kind, ()))
 
 
-def _refuse_in_the_way(out: Path, blocked: list[str]) -> None:
+def _refuse_in_the_way(out: Path, blocked: list[str], kind: str) -> None:
     named = ", ".join(f"'{b}'" for b in blocked[:3]) + (f" and {len(blocked) - 3} more" if len(blocked) > 3 else "")
     verb = "is" if len(blocked) == 1 else "are"
     raise ConfigError(
-        f"--out {out}: {named} {verb} in the way: not written by this tool (or changed since, or a link); "
-        "nothing was replaced: move them away or choose another --out"
+        f"{_option(kind)} {out}: {named} {verb} in the way: not written by this tool (or changed since, or a "
+        f"link); nothing was replaced: move them away" + (" or choose another --out" if kind != "report" else "")
     )
 
 
@@ -374,7 +379,7 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
     record = _record(out)
     if record is None:
         raise ConfigError(
-            f"--out {out} already holds files this tool did not write (e.g. '{entries[0]}'); nothing "
+            f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{entries[0]}'); nothing "
             "of yours is replaced: choose a new or empty folder"
         )
     patterns = RUN_ENTRIES.get(kind, ())
@@ -387,7 +392,7 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
         and _in_the_way(out, record, e, kind)
     ]
     if blocked:
-        _refuse_in_the_way(out, blocked)
+        _refuse_in_the_way(out, blocked, kind)
 
 
 def check_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = ()) -> Path:
@@ -492,7 +497,7 @@ def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
         record = _record(out) or {}
         blocked = [rel for rel in new if _in_the_way(out, record, rel, kind)]
         if blocked:
-            _refuse_in_the_way(out, blocked)
+            _refuse_in_the_way(out, blocked, kind)
         stale = [r for r, e in record.items() if r not in new and _stale(e["kind"], r, kind, new if partial else None)]
         stale = [r for r in stale if _owned(out, record, r)]
         old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".old", dir=out))

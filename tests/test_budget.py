@@ -162,6 +162,11 @@ def test_check_budget_is_pure_and_returns_violations():
         ),
         ({"limits": {"mean_firing_rate": "low"}}, "limits.mean_firing_rate must be a number >= 0, got 'low'"),
         ({"limits": {"mean_firing_rate": True}}, "must be a number >= 0, got True"),
+        (
+            {"limits": {"mean_firing_rate": 2.0}},
+            "limits.mean_firing_rate is 2.0, but a firing rate is spikes per neuron",
+        ),
+        ({"layers": {"encoder.lif": {"firing_rate": 1.5}}}, "layers.encoder.lif.firing_rate is 1.5, but a firing"),
         ({"limits": [0.5]}, "limits must be a mapping"),
         ({"limit": {}}, "unknown key 'limit' (did you mean limits?)"),
         ({"layers": {"encoder.lif": {"rate": 0.1}}}, "unknown metric under layers.encoder.lif 'rate'"),
@@ -185,6 +190,8 @@ def test_malformed_budget_exit_2(body, message, report_path, tmp_path):
 def test_missing_budget_file(report_path, tmp_path):
     result = _run(report_path, tmp_path / "nope.yaml")
     assert result.exit_code == 2 and "does not exist" in one_error_line(result)
+    assert "budget file /dev/null is not a regular file" in one_error_line(_run(report_path, Path("/dev/null")))
+    assert f"budget file {tmp_path} is a folder" in one_error_line(_run(report_path, tmp_path))
     with pytest.raises(ConfigError):
         load_budget(tmp_path)
 

@@ -146,3 +146,11 @@ def test_energy_summary_notes_neuron_layers_that_never_fired(tmp_path, threshold
     assert result.exit_code == 0, result.output
     notes = [ln for ln in result.output.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and notes[0].startswith(f"note: {expected}"), result.output
+
+
+def test_more_images_asked_than_the_data_holds_is_said(tmp_path):
+    result = runner.invoke(
+        app, ["energy", "--data", "photos", "--num-images", "5", "--image-size", "32", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: --num-images 5, but photos holds 2 images: analysing all 2" in " ".join(result.output.split())

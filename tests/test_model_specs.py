@@ -208,6 +208,10 @@ def broken(**kw):
 def not_a_model(**kw):
     return {"weights": 1}
 
+def exits(**kw):
+    import sys
+    sys.exit(0)
+
 NOT_CALLABLE = 3
 """
 
@@ -270,6 +274,7 @@ def test_a_package_in_the_current_folder_imports_as_with_python_m(tmp_path, monk
         ("userpkg.nets:broken", {}, "raised ValueError: no such width"),
         ("userpkg.nets:build", {"depth": 3}, "raised TypeError"),
         ("userpkg.nets:not_a_model", {}, "returned a dict, not a torch.nn.Module"),
+        ("userpkg.nets:exits", {}, "userpkg.nets:exits(**{}) raised SystemExit: 0"),
         ("no/such/file.py:build", {}, "file not found"),
     ],
 )

@@ -187,7 +187,15 @@ def open_data(spec: str, model, *, num_images: int | None, seed: int = 0, image_
 
     nominal = getattr(getattr(model, "spec", None), "input_size", None)
     size = image_size or (None if spec.split(":", 1)[0] in ("cifar10", "cifar100", "digits") else nominal)
-    return open_source(spec, num_images=num_images, image_size=size, seed=seed)
+    source = open_source(spec, num_images=num_images, image_size=size, seed=seed)
+    available = len(source)
+    if num_images is not None and available < num_images:
+        console.print(
+            f"note: --num-images {num_images}, but {spec} holds {available} images: analysing all {available}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return source
 
 
 def input_paths(ckpt: Path | None, data_spec: str | None) -> list[Path]:

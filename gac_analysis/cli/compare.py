@@ -44,10 +44,11 @@ def compare_cmd(
             if row is first
             else (f" ({row['paper_ratio_to_first']:.3f}x / {row['complete_ratio_to_first']:.3f}x of {first['name']})")
         )
+        model = " ".join(str(row[k]) for k in ("coding", "arch") if row.get(k) is not None) or "model"
         console.print(
-            f"{row['name']}: {row['coding']} {row['arch']} T={row['T']}, {acc}, paper "
+            f"{row['name']}: {model} T={row['T']}, {acc}, paper "
             f"{row['paper_mj']:.6g} / complete {row['complete_mj']:.6g} mJ/image{ratio}, mean firing rate "
-            f"{row['mean_firing_rate']:.4f}, Proposition 1 {row['prop1']}",
+            f"{row['mean_firing_rate']:.4f} spikes/neuron/step, Proposition 1 {row['prop1']}",
             highlight=False,
             soft_wrap=True,
         )

@@ -25,7 +25,7 @@ def report_cmd(
 
     folder = run_dir if run_dir.is_dir() else run_dir.parent
     if holds_previous_run(folder):  # report.md and figures/ go there: fail before drawing when it is read-only
-        probe_writable(folder, "run folder")
+        probe_writable(folder, "run folder", "make it writable, or copy the run to a folder you can write")
     path, pngs = write_report_md(run_dir, figures=figures)
     extra = f" and {len(pngs)} figures in {path.parent / 'figures'}" if pngs else ""
     console.print(f"wrote {path}{extra}", highlight=False, soft_wrap=True)

@@ -68,6 +68,13 @@ def _format_command(
     return "gac-analyze train " + " ".join(shlex.quote(a) for a in args)
 
 
+def _lr_in_range(value: float) -> float:
+    """``--lr``: a finite number in (0, LR_MAX] (NaN is named as such, not as a number above the bound)."""
+    if not (math.isfinite(value) and 0 < value <= LR_MAX):
+        raise typer.BadParameter(f"must be a finite number > 0 and <= {LR_MAX:g} (got {value})")
+    return value
+
+
 def _check_options(*, data: str, arch: str, T: int, coding: str, lr: float, out: Path) -> None:
     """Validate, before any work, what typer's declared ranges cannot: the data spec, the architecture and
     coding names, GAC's T >= 2, a finite positive learning rate (NaN passes any range) and a file ``--out``."""
@@ -108,7 +115,9 @@ def train_cmd(
     epochs: int = typer.Option(DEFAULT_EPOCHS, min=1, help="Passes over the training split."),
     batch_size: int = typer.Option(64, min=1, help="Images per optimiser step."),
     lr: float = typer.Option(
-        0.1, min=0.0, max=LR_MAX, help="Peak learning rate of SGD (momentum 0.9, wd 5e-5, cosine schedule); > 0."
+        0.1,
+        callback=_lr_in_range,
+        help=f"Peak learning rate of SGD (momentum 0.9, wd 5e-5, cosine schedule); finite, > 0 and <= {LR_MAX:g}.",
     ),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the initialisation, shuffling and augmentation."),
     out: Path = typer.Option(..., "--out", help="Checkpoint file to write (this project's format)."),

@@ -275,7 +275,7 @@ def _import_user_module(spec: ModelSpec):
                 "folder or the installed packages); run from the folder that holds it, add that folder to "
                 "PYTHONPATH, or install the package"
             ) from None
-        except Exception as e:  # noqa: BLE001 - the user's module raised while importing
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module raised (or exited) while importing
             raise ModelSpecError(
                 f"--model {spec.text}: importing {spec.target} raised {type(e).__name__}: {_first_line(e)}"
             ) from None
@@ -290,7 +290,7 @@ def _import_user_module(spec: ModelSpec):
     try:
         with _on_sys_path(path.resolve().parent):
             module_spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file raised while importing
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's file raised (or exited) while importing
         raise ModelSpecError(
             f"--model {spec.text}: importing {path} raised {type(e).__name__}: {_first_line(e)}"
         ) from None
@@ -379,7 +379,7 @@ def _call_builder(builder, kwargs: dict, spec: ModelSpec, T: int | None, where: 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = builder(**kwargs)
-    except Exception as e:  # noqa: BLE001 - whatever the builder raises is the user's one line
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever the builder raises (or exits with): one line
         raise ModelSpecError(
             f"--model {spec.text}: {where}(**{_short_kwargs(kwargs)}) raised {type(e).__name__}: {_first_line(e)}"
         ) from None
