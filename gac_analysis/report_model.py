@@ -48,6 +48,7 @@ __all__ = [
     "OBSERVER_PLACES",
     "dotted_get",
     "find_observer",
+    "graded_neurons_note",
     "load_energy_report",
     "load_observer_report",
     "mj_per_image",
@@ -94,6 +95,21 @@ def silent_neurons_note(sites, *, all_fired: str | None = None) -> str | None:
     return (
         f"{len(silent)} of {n} neuron layers never fired on this data ({shown}): the layers that read their "
         "output count no synaptic operations from it"
+    )
+
+
+def graded_neurons_note(sites) -> str | None:
+    """A note on neuron layers whose outputs were not all 0 and 1 (``sites``: ``(name, output)`` per neuron
+    layer, ``output`` as in ``lif_sites``): their "spikes" count non-zero outputs, so their firing rates are
+    rates of non-zero values, and the layers reading them are priced by what they read. None when none."""
+    graded = [name for name, output in sites if output == "graded"]
+    if not graded:
+        return None
+    shown = ", ".join(graded[:5]) + (", ..." if len(graded) > 5 else "")
+    return (
+        f"{len(graded)} neuron layer(s) output values other than 0 and 1 ({shown}): their 'spikes' are non-zero "
+        "outputs and their firing rates rates of non-zero values (a graded neuron, or a surrogate with "
+        "spiking=False); the layers reading them are counted by the values they read"
     )
 
 
@@ -313,6 +329,7 @@ class LifSiteRow:
     per_step_rate: list[float] = field(default_factory=list)
     complete_pj: float | None = None
     neuron: str | None = None
+    output: str | None = None  # "binary" (0/1 spikes) or "graded" (other values: spikes are non-zero outputs)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -330,10 +347,11 @@ class LifSiteRow:
         row.per_step_rate = [read.number(r, f"{where}.per_step_rate[{t}]") for t, r in enumerate(rates)]
         row.complete_pj = read.number(known.get("complete_pj"), f"{where}.complete_pj", optional=True, nonnegative=True)
         row.neuron = read.text(known.get("neuron"), f"{where}.neuron", optional=True)
+        row.output = read.text(known.get("output"), f"{where}.output", optional=True)
         return row
 
     def to_dict(self) -> dict:
-        return _as_dict(self, optional=("neuron",))  # the neuron class, written where known
+        return _as_dict(self, optional=("neuron", "output"))  # written where known
 
 
 @dataclass

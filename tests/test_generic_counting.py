@@ -513,3 +513,35 @@ def test_the_extra_work_of_a_subclassed_module_is_counted_and_its_own_op_once():
     assert rows.loc["pool", "compares"] == 2 * 4 * (16 - 4) and rows.loc["pool:mul", "muls"] == 2 * 4 * 4
     assert rows.loc["plain", "dense_macs"] == 2 * 2 * 2 * 2 * 4
     assert not [name for name in rows.index if name.startswith("plain:")]
+
+
+class GradedNeurons(nn.Module):
+    """A LIF node whose surrogate does not spike (spiking=False: real outputs) and an ordinary one."""
+
+    T = 2
+
+    def __init__(self):
+        super().__init__()
+        from spikingjelly.activation_based import surrogate
+
+        self.graded = neuron.LIFNode(surrogate_function=surrogate.ATan(spiking=False), step_mode="m")
+        self.spiking = neuron.IFNode(v_threshold=0.5, step_mode="m")
+        self.fc = layer.Linear(16, 3, step_mode="m")
+
+    def forward(self, images):  # [B, 3, 4, 4] -> [T, B, 16] from channel 0
+        x = images[:, 0].flatten(1).unsqueeze(0).repeat(self.T, 1, 1)
+        return self.fc(self.graded(x)).mean(0) + self.fc(self.spiking(x)).mean(0)
+
+
+def test_a_neuron_with_graded_outputs_is_said_to_be_one():
+    from gac_analysis.report_model import graded_neurons_note
+
+    report = profile(GradedNeurons(), torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(6)))
+    sites = report.lif_sites.set_index("name")
+    assert sites.loc["graded", "output"] == "graded" and sites.loc["spiking", "output"] == "binary"
+    rows = report.layers.set_index("name")
+    assert rows.loc["fc", "input"] == "real" and rows.loc["fc#2", "input"] == "binary"
+    note = graded_neurons_note(zip(report.lif_sites["name"], report.lif_sites["output"]))
+    assert note.startswith("1 neuron layer(s) output values other than 0 and 1 (graded)")
+    assert graded_neurons_note([("a", "binary"), ("b", None)]) is None
+    assert [s["output"] for s in report.to_dict()["lif_sites"]] == ["graded", "binary"]

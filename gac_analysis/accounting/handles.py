@@ -395,9 +395,15 @@ def lif_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) ->
     if (cs.binary_output or isinstance(m, LIF)) and out.dtype in _EXACT_FLOATS:
         dtype = torch.float32 if per_step.shape[1] < FLOAT32_EXACT else torch.float64
         spikes = per_step.sum(1, dtype=dtype)  # whole numbers: the engine converts them exactly
-    else:
-        spikes = nonzero_count(per_step, dims=(1,))
-    return {"spikes": spikes, "neuron_steps": out.numel() // out.shape[0]}
+        return {"spikes": spikes, "neuron_steps": out.numel() // out.shape[0]}
+    # any other neuron: its non-zero outputs count as spikes, and a call whose outputs are not all 0/1
+    # (a graded neuron, a surrogate with spiking=False) is flagged, so the report says what its rate means
+    graded = int(not host_is_binary(out)) if out.device.type == "cpu" else (~is_binary(out)).long()
+    return {
+        "spikes": nonzero_count(per_step, dims=(1,)),
+        "neuron_steps": out.numel() // out.shape[0],
+        "graded_calls": graded,
+    }
 
 
 def batchnorm_handle(m: nn.Module, inputs: tuple, out: torch.Tensor, cs: CallShape) -> dict:

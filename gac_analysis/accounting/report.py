@@ -134,6 +134,7 @@ def _lif_row(site, c: dict, T: int, num_images: int) -> dict:
         "neuron_steps": int(sum(_slots(c, "neuron_steps", T))),
         "firing_rate": sum(spikes) / (denom * T),
         "per_step_rate": [s / denom for s in spikes],
+        "output": "graded" if _slots(c, "graded_calls", T)[T] else "binary",
     }
 
 
@@ -287,6 +288,7 @@ def build_report(
             "neuron_steps",
             "firing_rate",
             "per_step_rate",
+            "output",
         ],
     )
     per_step = _per_step(sites, counts, T)

@@ -34,7 +34,7 @@ from gac_analysis.energy.units import PJ_PER_MJ
 from gac_analysis.errors import ConfigError
 from gac_analysis.fileio import sigterm_unwinds
 from gac_analysis.launch import DEFAULT_TIMEOUT_S as DEFAULT_DIST_TIMEOUT_S
-from gac_analysis.report_model import silent_neurons_note
+from gac_analysis.report_model import graded_neurons_note, silent_neurons_note
 
 
 def resolve_device(device: str):
@@ -181,9 +181,11 @@ def print_summary(report, out: Path | None = None) -> None:
     console.print(tt)
     for m in report.checks.get("input_kind_mismatches", []):
         console.print(f"[yellow]note:[/] {m['name']} is declared {m['declared_input']} but received {m['input']} input")
-    silent = silent_neurons_note(zip(report.lif_sites["name"], report.lif_sites["spikes"]))
-    if silent:
-        console.print(f"[yellow]note:[/] {silent}", highlight=False, soft_wrap=True)
+    sites = report.lif_sites
+    graded = graded_neurons_note(zip(sites["name"], sites["output"])) if "output" in sites else None
+    for note in (silent_neurons_note(zip(sites["name"], sites["spikes"])), graded):
+        if note:
+            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     if out is not None:
         console.print(f"wrote {out}/report.json, layers.csv, lif_sites.csv, per_step.csv", highlight=False)
 
