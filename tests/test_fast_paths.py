@@ -332,3 +332,32 @@ def test_sentinel_reads_membranes_after_the_first_forward_and_still_finds_a_late
     assert probed == []  # the project's LIF is not a sticky type: it keeps its ordinary input hook
     with pytest.raises(NonFiniteError, match=r"the input of module 'second' \((LIF|IFNode)\) holds NaN"):
         count_images(model, [good, good, bad])
+
+
+class _HiddenOverflow(nn.Module):
+    """A hand-written neuron between modules: exp overflows to inf, and the comparison that fires turns
+    it into a finite 0/1 map; nothing after it is NaN or inf."""
+
+    def __init__(self):
+        super().__init__()
+        self.T = 1
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, images):
+        v = torch.exp(self.conv(images) * 1e4)  # inf where the conv output is positive
+        spikes = (v >= 1.0).float()
+        return self.fc(spikes.flatten(1))
+
+
+def test_nan_or_inf_hidden_by_a_comparison_between_modules_is_an_error():
+    from gac_analysis.accounting.finite import NonFiniteError
+
+    with pytest.raises(
+        NonFiniteError, match=r"batch 0: an input of '<model>:ge' \(an operation in the model's forward"
+    ):
+        count_images(_HiddenOverflow(), torch.rand(1, 3, 6, 6))
+    finite = _HiddenOverflow()
+    finite.conv.weight.data.zero_()
+    finite.conv.bias.data.fill_(-1.0)  # exp of a large negative number: 0, finite
+    count_images(finite, torch.rand(1, 3, 6, 6))

@@ -132,6 +132,7 @@ def count_images(
         not_finite = None  # (index, batch) of a batch whose forward was not finite
         sentinel = FiniteWatch(model, sentinel=True)
         with OpCounter(model, config) as counter, sentinel, torch.inference_mode():
+            counter.watch_inputs = sentinel.flag_function_inputs  # comparisons between modules, too
             counter.accuracy = Accuracy(counter.T)  # top-1 over the labelled images (accounting/accuracy.py)
             for i, (batch, labels) in enumerate(batches_with_labels(images)):
                 validate_images(batch, where=f"batch {i}")
@@ -145,6 +146,13 @@ def count_images(
                     progress(i, int(batch.shape[0]))
         if not_finite is not None:  # run again, hooks off, under a full watch that names the module
             i, batch = not_finite
+            where = sentinel.first_nonfinite_function()
+            if where is not None:
+                raise NonFiniteError(
+                    f"batch {i}: an input of '{where}' (an operation in the model's forward, where NaN or inf "
+                    "could vanish) holds NaN or inf values; no result is reported: check the model's numerics "
+                    "(overflow, division by zero) before that operation"
+                )
             raise first_nonfinite_module(model, batch) or NonFiniteError(
                 f"batch {i} gave NaN or inf values in the model's forward; no result is reported"
             )

@@ -235,6 +235,9 @@ class OpCounter:
         modes = {getattr(m, "step_mode", "m") for m in self._neurons}
         self.single_step = modes == {"s"}
         self.quiet = True
+        #: ``(label, args)`` -> None, called before a function that can hide NaN/inf (``functional.VANISHING``)
+        #: runs between modules; set by ``count_images`` to its finiteness sentinel, else None.
+        self.watch_inputs = None
         self._new_forward()
         self.reset()
 
@@ -529,6 +532,11 @@ class OpCounter:
                 self._add(site, counts, layout)
                 return
         self._record_unsupported(name, path, o)
+
+    @property
+    def path(self) -> str:
+        """The module path whose forward is running (``<model>`` for the model's own)."""
+        return self._stack[-1][0]
 
     def _record_unsupported(self, op: str, path: str, out: torch.Tensor | None) -> None:
         """One call of ``op`` at module ``path`` that no rule counts (its output's elements, if any)."""

@@ -175,6 +175,7 @@ class FiniteWatch:
         self._probes: dict[torch.nn.Module, object] = {}  # sticky neurons still watched by input: their hook
         self._ran: set[torch.nn.Module] = set()  # probed neurons that ran in the running forward
         self._by_membrane: list[torch.nn.Module] = []  # neurons watched through their membrane v
+        self._failed: list[list] = []  # the flags of the last forward found not finite (forward_finite)
 
     @property
     def _order(self) -> list[torch.nn.Module]:
@@ -223,11 +224,35 @@ class FiniteWatch:
                 self._probes.pop(neuron).remove()
                 self._by_membrane.append(neuron)
 
+    def flag_function_inputs(self, label: str, args) -> None:
+        """Sum the tensor arguments of a function call between modules that can hide NaN or inf
+        (``functional.VANISHING``: a comparison, ``where``, ``clamp``, ...; ``label``: ``path:op``); called
+        by the counter's interceptor (sentinel watch), whose mode is off during the call."""
+        for t in _tensors(args):
+            if t.is_floating_point() and t.numel():
+                self._sums.append(t.sum(dtype=torch.float32) if t.dtype in _HALF else t.sum())
+                self._seq.append(label)
+
     def forward_finite(self) -> bool:
-        """Whether every value watched in the forward(s) since the last call was finite (one host read)."""
+        """Whether every value watched in the forward(s) since the last call was finite (one host read).
+        The flags of a forward that was not are kept, so :meth:`first_nonfinite_function` can name the
+        operation where they appeared."""
         self._close_forward()
         runs, self._runs = self._runs, []
-        return not any(bool(bad.any()) for _, bad in runs)
+        finite = not any(bool(bad.any()) for _, bad in runs)
+        if not finite:
+            self._failed = runs
+        return finite
+
+    def first_nonfinite_function(self) -> str | None:
+        """``path:op`` of the first function call between modules (execution order) whose watched inputs
+        held NaN or inf in the last forward :meth:`forward_finite` found not finite, where that came before
+        any module's watched values; else None."""
+        for entries, bad in self._failed:
+            for entry, flag in zip(entries, bad.cpu().tolist()):
+                if flag:
+                    return entry if isinstance(entry, str) else None
+        return None
 
     def _close_forward(self) -> None:
         """Turn the running forward's sums into one flag vector (no host sync)."""
@@ -269,7 +294,7 @@ class FiniteWatch:
         self._close_forward()
         for modules, bad in self._runs:
             for module, flag in zip(modules, bad.cpu().tolist()):
-                if flag:
+                if flag and not isinstance(module, str):  # a function's entry: first_nonfinite_function
                     return self._names[module] or type(module).__name__
         return None
 

@@ -544,6 +544,16 @@ FUNCTION_RULES = {
     **{f"adaptive_avg_pool{d}d": _adaptive_pool("avgpool", d) for d in (1, 2, 3)},
     **{f"adaptive_max_pool{d}d": _adaptive_pool("maxpool", d) for d in (1, 2, 3)},
 }
+#: Functions whose output can be finite where an input holds NaN or inf (comparisons: a hand-written
+#: neuron's threshold; clipping and saturating maps, as the sentinel's modules): a NaN or inf made
+#: between modules could vanish there unseen, so the finiteness sentinel watches their inputs
+#: (``finite.FiniteWatch.flag_function_inputs``). Not ``where``: it drops the values it does not select
+#: (``torch.where(mask, x, nan)`` is ordinary code), and a selected NaN or inf stays in its output.
+VANISHING = frozenset(
+    """gt ge lt le eq ne greater greater_equal less less_equal clamp clip clamp_min clamp_max relu
+    hardtanh sigmoid tanh sign heaviside threshold""".split()
+)
+
 #: Report labels of functions counted with another's counters under its name (``x - y`` is an add).
 OP_ALIASES = {"sub": "add", "rsub": "add", "div": "mul", "true_divide": "mul", "mm": "matmul", "bmm": "matmul"}
 
@@ -649,6 +659,8 @@ class FunctionCounter(TorchFunctionMode):
         if skip and name in skip[-1]:  # an open module's own primitive (once per name): its rule counts it
             skip[-1].discard(name)
             return func(*args, **kwargs)
+        if c.watch_inputs is not None and name in VANISHING:  # NaN/inf could vanish here: watched
+            c.watch_inputs(f"{c.path}:{name}", args)
         out = func(*args, **kwargs)  # the model's own operation: what it raises is the model's
         try:
             if kind == FREE:
