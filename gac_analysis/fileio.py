@@ -82,8 +82,13 @@ def ordinary_mode(path: str | os.PathLike, *, folder: bool = False) -> None:
     os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``."""
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], None], *, may_replace: Callable[[Path], bool] | None = None
+) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    ``may_replace``: an existing ``path`` is replaced only when it says so (checked just before the
+    rename, so a file put there while ``write`` ran is not lost; a link there is never replaced)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -91,6 +96,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     try:
         write(tmp)
         ordinary_mode(tmp)
+        taken = path.exists() or path.is_symlink()
+        if may_replace is not None and taken and (path.is_symlink() or not may_replace(path)):
+            raise ConfigError(
+                f"{path} was created by someone else while this command ran and was not written by this tool; "
+                "nothing of yours is replaced: choose another file name"
+            )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -245,7 +256,19 @@ def _read_manifest(folder: Path) -> dict[str, dict] | None:
         return None
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA or not isinstance(data.get("files"), dict):
         return None
-    return {k: v for k, v in data["files"].items() if isinstance(v, dict) and isinstance(v.get("sha256"), str)}
+    return {
+        k: v
+        for k, v in data["files"].items()
+        if _inside(k) and isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("kind"), str)
+    }
+
+
+def _inside(rel) -> bool:
+    """``rel`` names a file inside the folder: a relative POSIX path without ``..``, ``.`` or empty parts
+    (a record entry that does not is ignored: the tool never touches anything outside its folder)."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
 def _record(folder: Path) -> dict[str, dict] | None:
@@ -338,9 +361,19 @@ def _stale(recorded_kind, rel: str, kind: str, partial_files: dict | None) -> bo
     return recorded_kind == kind or recorded_kind in STALE_AFTER.get(kind, ())
 
 
-def _write_manifest(folder: Path, files: dict[str, dict]) -> None:
+def _manifest_in_the_way(folder: Path) -> bool:
+    """The record's name is taken by a link or a folder (never written through, never replaced)."""
+    path = folder / MANIFEST
+    return path.is_symlink() or (path.exists() and not path.is_file())
+
+
+def _manifest_text(files: dict[str, dict]) -> str:
     data = {"schema": MANIFEST_SCHEMA, "note": "files gac-analysis wrote here (it replaces only these)", "files": files}
-    atomic_write_text(folder / MANIFEST, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def _write_manifest(folder: Path, files: dict[str, dict]) -> None:
+    atomic_write_text(folder / MANIFEST, _manifest_text(files))
 
 
 def _check_inputs(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None:
@@ -373,6 +406,8 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
         entries = sorted(e for e in os.listdir(out) if not _is_temporary(e))
     except OSError as e:
         raise ConfigError(f"cannot read the output folder {out} ({e.strerror or e}); choose another --out") from None
+    if MANIFEST in entries and (_manifest_in_the_way(out) or _read_manifest(out) is None):
+        _refuse_in_the_way(out, [MANIFEST], kind)  # a user's file, a link or a folder of that name
     entries = [e for e in entries if e != MANIFEST]
     if not entries:
         return
@@ -444,7 +479,14 @@ def check_output_file(path: str | os.PathLike, *, is_own: Callable[[Path], bool]
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = (), partial: bool = False):
+def atomic_output_dir(
+    out: str | os.PathLike,
+    *,
+    kind: str = "output",
+    inputs: Iterable = (),
+    partial: bool = False,
+    expect: dict | None = None,
+):
     """Yield an empty temporary folder; when the block succeeds its entries become ``out``'s.
 
     ``kind`` names the run (``energy``, ``observe``, ``report``, ...; :data:`RUN_ENTRIES`). Checks as
@@ -452,7 +494,8 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
     temporary; an existing one (empty, or a previous run of this tool) gets the new entries and loses
     only the stale entries of the same kind; everything else in it is left alone. ``partial``: the block
     writes only some of its kind's files (the figures alone): stale files are removed only inside the
-    folders it writes. On failure or interruption (Ctrl-C, SIGTERM) the temporary and any parent folders
+    folders it writes. ``expect``: files of ``out`` the block reads (relative path -> sha256), which must
+    be unchanged when it commits. On failure or interruption (Ctrl-C, SIGTERM) the temporary and any parent folders
     created for it are removed.
     """
     out = absolute(out)
@@ -475,7 +518,7 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
         with sigterm_unwinds():
             ordinary_mode(tmp, folder=True)  # mkdtemp makes 0700; the output is an ordinary folder
             yield tmp
-            _commit(tmp, out, kind, partial)
+            _commit(tmp, out, kind, partial, expect)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if not out.exists():
@@ -483,10 +526,12 @@ def atomic_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: I
         raise
 
 
-def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
+def _commit(tmp: Path, out: Path, kind: str, partial: bool = False, expect: dict | None = None) -> None:
     """Move the files of ``tmp`` into ``out`` (serialised by a lock, never interrupted half-way), replacing
     only files this tool recorded writing and nobody changed since, removing the stale ones of this kind
-    (and of the kinds it makes stale, :data:`STALE_AFTER`), and recording what it wrote (:data:`MANIFEST`)."""
+    (and of the kinds it makes stale, :data:`STALE_AFTER`), and recording what it wrote (:data:`MANIFEST`).
+    ``expect``: files of ``out`` the run was made from (relative path -> sha256), checked unchanged under
+    the lock (a report is never committed beside a report.json written meanwhile)."""
     new = {rel: {"kind": kind, "sha256": file_sha256(tmp / rel)} for rel in _files_under(tmp)}
     with _folder_lock(out.parent), _signals_deferred():
         if not (out.exists() or out.is_symlink()):
@@ -498,8 +543,24 @@ def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
         blocked = [rel for rel in new if _in_the_way(out, record, rel, kind)]
         if blocked:
             _refuse_in_the_way(out, blocked, kind)
+        for rel, sha in (expect or {}).items():  # what the run was made from is still there, unchanged
+            if not (out / rel).is_file() or file_sha256(out / rel) != sha:
+                raise ConfigError(
+                    f"{_option(kind)} {out}: {rel} changed while this command ran (another command wrote the "
+                    "folder); nothing was written: run it again"
+                )
         stale = [r for r, e in record.items() if r not in new and _stale(e["kind"], r, kind, new if partial else None)]
         stale = [r for r in stale if _owned(out, record, r)]
+        kept = {r: e for r, e in record.items() if r not in new and r not in stale and (out / r).is_file()}
+        try:
+            fd, pending_record = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".record", dir=out)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(_manifest_text({**kept, **new}))
+            ordinary_mode(pending_record)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write into the output folder {out} ({e.strerror or e}); it is unchanged"
+            ) from None
         old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".old", dir=out))
         moved_out: list[str] = []
         moved_in: list[str] = []
@@ -513,6 +574,7 @@ def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
                 made += _make_parents((out / rel).parent)
                 os.rename(tmp / rel, out / rel)
                 moved_in.append(rel)
+            os.replace(pending_record, out / MANIFEST)  # the record of what is now there, last
         except (OSError, ConfigError) as e:  # put everything back as it was
             for rel in moved_in:
                 with contextlib.suppress(OSError):
@@ -522,10 +584,9 @@ def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
                     os.rename(old / rel, out / rel)
             _remove_created(made)
             shutil.rmtree(old, ignore_errors=True)
+            Path(pending_record).unlink(missing_ok=True)
             reason = e.strerror if isinstance(e, OSError) and e.strerror else e
             raise ConfigError(f"cannot write into the output folder {out} ({reason}); it is unchanged") from None
-        kept = {r: e for r, e in record.items() if r not in new and r not in stale and (out / r).is_file()}
-        _write_manifest(out, {**kept, **new})
         shutil.rmtree(old, ignore_errors=True)
         for rel in stale:  # folders the stale files leave empty (e.g. figures/ of an older run)
             for parent in Path(rel).parents:
@@ -533,3 +594,10 @@ def _commit(tmp: Path, out: Path, kind: str, partial: bool = False) -> None:
                     with contextlib.suppress(OSError):
                         (out / parent).rmdir()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_snapshot(folder: str | os.PathLike, names: Iterable[str]) -> dict[str, str]:
+    """sha256 of the files ``names`` (relative paths) that exist in ``folder``: pass it as ``expect`` to
+    :func:`atomic_output_dir` to commit only if they are unchanged by then (take it before reading them)."""
+    folder = Path(folder)
+    return {rel: file_sha256(folder / rel) for rel in names if (folder / rel).is_file()}

@@ -204,3 +204,82 @@ def test_one_commands_file_is_not_anothers_to_replace(tmp_path):
             (tmp / "figures").mkdir()
             (tmp / "figures" / "shared.png").write_bytes(b"compare's")
     assert (out / "figures" / "shared.png").read_bytes() == b"observe's"
+
+
+def _forge(folder: Path, rel: str, entry: dict) -> None:
+    record = json.loads((folder / MANIFEST).read_text())
+    record["files"][rel] = entry
+    (folder / MANIFEST).write_text(json.dumps(record))
+
+
+def test_record_entries_outside_the_folder_or_malformed_are_ignored(run, tmp_path):
+    """A record that names ../x, an absolute path or an entry without a kind touches nothing outside
+    (or at all) and breaks nothing."""
+    outside = tmp_path / "notes.txt"
+    outside.write_text("outside")
+    (run / "notes.txt").write_text("mine")
+    sha = fileio.file_sha256(outside)
+    _forge(run, "../notes.txt", {"kind": "energy", "sha256": sha})
+    _forge(run, "figures/../../notes.txt", {"kind": "report", "sha256": sha})
+    _forge(run, str(outside), {"kind": "energy", "sha256": sha})
+    _forge(run, "notes.txt", {"sha256": fileio.file_sha256(run / "notes.txt")})  # no kind
+    _ok([*ENERGY, "--seed", "2", "--out", str(run)])
+    _ok(["report", str(run)])
+    assert outside.read_text() == "outside" and (run / "notes.txt").read_text() == "mine"
+    assert set(json.loads((run / MANIFEST).read_text())["files"]) >= {"report.json", "report.md"}
+
+
+@pytest.mark.parametrize("taken_by", ["user file", "folder", "link"])
+def test_the_record_name_taken_by_something_else_is_refused_before_anything_moves(tmp_path, run, taken_by):
+    target = run if taken_by != "user file" else tmp_path / "fresh"
+    target.mkdir(exist_ok=True)
+    record = target / MANIFEST
+    if record.exists():
+        record.unlink()
+    if taken_by == "user file":
+        record.write_text("my notes")
+    elif taken_by == "folder":
+        record.mkdir()
+    else:
+        (tmp_path / "ext.json").write_text("{}")
+        record.symlink_to(tmp_path / "ext.json")
+    before = _snapshot(target)
+    _refused([*ENERGY, "--out", str(target)], f"'{MANIFEST}' is in the way")
+    assert _snapshot(target) == before and record.exists()
+    assert not [p for p in target.iterdir() if p.name.startswith(fileio.TEMP_PREFIX)]
+
+
+def test_a_report_is_not_committed_beside_a_run_written_meanwhile(run, monkeypatch):
+    from gac_analysis.viz import report_md
+
+    real_load = report_md.load_run
+
+    def load_then_rerun(folder):
+        loaded = real_load(folder)
+        data = json.loads((run / "report.json").read_text())
+        data["num_images"] = 99  # another energy run committed while the report is drawn
+        (run / "report.json").write_text(json.dumps(data))
+        return loaded
+
+    monkeypatch.setattr(report_md, "load_run", load_then_rerun)
+    (run / "report.md").unlink()
+    before = _snapshot(run)
+    with pytest.raises(ConfigError, match="report.json changed while this command ran"):
+        report_md.write_report_md(run)
+    after = _snapshot(run)
+    assert after.pop("report.json") != before.pop("report.json")  # the other run's, as it wrote it
+    assert after == before and not (run / "report.md").exists()  # no report of the old numbers beside it
+
+
+def test_save_checkpoint_never_replaces_a_users_file(tmp_path):
+    from gac_analysis.models import build_model, save_checkpoint
+
+    model = build_model("msresnet18-cifar", num_classes=10, T=2, width=2)
+    mine = tmp_path / "model.pt"
+    mine.write_text("my data")
+    with pytest.raises(ConfigError, match="not written by this tool"):
+        save_checkpoint(model, mine)
+    assert mine.read_text() == "my data" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    ours = tmp_path / "ours.pt"
+    save_checkpoint(model, ours)
+    save_checkpoint(model, ours)  # its own checkpoint: replaced

@@ -553,7 +553,8 @@ def _json_safe(value):
 
 
 def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Path:
-    """Write ``model`` in this project's format, atomically (temp file in the same folder, then rename).
+    """Write ``model`` in this project's format, atomically (temp file in the same folder, then rename);
+    an existing ``path`` is replaced only when it is a checkpoint of this tool's (else a ``ConfigError``).
 
     ``metadata`` (e.g. ``command``, ``seed``, ``accuracy``) is stored JSON-safe beside the weights with
     the package and torch versions and the time of writing.
@@ -580,5 +581,5 @@ def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Pat
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": _json_safe(meta),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), may_replace=is_project_checkpoint)
     return path

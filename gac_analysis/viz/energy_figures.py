@@ -618,10 +618,15 @@ def write_energy_figures(run_dir: str | Path | RunData) -> list[Path]:
     report is replaced or removed, a file of anyone else's in ``figures/`` is never touched (one in the
     way is an error).
     """
-    from gac_analysis.fileio import atomic_output_dir
+    from gac_analysis.fileio import atomic_output_dir, read_snapshot
 
-    run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
-    with atomic_output_dir(run.run_dir, kind="report", partial=True) as tmp:
+    if isinstance(run_dir, RunData):
+        run, expect = run_dir, None
+    else:
+        folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+        expect = read_snapshot(folder, ["report.json"])  # before reading it: a run written meanwhile
+        run = load_run(run_dir)
+    with atomic_output_dir(run.run_dir, kind="report", partial=True, expect=expect) as tmp:
         drawn = draw_energy_figures(run, tmp / "figures")
     return [run.run_dir / "figures" / p.name for p in drawn]
 

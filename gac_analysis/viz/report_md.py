@@ -493,10 +493,13 @@ def write_report_md(run_dir: str | Path, *, figures: bool = True) -> tuple[Path,
     one of them is an error, never overwritten. Returns (report.md path, figure paths). Raises
     :class:`ReportError` for an unusable run folder.
     """
-    from gac_analysis.fileio import atomic_output_dir
+    from gac_analysis.fileio import atomic_output_dir, read_snapshot
+    from gac_analysis.report_model import OBSERVER_PLACES
 
+    folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    expect = read_snapshot(folder, ["report.json", *OBSERVER_PLACES])  # before reading: a run written meanwhile
     run = load_run(run_dir)
-    with atomic_output_dir(run.run_dir, kind="report") as tmp:
+    with atomic_output_dir(run.run_dir, kind="report", expect=expect) as tmp:
         drawn = draw_energy_figures(run, tmp / "figures") if figures else []
         pngs = [run.run_dir / "figures" / p.name for p in drawn]
         (tmp / "report.md").write_text(
