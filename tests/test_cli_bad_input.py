@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gac_analysis.accounting import Report
 from gac_analysis.cli.main import run
 from gac_analysis.fileio import MANIFEST
 from gac_analysis.models import build_model, save_checkpoint
@@ -571,13 +572,7 @@ def test_two_processes_writing_the_same_out(tmp_path):
 
     stamp = json.loads((out / "report.json").read_text())["s"]
     assert all((out / name).read_text() == stamp for name in ("layers.csv", "lif_sites.csv", "per_step.csv"))
-    assert sorted(p.name for p in out.iterdir()) == [
-        MANIFEST,
-        "layers.csv",
-        "lif_sites.csv",
-        "per_step.csv",
-        "report.json",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, *Report.FILES])
     assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no .partial / .old anywhere
 
 

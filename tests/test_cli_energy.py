@@ -6,6 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from gac_analysis.accounting import Report
 from gac_analysis.cli.main import app
 from gac_analysis.fileio import MANIFEST
 
@@ -33,13 +34,7 @@ def run_dir(golden_ckpt, tmp_path_factory):
 
 def test_energy_writes_outputs_and_summary(run_dir, golden_ckpt):
     out, output = run_dir
-    assert sorted(p.name for p in out.iterdir()) == [
-        MANIFEST,
-        "layers.csv",
-        "lif_sites.csv",
-        "per_step.csv",
-        "report.json",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, *Report.FILES])
     report = json.loads((out / "report.json").read_text())
     assert report["num_images"] == 3 and report["T"] == 6
     assert report["provenance"]["data"]["source"] == "random"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
-import hashlib
 import json
 import os
 import pickle
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 
 from gac_analysis.errors import CheckpointError, TimeStepsUnknownError
-from gac_analysis.fileio import atomic_write
+from gac_analysis.fileio import atomic_write, file_sha256  # noqa: F401 - file_sha256 re-exported
 from gac_analysis.models.gac import SCA_KERNEL
 from gac_analysis.models.msresnet import MSResNet
 from gac_analysis.models.registry import ARCHS, build_model
@@ -89,15 +88,6 @@ class CheckpointInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 #: The one reason given for a file that needs more than tensors and containers (whatever torch's wording).
