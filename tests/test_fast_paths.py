@@ -361,3 +361,21 @@ def test_nan_or_inf_hidden_by_a_comparison_between_modules_is_an_error():
     finite.conv.weight.data.zero_()
     finite.conv.bias.data.fill_(-1.0)  # exp of a large negative number: 0, finite
     count_images(finite, torch.rand(1, 3, 6, 6))
+
+
+class _HiddenByMinimum(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.T = 1
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, images):
+        y = self.conv(images)
+        return torch.minimum(y + float("inf"), y).sum()  # the inf never reaches the output
+
+
+def test_inf_hidden_by_an_elementwise_minimum_is_an_error():
+    from gac_analysis.accounting.finite import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match=r"an input of '<model>:minimum'"):
+        count_images(_HiddenByMinimum(), torch.rand(1, 3, 6, 6))

@@ -551,7 +551,7 @@ FUNCTION_RULES = {
 #: (``torch.where(mask, x, nan)`` is ordinary code), and a selected NaN or inf stays in its output.
 VANISHING = frozenset(
     """gt ge lt le eq ne greater greater_equal less less_equal clamp clip clamp_min clamp_max relu
-    hardtanh sigmoid tanh sign heaviside threshold""".split()
+    hardtanh sigmoid tanh sign heaviside threshold minimum maximum fmin fmax""".split()
 )
 
 #: Report labels of functions counted with another's counters under its name (``x - y`` is an add).
