@@ -40,3 +40,9 @@ class ReportError(GacError):
 
 class ConfigError(GacError):
     """A configuration file (budget, sweep) is malformed."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for a one-line error."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else "(no message)")[:200]

@@ -398,8 +398,9 @@ def _check_reusable_now(out: Path, kind: str) -> None:
         _check_reusable(out, kind)
 
 
-def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
-    """Refuse an existing ``out`` that is not a folder, or holds entries of a user's (not a previous run)."""
+def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[str, dict]:
+    """Refuse an existing ``out`` that is not a folder, or holds entries of a user's (not a previous run);
+    returns what the tool wrote there (:func:`_record`; empty for an empty folder)."""
     if not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a folder; choose another --out")
     try:
@@ -410,7 +411,7 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
         _refuse_in_the_way(out, [MANIFEST], kind)  # a user's file, a link or a folder of that name
     entries = [e for e in entries if e != MANIFEST]
     if not entries:
-        return
+        return {}
     record = _record(out)
     if record is None:
         raise ConfigError(
@@ -428,6 +429,7 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> None:
     ]
     if blocked:
         _refuse_in_the_way(out, blocked, kind)
+    return record
 
 
 def check_output_dir(out: str | os.PathLike, *, kind: str = "output", inputs: Iterable = ()) -> Path:
@@ -538,8 +540,8 @@ def _commit(tmp: Path, out: Path, kind: str, partial: bool = False, expect: dict
             _write_manifest(tmp, new)
             os.rename(tmp, out)
             return
-        _check_reusable(out, kind, {Path(rel).parts[0] for rel in new})  # again: another process may have written
-        record = _record(out) or {}
+        # again, under the lock: another process may have written meanwhile
+        record = _check_reusable(out, kind, {Path(rel).parts[0] for rel in new})
         blocked = [rel for rel in new if _in_the_way(out, record, rel, kind)]
         if blocked:
             _refuse_in_the_way(out, blocked, kind)

@@ -300,19 +300,18 @@ class OpCounter:
         if self._handles:
             return
         model = self.model
-        rules: dict[type, tuple | None] = {}  # a module type's rule, looked up once
+        rules: dict[type, tuple] = {}  # a module type's (rule or None, extends_forward), looked up once
         covered: set[int] = set()  # modules inside a counted module: their work is that module's
         self._handles.append(model.register_forward_pre_hook(self._on_forward_start))
         for name, module in model.named_modules():
             path = name or "<model>"
             kind = type(module)
-            if kind not in rules:
-                rules[kind] = find_handle(module, self.config.handles)
-            rule = rules[kind]
+            if kind not in rules:  # a type's rule, and whether its own forward adds work, found once
+                rules[kind] = (find_handle(module, self.config.handles), extends_forward(module, self.config.handles))
+            rule, extended = rules[kind]
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
-                extended = extends_forward(module, self.config.handles)
                 enter = self._make_enter_extended(path, PRIMITIVES[op]) if extended else self._enter_counted
                 self._handles.append(module.register_forward_pre_hook(enter))
                 hook = self._make_hook(_ModuleRule(path, op, handle, module, extended))

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gac_analysis.errors import ConfigError, GacError
+from gac_analysis.errors import ConfigError, GacError, first_line
 
 # the one home of output folders and pre-flight checks; re-exported for the commands
 from gac_analysis.fileio import (  # noqa: F401
@@ -60,7 +60,7 @@ def handles_errors(fn):
                 raise
             message = (
                 "not enough memory for this run; use fewer --num-images, a smaller --batch-size, --image-size or T"
-                f" (the system said: {_first_line(e)})"
+                f" (the system said: {first_line(e)})"
             )
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
@@ -72,11 +72,6 @@ def _out_of_memory(e: RuntimeError) -> bool:
     """A torch allocation failure (CPU or CUDA), as opposed to any other runtime error."""
     text = str(e).lower()
     return "can't allocate memory" in text or "out of memory" in text or "not enough memory" in text
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 # ---- shared by the analysis commands -------------------------------------------------------------

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from gac_analysis.errors import CheckpointError, ConfigError
+from gac_analysis.errors import CheckpointError, ConfigError, first_line
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: The embedded models selectable by name, and the file each one is.
@@ -210,12 +210,12 @@ def _import_zoo_module(mod: str, name: str):
         if mod in SJ_TORCHVISION_MODULES:
             raise ModelSpecError(
                 f"--model spikingjelly:{name}: SpikingJelly's {mod} imports torchvision, which "
-                f"fails to import here ({type(e).__name__}: {_first_line(e)}); install a torchvision "
+                f"fails to import here ({type(e).__name__}: {first_line(e)}); install a torchvision "
                 "built for this torch, or use a zoo model without torchvision (ms_resnet18, "
                 "spikformer_cifar10, ...)"
             ) from None
         raise ModelSpecError(
-            f"--model spikingjelly:{name}: importing {SJ_PACKAGE}.{mod} failed ({type(e).__name__}: {_first_line(e)})"
+            f"--model spikingjelly:{name}: importing {SJ_PACKAGE}.{mod} failed ({type(e).__name__}: {first_line(e)})"
         ) from None
 
 
@@ -277,7 +277,7 @@ def _import_user_module(spec: ModelSpec):
             ) from None
         except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module raised (or exited) while importing
             raise ModelSpecError(
-                f"--model {spec.text}: importing {spec.target} raised {type(e).__name__}: {_first_line(e)}"
+                f"--model {spec.text}: importing {spec.target} raised {type(e).__name__}: {first_line(e)}"
             ) from None
     path = Path(spec.target).expanduser()
     if not path.is_file():
@@ -292,7 +292,7 @@ def _import_user_module(spec: ModelSpec):
             module_spec.loader.exec_module(module)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's file raised (or exited) while importing
         raise ModelSpecError(
-            f"--model {spec.text}: importing {path} raised {type(e).__name__}: {_first_line(e)}"
+            f"--model {spec.text}: importing {path} raised {type(e).__name__}: {first_line(e)}"
         ) from None
     return module
 
@@ -381,7 +381,7 @@ def _call_builder(builder, kwargs: dict, spec: ModelSpec, T: int | None, where: 
             model = builder(**kwargs)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever the builder raises (or exits with): one line
         raise ModelSpecError(
-            f"--model {spec.text}: {where}(**{_short_kwargs(kwargs)}) raised {type(e).__name__}: {_first_line(e)}"
+            f"--model {spec.text}: {where}(**{_short_kwargs(kwargs)}) raised {type(e).__name__}: {first_line(e)}"
         ) from None
     if not isinstance(model, torch.nn.Module):
         raise ModelSpecError(
@@ -493,11 +493,6 @@ def load_state_dict_into(model, path, spec_text: str) -> dict:
         )
     model.load_state_dict(sd, strict=True)
     return {"path": str(path), "sha256": file_sha256(path), "tensors": len(sd)}
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else "(no message)")[:200]
 
 
 def _short_kwargs(kwargs: dict) -> str:
