@@ -515,6 +515,150 @@ def test_the_extra_work_of_a_subclassed_module_is_counted_and_its_own_op_once():
     assert not [name for name in rows.index if name.startswith("plain:")]
 
 
+class CroppedConv(nn.Conv2d):
+    """Its base call reads a crop of its input, and its output is reduced over the channels."""
+
+    def forward(self, x):
+        return super().forward(x[..., 1:-1, 1:-1]).sum(1, keepdim=True)
+
+
+class TwiceConv(nn.Conv2d):
+    """Two base calls in one forward (its own conv2d twice)."""
+
+    def forward(self, x):
+        return super().forward(x) + super().forward(x.flip(-1))
+
+
+class PaddedByHand(nn.Conv2d):
+    """A 'zeros' conv whose subclass pads its input itself: the pad is the subclass's (free), and the
+    conv reads the padded map."""
+
+    def forward(self, x):
+        return super().forward(F.pad(x, (2, 2, 2, 2)))
+
+
+class ChannelMaxPool(nn.MaxPool2d):
+    def forward(self, x):
+        return super().forward(x).amax(1)
+
+
+class OpenAroundTheirBaseCalls(nn.Module):
+    T = 1
+
+    def __init__(self):
+        super().__init__()
+        self.lif = neuron.IFNode(v_threshold=0.5)
+        self.crop = CroppedConv(3, 4, 3, padding=1)
+        self.twice = TwiceConv(1, 2, 3)
+        self.padded = PaddedByHand(2, 3, 3)
+        self.pool = ChannelMaxPool(2)
+
+    def forward(self, images):
+        y = self.twice(self.crop(self.lif(images)))
+        return self.pool(self.padded(y))
+
+
+def test_an_open_module_is_counted_from_its_base_calls_inputs_and_outputs():
+    """The rule of a subclass counted open reads what each base call received and returned: a crop before
+    it and a reduction after it change its counts, a second base call is a second row, a pad the subclass
+    makes itself is free work whose output the conv reads. Exact against brute force and shapes."""
+    from gac_analysis.accounting.kernels import brute_force_synaptic_ops
+
+    net = OpenAroundTheirBaseCalls()
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    report = profile(net, images)
+    assert report.unsupported == []
+    rows = report.layers.set_index("name")
+    with torch.no_grad():
+        spikes = (images >= 0.5).float()  # an IF node's first step: v = x, spike where v >= 0.5
+        cropped = spikes[..., 1:-1, 1:-1]
+        assert rows.loc["crop", "acs"] == int(brute_force_synaptic_ops(cropped, net.crop).sum()) > 0
+    assert rows.loc["crop", "input"] == "binary"
+    assert rows.loc["crop", "dense_macs"] == 2 * 4 * 6 * 6 * 3 * 9  # the crop's 6x6 output, not 8x8
+    assert rows.loc["crop", "bias_adds"] == 2 * 4 * 6 * 6  # the base output (4 channels), not the sum's 1
+    assert rows.loc["crop:sum", "adds"] == 2 * 3 * 6 * 6
+    # twice: a 6x6 map, 3x3 kernel without padding -> 4x4; both base calls counted (one time step: one row)
+    assert rows.loc["twice", "dense_macs"] == 2 * (2 * 2 * 4 * 4 * 9) and rows.loc["twice", "calls"] == 2
+    assert rows.loc["twice:add", "adds"] == 2 * 2 * 4 * 4
+    # padded: 4x4 + 2 on each side = 8x8, 3x3 kernel -> 6x6
+    assert rows.loc["padded", "dense_macs"] == 2 * 3 * 6 * 6 * 2 * 9
+    assert report.coverage["free_calls"] >= 2  # the pad and the flip
+    # pool: 6x6 -> 3x3 per channel (3 compares per window), then the max over the 3 channels
+    assert rows.loc["pool", "compares"] == 2 * 3 * 9 * 3
+    assert rows.loc["pool:amax", "compares"] == 2 * 9 * 2
+    assert not [name for name in rows.index if name.endswith(("conv2d", "max_pool2d"))]
+
+
+class GainLIF(neuron.LIFNode):
+    """Work around its dynamics: a gain before, a doubling after (its spikes are its dynamics' output)."""
+
+    def forward(self, x):
+        return super().forward(x * 1.5) * 2
+
+
+class NormedIF(neuron.IFNode):
+    """A child module run by its own forward, before its dynamics."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.norm = nn.BatchNorm1d(16)
+
+    def forward(self, x_seq):
+        return self.multi_step_forward(self.norm(x_seq.flatten(0, 1)).unflatten(0, x_seq.shape[:2]))
+
+
+class HandWrittenNeuron(neuron.BaseNode):
+    """A neuron whose forward is its whole update (no base dynamics called): the neuron's own work."""
+
+    def forward(self, x):
+        self.v = self.v * 0.5 + x
+        spike = (self.v >= 1.0).float()
+        self.v = self.v * (1.0 - spike)
+        return spike
+
+
+class NeuronsWithWorkAround(nn.Module):
+    T = 2
+
+    def __init__(self):
+        super().__init__()
+        self.gain = GainLIF(step_mode="m")
+        self.normed = NormedIF(step_mode="m")
+        self.fc = layer.Linear(16, 3, step_mode="m")
+
+    def forward(self, images):  # [B, 3, 4, 4] -> [T, B, 16] from channel 0
+        x = images[:, 0].flatten(1).unsqueeze(0).repeat(self.T, 1, 1)
+        return self.fc(self.gain(x)).mean(0) + self.fc(self.normed(x)).mean(0)
+
+
+def test_the_work_a_neuron_subclass_does_around_its_dynamics_is_counted_and_its_spikes_are_its_dynamics():
+    from gac_analysis.accounting.handles import extends_forward
+
+    net = NeuronsWithWorkAround().eval()
+    assert extends_forward(net.gain) and extends_forward(net.normed)
+    assert not extends_forward(HandWrittenNeuron()) and not extends_forward(neuron.LIFNode())
+    images = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(9)) * 2
+    report = profile(net, images)
+    assert report.unsupported == []
+    x = images[:, 0].flatten(1).unsqueeze(0).repeat(2, 1, 1)
+    with torch.no_grad():  # the same dynamics, run by hand on what the subclasses give them
+        plain_lif, plain_if = neuron.LIFNode(step_mode="m"), neuron.IFNode(step_mode="m")
+        gain_spikes = plain_lif(x * 1.5)
+        normed_spikes = plain_if(net.normed.norm(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+    assert 0 < gain_spikes.sum() < gain_spikes.numel() and 0 < normed_spikes.sum() < normed_spikes.numel()
+    sites = report.lif_sites.set_index("name")
+    assert sites.loc["gain", "spikes"] == int(gain_spikes.sum()) and sites.loc["gain", "output"] == "binary"
+    assert sites.loc["normed", "spikes"] == int(normed_spikes.sum())
+    assert sites.loc["gain", "neuron_steps"] == sites.loc["normed", "neuron_steps"] == 2 * 3 * 16
+    rows = report.layers.set_index("name")
+    assert rows.loc["gain:mul", "muls"] == rows.loc["gain:mul#2", "muls"] == 2 * 3 * 16  # the gain, the doubling
+    assert rows.loc["normed.norm", "op"] == "batchnorm" and rows.loc["normed.norm", "muls"] > 0
+    assert rows.loc["fc", "input"] == "integer"  # the doubled spikes (0/2): not spikes any more
+    assert rows.loc["fc#2", "input"] == "binary"
+    for m in (net.gain, net.normed):  # the model as it was: no wrapper left on the instances
+        assert "single_step_forward" not in vars(m) and "multi_step_forward" not in vars(m)
+
+
 class GradedNeurons(nn.Module):
     """A LIF node whose surrogate does not spike (spiking=False: real outputs) and an ordinary one."""
 

@@ -55,13 +55,14 @@ from gac_analysis.accounting.functional import (
 )
 from gac_analysis.accounting.handles import (
     HANDLES,
+    NEURON_DYNAMICS,
     NEURON_TYPES,
-    PRIMITIVES,
     SYNAPTIC_OPS,
     CallShape,
     Rows,
     extends_forward,
     find_handle,
+    own_primitives,
 )
 from gac_analysis.errors import GacError
 from gac_analysis.models.neurons import LIF
@@ -209,6 +210,39 @@ class _ModuleRule:
         )
 
 
+class OpenCall:
+    """The base calls of one forward of a module counted open (``handles.extends_forward``): each call of
+    its type's own functions (``handles.own_primitives``) is recorded with what it received and returned,
+    so its rule counts exactly the work of those calls, however many there are and whatever the
+    subclass does around them (a slice, a reduction, a second ``super().forward``). A conv's own ``pad``
+    (non-'zeros' padding modes) is part of the conv call that reads its output: that call's input is
+    the one before the padding, as the rule expects. A neuron's base calls are the calls of its dynamics
+    methods (``handles.NEURON_DYNAMICS``) made by its forward (:meth:`OpCounter._record_dynamics`)."""
+
+    __slots__ = ("primitives", "owner", "calls", "depth", "_padded")
+
+    def __init__(self, primitives: frozenset, owner: nn.Module):
+        self.primitives = primitives
+        self.owner = owner
+        self.calls: list[tuple] = []  # (input, output) of each base call, in order
+        self.depth = 0  # a neuron's dynamics running (a sequence calling its single step: one base call)
+        self._padded: tuple | None = None  # (input, output) of the type's own pad, for the call reading it
+
+    def record(self, name: str, args: tuple, kwargs: dict, out) -> None:
+        x = args[0] if args else kwargs.get("input")
+        if name == "pad":
+            self._padded = (x, out)
+            return
+        if self._padded is not None and x is self._padded[1]:
+            x = self._padded[0]
+        self._padded = None
+        self.calls.append((x, out))
+
+
+#: No instance attribute of that name before a wrapper was set (see ``OpCounter.detach``).
+_ABSENT = object()
+
+
 def _plain_container(module: nn.Module) -> bool:
     """A torch container whose own forward only chains its children (no tensor operation of its own)."""
     return type(module).forward in (nn.Sequential.forward, nn.ModuleList.forward, nn.ModuleDict.forward)
@@ -229,6 +263,7 @@ class OpCounter:
         self.config = config or CounterConfig()
         self.T = resolve_T(model, self.config.T)
         self._handles = []
+        self._instance_methods: list[tuple] = []  # (module, name, its instance attribute before) to restore
         self._mode: FunctionCounter | None = None
         self._mode_on = False  # the interceptor is on the torch-function stack
         self._neurons = [m for m in model.modules() if isinstance(m, NEURON_TYPES)]
@@ -312,11 +347,16 @@ class OpCounter:
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
-                enter = self._make_enter_extended(path, PRIMITIVES[op]) if extended else self._enter_counted
+                if extended:  # its own forward does more: intercepted, its base calls recorded for its rule
+                    enter = self._make_enter_extended(path, module, own_primitives(module, op))
+                    if op == "lif":
+                        self._record_dynamics(module)
+                else:
+                    enter = self._enter_counted
+                    covered.update(id(m) for m in module.modules() if m is not module)
                 self._handles.append(module.register_forward_pre_hook(enter))
                 hook = self._make_hook(_ModuleRule(path, op, handle, module, extended))
                 self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
-                covered.update(id(m) for m in module.modules() if m is not module)
             elif module is not model and id(module) not in covered and not _plain_container(module):
                 self._handles.append(module.register_forward_pre_hook(self._make_push(path)))
                 self._handles.append(module.register_forward_hook(self._pop))
@@ -330,6 +370,12 @@ class OpCounter:
         for h in self._handles:
             h.remove()
         self._handles = []
+        for module, name, before in self._instance_methods:  # the model as it was: no wrapper left
+            if before is _ABSENT:
+                module.__dict__.pop(name, None)
+            else:
+                module.__dict__[name] = before
+        self._instance_methods = []
         self.quiet = True
         self._flush()
 
@@ -379,7 +425,7 @@ class OpCounter:
         self._stack: list[list] = [["<model>", {}]]
         self._covered = 0
         self._suspended = False
-        self.skip: list = []  # per open counted module: its primitives' names not yet seen (each skipped once)
+        self.open_calls: list[OpenCall] = []  # per open module running: its base calls so far
         self._pending: dict[str, list] = {}  # module site -> this forward's single-step counts
         self._pending_functions: dict[tuple, list] = {}  # (path, op, call site) -> single-step function calls
         self._batch = batch
@@ -409,21 +455,50 @@ class OpCounter:
         if len(self._stack) > 1:
             self._stack.pop()
 
-    def _make_enter_extended(self, path: str, primitives: frozenset):
+    def _make_enter_extended(self, path: str, module: nn.Module, primitives: frozenset):
         """Pre-hook of a module counted open (``handles.extends_forward``): the interceptor stays on inside
-        it, its operations are named after it, and its type's own primitive is left to its rule."""
+        it, its operations are named after it, and its base calls (the calls of its type's own functions,
+        or of a neuron's dynamics) are recorded for its rule (:class:`OpenCall`)."""
 
         def enter(module, inputs):
             self._stack.append([path, {}])
-            self.skip.append(set(primitives))
+            self.open_calls.append(OpenCall(primitives, module))
 
         return enter
 
-    def _leave_extended(self) -> None:
+    def _record_dynamics(self, module: nn.Module) -> None:
+        """Wrap the dynamics methods of a neuron counted open (``handles.NEURON_DYNAMICS``), on the instance
+        until :meth:`detach`: a call made by the neuron's own forward is a base call, run with the
+        interceptor off (the neuron's rule counts it, spikes read from its output) and recorded."""
+        for name in NEURON_DYNAMICS:
+            method = getattr(module, name, None)
+            if method is None:
+                continue
+            self._instance_methods.append((module, name, module.__dict__.get(name, _ABSENT)))
+            module.__dict__[name] = self._dynamics_wrapper(module, method)
+
+    def _dynamics_wrapper(self, module: nn.Module, method):
+        def dynamics(*args, **kwargs):
+            record = self.open_calls[-1] if self.open_calls else None
+            if record is None or record.owner is not module or record.depth:  # not a base call of its forward
+                return method(*args, **kwargs)
+            record.depth += 1
+            self._enter_counted(module, args)
+            try:
+                out = method(*args, **kwargs)
+            finally:
+                self._leave_counted()
+                record.depth -= 1
+            record.calls.append((args[0] if args else next(iter(kwargs.values()), None), out))
+            return out
+
+        functools.update_wrapper(dynamics, method)
+        return dynamics
+
+    def _leave_extended(self) -> "OpenCall | None":
         if len(self._stack) > 1:
             self._stack.pop()
-        if self.skip:
-            self.skip.pop()
+        return self.open_calls.pop() if self.open_calls else None
 
     def _enter_counted(self, module, inputs) -> None:
         self._covered += 1
@@ -451,56 +526,67 @@ class OpCounter:
         return "step" if d0 == B else "mixed"
 
     def _make_hook(self, rule: _ModuleRule):
-        name, op, handle = rule.name, rule.op, rule.handle
-
         def hook(module, inputs, kwargs, output):
-            if rule.extended:  # the open forward is over: the rule's own work below is not the model's
-                self._leave_extended()
-                self._enter_counted(module, inputs)
+            if not rule.extended:
+                try:
+                    self._count_module_call(rule, module, inputs, kwargs, output)
+                finally:
+                    self._leave_counted()
+                return
+            # The open forward is over: its rule counts each base call from what that call received and
+            # returned (not the module's outer input and output), and the rule's own work is not the model's.
+            open_call = self._leave_extended()
+            self._enter_counted(module, inputs)
             try:
-                if kwargs and not inputs:  # called with keywords only: conv(input=x)
-                    inputs = tuple(kwargs.values())
-                x = inputs[0] if inputs else None
-                out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
-                if not isinstance(x, torch.Tensor) or out is None:  # no rule reads such a call: listed
-                    self._record_unsupported(
-                        f"{op} (input {type(x).__name__}, output {type(output).__name__})", name, out
-                    )
-                    return
-                layout = rule.layout or self._shape_layout(out.shape)
-                known = self._range_of(x) if rule.synaptic and self._ranges else None
-                spike = known is not None and ranges.is_binary(known)
-                self.counted_calls += 1
-                if layout == "step":
-                    key = name
-                    h_out = out.unsqueeze(0) if op == "lif" else out
-                    cs = CallShape(1, "TB", spike, rule.binary_output, known)
-                    counts = handle(module, (x, *inputs[1:]), h_out, cs)
-                else:
-                    idx = self._calls.get(name, 0)
-                    self._calls[name] = idx + 1
-                    key = name if idx == 0 else f"{name}#{idx + 1}"
-                    cs = CallShape(self.T, layout, spike, rule.binary_output, known)
-                    counts = handle(module, inputs, out, cs)
-                if rule.binary_output:
-                    self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
-                elif self._ranges:
-                    self._module_range(rule, inputs, out)
-                site = self.sites.get(key)
-                if site is None:
-                    site = self._new_site(key, name, op, module, x, out, layout)
-                site.calls += 1
-                if layout == "step":
-                    self._pending.setdefault(key, []).append(counts)
-                else:
-                    self._add(site, counts, layout)
-            except Exception as e:
-                mark_internal(e, f"the {op} rule at {name}")
-                raise
+                for x, out in open_call.calls if open_call is not None else ():
+                    self._count_module_call(rule, module, (x,), {}, out)
             finally:
                 self._leave_counted()
 
         return hook
+
+    def _count_module_call(self, rule: _ModuleRule, module, inputs: tuple, kwargs: dict, output) -> None:
+        """Count one call of a module with a rule: its rule's counts at its site (and time step), and the
+        value range of its output."""
+        name, op, handle = rule.name, rule.op, rule.handle
+        try:
+            if kwargs and not inputs:  # called with keywords only: conv(input=x)
+                inputs = tuple(kwargs.values())
+            x = inputs[0] if inputs else None
+            out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            if not isinstance(x, torch.Tensor) or out is None:  # no rule reads such a call: listed
+                self._record_unsupported(f"{op} (input {type(x).__name__}, output {type(output).__name__})", name, out)
+                return
+            layout = rule.layout or self._shape_layout(out.shape)
+            known = self._range_of(x) if rule.synaptic and self._ranges else None
+            spike = known is not None and ranges.is_binary(known)
+            self.counted_calls += 1
+            if layout == "step":
+                key = name
+                h_out = out.unsqueeze(0) if op == "lif" else out
+                cs = CallShape(1, "TB", spike, rule.binary_output, known)
+                counts = handle(module, (x, *inputs[1:]), h_out, cs)
+            else:
+                idx = self._calls.get(name, 0)
+                self._calls[name] = idx + 1
+                key = name if idx == 0 else f"{name}#{idx + 1}"
+                cs = CallShape(self.T, layout, spike, rule.binary_output, known)
+                counts = handle(module, inputs, out, cs)
+            if rule.binary_output:
+                self._mark_range(out, ranges.BINARY)  # 0/1 by construction: remember the storage (weakly)
+            elif self._ranges:
+                self._module_range(rule, inputs, out)
+            site = self.sites.get(key)
+            if site is None:
+                site = self._new_site(key, name, op, module, x, out, layout)
+            site.calls += 1
+            if layout == "step":
+                self._pending.setdefault(key, []).append(counts)
+            else:
+                self._add(site, counts, layout)
+        except Exception as e:
+            mark_internal(e, f"the {op} rule at {name}")
+            raise
 
     def on_function(self, kind: int, name: str, rule, args, kwargs, out) -> None:
         """Count one intercepted function call made outside any counted module (see functional.py)."""

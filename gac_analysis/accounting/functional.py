@@ -655,10 +655,11 @@ class FunctionCounter(TorchFunctionMode):
         if c.quiet:
             return func(*args, **kwargs)
         kind, name, rule, what = self.classifier.classify(func)
-        skip = c.skip
-        if skip and name in skip[-1]:  # an open module's own primitive (once per name): its rule counts it
-            skip[-1].discard(name)
-            return func(*args, **kwargs)
+        open_calls = c.open_calls
+        if open_calls and name in open_calls[-1].primitives:  # an open module's base call: its rule counts it
+            out = func(*args, **kwargs)
+            open_calls[-1].record(name, args, kwargs, out)
+            return out
         if c.watch_inputs is not None and name in VANISHING:  # NaN/inf could vanish here: watched
             c.watch_inputs(f"{c.path}:{name}", args)
         out = func(*args, **kwargs)  # the model's own operation: what it raises is the model's

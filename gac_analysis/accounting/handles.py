@@ -617,18 +617,61 @@ PRIMITIVES: dict[str, frozenset[str]] = {
 _TRUSTED_FORWARDS = ("torch.", "spikingjelly.activation_based.layer", "gac_analysis.")
 
 
+#: Where a neuron's own ``forward`` is the library's: it only runs the neuron's dynamics.
+_TRUSTED_NEURON_FORWARDS = ("torch.", "spikingjelly.", "gac_analysis.")
+#: The methods of a neuron (SpikingJelly's ``MemoryModule``) that run its dynamics: one step, or a sequence.
+NEURON_DYNAMICS = ("single_step_forward", "multi_step_forward")
+
+
 def extends_forward(module: nn.Module, table=HANDLES) -> bool:
     """``module`` is a user's subclass of a rule's type whose own ``forward`` may do more than the rule
     counts (``class ScaledConv(nn.Conv2d): def forward(self, x): y = super().forward(x); return y * y.mean()``):
-    the engine then intercepts the operations of that forward, all but the type's own primitive
-    (:data:`PRIMITIVES`), which the module rule counts. False for neurons and rules without known primitives."""
+    the engine then intercepts the operations of that forward, all but its base calls: the type's own
+    functions (:data:`PRIMITIVES`), or for a neuron its dynamics (:data:`NEURON_DYNAMICS`), which the
+    rule counts. A neuron's ``forward`` is its own work around its dynamics only when it calls them
+    (``super().forward`` or a dynamics method); one that does not is a hand-written neuron update, the
+    neuron's own work (:func:`_calls_dynamics`). False for rules without known primitives."""
     for module_type, op, _ in table:
         if isinstance(module, module_type):
+            if op == "lif":
+                owner = _forward_owner(module)
+                return not owner.__module__.startswith(_TRUSTED_NEURON_FORWARDS) and _calls_dynamics(
+                    owner.__dict__["forward"]
+                )
             if op not in PRIMITIVES or type(module).forward is module_type.forward:
                 return False
-            owner = next(c for c in type(module).__mro__ if "forward" in c.__dict__)
-            return not owner.__module__.startswith(_TRUSTED_FORWARDS)
+            return not _forward_owner(module).__module__.startswith(_TRUSTED_FORWARDS)
     return False
+
+
+def _forward_owner(module: nn.Module) -> type:
+    """The class of ``module``'s MRO that defines the ``forward`` it runs."""
+    return next(c for c in type(module).__mro__ if "forward" in c.__dict__)
+
+
+def _calls_dynamics(forward) -> bool:
+    """The code of a neuron's ``forward`` (or of a function nested in it) calls ``super().forward`` or one
+    of :data:`NEURON_DYNAMICS` by name."""
+    code = getattr(forward, "__code__", None)
+    stack = [code] if code is not None else []
+    names: set[str] = set()
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+    return bool(names.intersection(NEURON_DYNAMICS)) or {"super", "forward"} <= names
+
+
+def own_primitives(module: nn.Module, op: str) -> frozenset[str]:
+    """The functions of :data:`PRIMITIVES` that ``module``'s base forward calls: a conv pads with ``pad``
+    only for its non-'zeros' padding modes (with 'zeros', a ``pad`` in a subclass's forward is the
+    subclass's own work)."""
+    if op == "lif":  # a neuron's base calls are its dynamics methods, not functions
+        return frozenset()
+    own = PRIMITIVES[op]
+    if "pad" in own and getattr(module, "padding_mode", "zeros") == "zeros":
+        own = own - {"pad"}
+    return own
 
 
 def find_handle(module: nn.Module, table=HANDLES) -> tuple[str, Handle] | None:
