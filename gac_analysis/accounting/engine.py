@@ -60,6 +60,7 @@ from gac_analysis.accounting.handles import (
     SYNAPTIC_OPS,
     CallShape,
     Rows,
+    base_call_matches,
     extends_forward,
     find_handle,
     own_primitives,
@@ -211,24 +212,35 @@ class _ModuleRule:
 
 
 class OpenCall:
-    """The base calls of one forward of a module counted open (``handles.extends_forward``): each call of
-    its type's own functions (``handles.own_primitives``) is recorded with what it received and returned,
-    so its rule counts exactly the work of those calls, however many there are and whatever the
-    subclass does around them (a slice, a reduction, a second ``super().forward``). A conv's own ``pad``
-    (non-'zeros' padding modes) is part of the conv call that reads its output: that call's input is
-    the one before the padding, as the rule expects. A neuron's base calls are the calls of its dynamics
-    methods (``handles.NEURON_DYNAMICS``) made by its forward (:meth:`OpCounter._record_dynamics`)."""
+    """One forward of a module counted open (``handles.extends_forward``), while it runs: its base calls are
+    counted by its rule the moment each one returns, from what that call received and returned (so a
+    slice or reduction around ``super().forward``, a second ``super().forward``, or a change made in place
+    afterwards changes nothing in them). A module's base call is a call of its type's own function
+    (``handles.own_primitives``) with the module's geometry (``handles.base_call_matches``); a conv's own
+    ``pad`` (non-'zeros' padding modes) belongs to the conv call that reads its output, whose input is
+    then the one before the padding, as the rule expects. A neuron's base calls are the calls of its
+    dynamics methods (``handles.NEURON_DYNAMICS``) made by its forward (:meth:`OpCounter._record_dynamics`).
+    ``seen`` is False when the module runs inside a closed counted module (interceptor off): it is then
+    counted closed, from its own input and output."""
 
-    __slots__ = ("primitives", "owner", "calls", "depth", "_padded")
+    __slots__ = ("owner", "op", "primitives", "count", "seen", "calls", "depth", "_padded")
 
-    def __init__(self, primitives: frozenset, owner: nn.Module):
-        self.primitives = primitives
+    def __init__(self, owner: nn.Module, op: str, primitives: frozenset, count, seen: bool = True):
         self.owner = owner
-        self.calls: list[tuple] = []  # (input, output) of each base call, in order
+        self.op = op
+        self.primitives = primitives
+        self.count = count  # (module, input, output, layout or None) -> None: the rule counts one base call
+        self.seen = seen
+        self.calls = 0  # base calls counted so far
         self.depth = 0  # a neuron's dynamics running (a sequence calling its single step: one base call)
         self._padded: tuple | None = None  # (input, output) of the type's own pad, for the call reading it
 
+    def owns(self, name: str, args: tuple, kwargs: dict) -> bool:
+        """The call is a base call of this module (or its own pad)."""
+        return name in self.primitives and base_call_matches(self.owner, self.op, name, args, kwargs)
+
     def record(self, name: str, args: tuple, kwargs: dict, out) -> None:
+        """A base call (or its pad) returned: count it."""
         x = args[0] if args else kwargs.get("input")
         if name == "pad":
             self._padded = (x, out)
@@ -236,7 +248,11 @@ class OpenCall:
         if self._padded is not None and x is self._padded[1]:
             x = self._padded[0]
         self._padded = None
-        self.calls.append((x, out))
+        self.base_call(x, out)
+
+    def base_call(self, x, out, layout: str | None = None) -> None:
+        self.calls += 1
+        self.count(self.owner, x, out, layout)
 
 
 #: No instance attribute of that name before a wrapper was set (see ``OpCounter.detach``).
@@ -347,19 +363,20 @@ class OpCounter:
             role = getattr(module, "gac_role", self.config.default_role)
             if rule is not None and (self.config.roles is None or role in self.config.roles):
                 op, handle = rule
-                if extended:  # its own forward does more: intercepted, its base calls recorded for its rule
-                    enter = self._make_enter_extended(path, module, own_primitives(module, op))
+                counted = _ModuleRule(path, op, handle, module, extended)
+                if extended:  # its own forward does more: intercepted, its base calls counted by its rule
+                    enter = self._make_enter_extended(counted, own_primitives(module, op))
                     if op == "lif":
                         self._record_dynamics(module)
                 else:
                     enter = self._enter_counted
                     covered.update(id(m) for m in module.modules() if m is not module)
                 self._handles.append(module.register_forward_pre_hook(enter))
-                hook = self._make_hook(_ModuleRule(path, op, handle, module, extended))
-                self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
+                hook = self._make_hook(counted)
+                self._handles.append(module.register_forward_hook(hook, with_kwargs=True, always_call=True))
             elif module is not model and id(module) not in covered and not _plain_container(module):
                 self._handles.append(module.register_forward_pre_hook(self._make_push(path)))
-                self._handles.append(module.register_forward_hook(self._pop))
+                self._handles.append(module.register_forward_hook(self._pop, always_call=True))
         self._handles.append(model.register_forward_hook(self._on_forward_end))
         self._mode = FunctionCounter(self, OpClassifier(self.config.function_rules))
 
@@ -455,50 +472,63 @@ class OpCounter:
         if len(self._stack) > 1:
             self._stack.pop()
 
-    def _make_enter_extended(self, path: str, module: nn.Module, primitives: frozenset):
+    def _make_enter_extended(self, rule: _ModuleRule, primitives: frozenset):
         """Pre-hook of a module counted open (``handles.extends_forward``): the interceptor stays on inside
-        it, its operations are named after it, and its base calls (the calls of its type's own functions,
-        or of a neuron's dynamics) are recorded for its rule (:class:`OpenCall`)."""
+        it, its operations are named after it, and its base calls are counted as they return
+        (:class:`OpenCall`). Inside a closed counted module (the interceptor off) it is counted closed."""
+
+        def count(module, x, out, layout):
+            self._count_module_call(rule, module, (x,), {}, out, layout)
 
         def enter(module, inputs):
-            self._stack.append([path, {}])
-            self.open_calls.append(OpenCall(primitives, module))
+            seen = self._covered == 0
+            self._stack.append([rule.name, {}])
+            self.open_calls.append(OpenCall(module, rule.op, primitives, count, seen))
+            if not seen:
+                self._enter_counted(module, inputs)
 
         return enter
 
     def _record_dynamics(self, module: nn.Module) -> None:
         """Wrap the dynamics methods of a neuron counted open (``handles.NEURON_DYNAMICS``), on the instance
         until :meth:`detach`: a call made by the neuron's own forward is a base call, run with the
-        interceptor off (the neuron's rule counts it, spikes read from its output) and recorded."""
+        interceptor off and counted by the neuron's rule as it returns (spikes read from its output)."""
         for name in NEURON_DYNAMICS:
             method = getattr(module, name, None)
             if method is None:
                 continue
             self._instance_methods.append((module, name, module.__dict__.get(name, _ABSENT)))
-            module.__dict__[name] = self._dynamics_wrapper(module, method)
+            layout = "step" if name == "single_step_forward" else None  # one step of [B, ...]; else the rule's
+            module.__dict__[name] = self._dynamics_wrapper(module, method, layout)
 
-    def _dynamics_wrapper(self, module: nn.Module, method):
+    def _dynamics_wrapper(self, module: nn.Module, method, layout: str | None):
         def dynamics(*args, **kwargs):
             record = self.open_calls[-1] if self.open_calls else None
-            if record is None or record.owner is not module or record.depth:  # not a base call of its forward
-                return method(*args, **kwargs)
+            if record is None or record.owner is not module or record.depth or not record.seen:
+                return method(*args, **kwargs)  # not a base call made by its open forward
             record.depth += 1
             self._enter_counted(module, args)
             try:
                 out = method(*args, **kwargs)
+                record.base_call(args[0] if args else next(iter(kwargs.values()), None), out, layout)
             finally:
                 self._leave_counted()
                 record.depth -= 1
-            record.calls.append((args[0] if args else next(iter(kwargs.values()), None), out))
             return out
 
         functools.update_wrapper(dynamics, method)
         return dynamics
 
-    def _leave_extended(self) -> "OpenCall | None":
-        if len(self._stack) > 1:
-            self._stack.pop()
-        return self.open_calls.pop() if self.open_calls else None
+    def _leave_extended(self, module) -> "OpenCall | None":
+        """Take ``module``'s record (and what is above it: records of forwards that raised) off the stacks."""
+        records = self.open_calls
+        while records:
+            record = records.pop()
+            if len(self._stack) > 1:
+                self._stack.pop()
+            if record.owner is module:
+                return record
+        return None
 
     def _enter_counted(self, module, inputs) -> None:
         self._covered += 1
@@ -526,28 +556,42 @@ class OpCounter:
         return "step" if d0 == B else "mixed"
 
     def _make_hook(self, rule: _ModuleRule):
+        """The forward hook of a module with a rule, called also when its forward raises (``always_call``:
+        a model that catches the error goes on with the interceptor back on and the stacks unwound)."""
+
         def hook(module, inputs, kwargs, output):
+            raised = output is None and sys.exc_info()[0] is not None
             if not rule.extended:
                 try:
-                    self._count_module_call(rule, module, inputs, kwargs, output)
+                    if not raised:
+                        self._count_module_call(rule, module, inputs, kwargs, output)
                 finally:
                     self._leave_counted()
                 return
-            # The open forward is over: its rule counts each base call from what that call received and
-            # returned (not the module's outer input and output), and the rule's own work is not the model's.
-            open_call = self._leave_extended()
-            self._enter_counted(module, inputs)
-            try:
-                for x, out in open_call.calls if open_call is not None else ():
-                    self._count_module_call(rule, module, (x,), {}, out)
+            record = self._leave_extended(module)
+            if record is None or record.seen:
+                if record is not None and not raised and record.calls == 0 and rule.op == "lif":
+                    # a neuron whose forward ran no dynamics of its own class: counted from its input and output
+                    self._enter_counted(module, inputs)
+                    try:
+                        self._count_module_call(rule, module, inputs, kwargs, output)
+                    finally:
+                        self._leave_counted()
+                return
+            try:  # inside a closed module: counted closed
+                if not raised:
+                    self._count_module_call(rule, module, inputs, kwargs, output)
             finally:
                 self._leave_counted()
 
         return hook
 
-    def _count_module_call(self, rule: _ModuleRule, module, inputs: tuple, kwargs: dict, output) -> None:
+    def _count_module_call(
+        self, rule: _ModuleRule, module, inputs: tuple, kwargs: dict, output, layout: str | None = None
+    ) -> None:
         """Count one call of a module with a rule: its rule's counts at its site (and time step), and the
-        value range of its output."""
+        value range of its output. ``layout``: the call's own (a neuron's single step), else the rule's or
+        the output shape's."""
         name, op, handle = rule.name, rule.op, rule.handle
         try:
             if kwargs and not inputs:  # called with keywords only: conv(input=x)
@@ -557,7 +601,7 @@ class OpCounter:
             if not isinstance(x, torch.Tensor) or out is None:  # no rule reads such a call: listed
                 self._record_unsupported(f"{op} (input {type(x).__name__}, output {type(output).__name__})", name, out)
                 return
-            layout = rule.layout or self._shape_layout(out.shape)
+            layout = layout or rule.layout or self._shape_layout(out.shape)
             known = self._range_of(x) if rule.synaptic and self._ranges else None
             spike = known is not None and ranges.is_binary(known)
             self.counted_calls += 1
@@ -595,10 +639,16 @@ class OpCounter:
         if kind != UNSUPPORTED:
             op = op_label(name, rule, args)
             layout = self._shape_layout(o.shape) if o is not None else "mixed"
-            spikes = False
+            spikes, known = False, None
             if op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
                 spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
-            cs = CallShape(1, "TB", spikes) if layout == "step" else CallShape(self.T, layout, spikes)
+            elif self._ranges and getattr(rule, "synaptic", False):  # F.conv2d / F.linear: its input's range
+                known = self._range_of(args[0] if args else kwargs.get("input"))
+                spikes = known is not None and ranges.is_binary(known)
+            if layout == "step":
+                cs = CallShape(1, "TB", spikes, False, known)
+            else:
+                cs = CallShape(self.T, layout, spikes, False, known)
             counts = rule(args, kwargs, out, cs) if o is not None else None
             if counts is not None:
                 idx = per_op.get(op, 0)
@@ -609,7 +659,9 @@ class OpCounter:
                 x = x if x is not None else o
                 site = self.sites.get(key)
                 if site is None:  # made now, so the sites stay in execution order
-                    site = self._new_site(key, path, op, None, x.shape, o.shape, layout)
+                    module_of = getattr(rule, "module_of", None)  # a functional conv's geometry, as a module's
+                    geometry = module_of(args, kwargs) if module_of is not None else None
+                    site = self._new_site(key, path, op, geometry, x.shape, o.shape, layout)
                 if layout == "step":  # placed, and named after its position in a step, when the forward ends
                     self._pending_functions.setdefault((path, op, _call_site()), []).append((key, counts))
                     return

@@ -39,6 +39,8 @@ A row's ``op`` is the function's name (``gt``, ``where``, ``exp``), or the name 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 
 import torch
@@ -50,9 +52,11 @@ from gac_analysis.accounting.handles import (
     CallShape,
     Rows,
     adaptive_pool_counts,
+    conv_handle,
     host_is_binary,
     is_binary,
     layernorm_counts,
+    linear_handle,
     nonzero_map,
     softmax_counts,
     window_pool_counts,
@@ -492,6 +496,86 @@ def _einsum(args, kwargs, out, cs):
     return _product_counts(c, CallShape(cs.T, "mixed"))
 
 
+@functools.lru_cache(maxsize=256)
+def _conv_geometry(
+    nd: int, in_channels: int, out_channels: int, kernel: tuple, stride, padding, dilation, groups: int, bias: bool
+):
+    """A weightless (meta) ``nn.Conv{nd}d`` with a functional call's geometry, for the module rule."""
+    conv = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[nd - 1]
+    return conv(
+        in_channels,
+        out_channels,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+        device="meta",
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _linear_geometry(in_features: int, out_features: int, bias: bool):
+    """A weightless (meta) ``nn.Linear`` with a functional call's shapes, for the module rule."""
+    return torch.nn.Linear(in_features, out_features, bias=bias, device="meta")
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _functional_conv(nd: int):
+    """``F.conv{nd}d(input, weight, bias, stride, padding, dilation, groups)`` between modules (or a call
+    inside an open module with other arguments than the module's): the conv rule, exact, with the
+    call's own geometry (zero padding: a ``F.pad`` before it is its own, free, call). ``rule.module_of``
+    gives that geometry as a weightless module (the report's geometry columns)."""
+
+    def module_of(args, kwargs):
+        weight = _arg(args, kwargs, 1, "weight")
+        if not isinstance(weight, torch.Tensor) or weight.dim() != nd + 2:
+            return None
+        groups = int(_arg(args, kwargs, 6, "groups", 1))
+        return _conv_geometry(
+            nd,
+            int(weight.shape[1]) * groups,
+            int(weight.shape[0]),
+            tuple(weight.shape[2:]),
+            _hashable(_arg(args, kwargs, 3, "stride", 1)),
+            _hashable(_arg(args, kwargs, 4, "padding", 0)),
+            _hashable(_arg(args, kwargs, 5, "dilation", 1)),
+            groups,
+            _arg(args, kwargs, 2, "bias") is not None,
+        )
+
+    def rule(args, kwargs, out, cs):
+        x, geometry = _arg(args, kwargs, 0, "input"), module_of(args, kwargs)
+        if not isinstance(x, torch.Tensor) or geometry is None:
+            return None
+        return conv_handle(geometry, (x,), out, cs)
+
+    rule.synaptic = True
+    rule.module_of = module_of
+    return rule
+
+
+def _linear_module_of(args, kwargs):
+    weight = _arg(args, kwargs, 1, "weight")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        return None
+    return _linear_geometry(int(weight.shape[1]), int(weight.shape[0]), _arg(args, kwargs, 2, "bias") is not None)
+
+
+def _functional_linear(args, kwargs, out, cs):
+    """``F.linear(input, weight, bias)``: the linear rule, exact, with the call's own shapes."""
+    x, geometry = _arg(args, kwargs, 0, "input"), _linear_module_of(args, kwargs)
+    if not isinstance(x, torch.Tensor) or geometry is None:
+        return None
+    return linear_handle(geometry, (x,), out, cs)
+
+
+_functional_linear.synaptic = True
+_functional_linear.module_of = _linear_module_of
 _matmul.op = "matmul"
 _einsum.op = lambda args: "matmul" if len(_einsum_operands(args)) == 2 else "einsum"
 
@@ -505,6 +589,8 @@ FUNCTION_RULES = {
     "div": _muls,
     "true_divide": _muls,
     "square": _muls,
+    **{f"conv{d}d": _functional_conv(d) for d in (1, 2, 3)},
+    "linear": _functional_linear,
     "matmul": _matmul,
     "mm": _matmul,
     "bmm": _matmul,
@@ -656,14 +742,15 @@ class FunctionCounter(TorchFunctionMode):
             return func(*args, **kwargs)
         kind, name, rule, what = self.classifier.classify(func)
         open_calls = c.open_calls
-        if open_calls and name in open_calls[-1].primitives:  # an open module's base call: its rule counts it
-            out = func(*args, **kwargs)
-            open_calls[-1].record(name, args, kwargs, out)
+        if open_calls and name in open_calls[-1].primitives and self._owns(open_calls[-1], name, args, kwargs):
+            out = func(*args, **kwargs)  # an open module's base call: its rule counts it, now
+            with _ours(f"the base call {name} of {c.path}"):
+                open_calls[-1].record(name, args, kwargs, out)
             return out
         if c.watch_inputs is not None and name in VANISHING:  # NaN/inf could vanish here: watched
             c.watch_inputs(f"{c.path}:{name}", args)
         out = func(*args, **kwargs)  # the model's own operation: what it raises is the model's
-        try:
+        try:  # (a try, not a context manager: this runs for every call between modules)
             if kind == FREE:
                 c.free_calls += 1
             else:
@@ -671,11 +758,30 @@ class FunctionCounter(TorchFunctionMode):
             if c._ranges:
                 c.track_values(what, args, kwargs, out)
         except Exception as e:
-            from gac_analysis.accounting.engine import mark_internal
-
-            mark_internal(e, f"the {name} rule")
+            _mark_ours(e, f"the {name} rule")
             raise
         return out
+
+    @staticmethod
+    def _owns(record, name: str, args: tuple, kwargs: dict) -> bool:
+        with _ours(f"the base-call check of {name}"):
+            return record.owns(name, args, kwargs)
+
+
+def _mark_ours(e: BaseException, where: str) -> None:
+    from gac_analysis.accounting.engine import mark_internal
+
+    mark_internal(e, where)
+
+
+@contextlib.contextmanager
+def _ours(where: str):
+    """What raises inside is the counting's own error (``engine.mark_internal``), not the model's."""
+    try:
+        yield
+    except Exception as e:
+        _mark_ours(e, where)
+        raise
 
 
 __all__ = [

@@ -624,13 +624,15 @@ NEURON_DYNAMICS = ("single_step_forward", "multi_step_forward")
 
 
 def extends_forward(module: nn.Module, table=HANDLES) -> bool:
-    """``module`` is a user's subclass of a rule's type whose own ``forward`` may do more than the rule
-    counts (``class ScaledConv(nn.Conv2d): def forward(self, x): y = super().forward(x); return y * y.mean()``):
-    the engine then intercepts the operations of that forward, all but its base calls: the type's own
-    functions (:data:`PRIMITIVES`), or for a neuron its dynamics (:data:`NEURON_DYNAMICS`), which the
-    rule counts. A neuron's ``forward`` is its own work around its dynamics only when it calls them
-    (``super().forward`` or a dynamics method); one that does not is a hand-written neuron update, the
-    neuron's own work (:func:`_calls_dynamics`). False for rules without known primitives."""
+    """``module`` is a user's subclass of a rule's type whose own forward may do more than the rule
+    counts (``class ScaledConv(nn.Conv2d): def forward(self, x): y = super().forward(x); return y * y.mean()``,
+    or an override of ``_conv_forward``: any method with "forward" in its name, outside torch, SpikingJelly
+    and this project): the engine then intercepts the operations of that forward, all but its base calls,
+    the type's own functions (:data:`PRIMITIVES`), or for a neuron its dynamics (:data:`NEURON_DYNAMICS`),
+    which the rule counts. A neuron's ``forward`` is work around its dynamics only when it calls a
+    ``forward`` or a dynamics method (``super().forward(x)``, ``neuron.IFNode.forward(self, x)``); one that
+    calls none is a hand-written neuron update, the neuron's own work (:func:`_calls_dynamics`), and an
+    override of a dynamics method is the neuron's dynamics. False for rules without known primitives."""
     for module_type, op, _ in table:
         if isinstance(module, module_type):
             if op == "lif":
@@ -638,9 +640,14 @@ def extends_forward(module: nn.Module, table=HANDLES) -> bool:
                 return not owner.__module__.startswith(_TRUSTED_NEURON_FORWARDS) and _calls_dynamics(
                     owner.__dict__["forward"]
                 )
-            if op not in PRIMITIVES or type(module).forward is module_type.forward:
+            if op not in PRIMITIVES:
                 return False
-            return not _forward_owner(module).__module__.startswith(_TRUSTED_FORWARDS)
+            return any(
+                "forward" in name and callable(value)
+                for c in type(module).__mro__[: type(module).__mro__.index(module_type)]
+                if not c.__module__.startswith(_TRUSTED_FORWARDS)
+                for name, value in vars(c).items()
+            )
     return False
 
 
@@ -650,8 +657,8 @@ def _forward_owner(module: nn.Module) -> type:
 
 
 def _calls_dynamics(forward) -> bool:
-    """The code of a neuron's ``forward`` (or of a function nested in it) calls ``super().forward`` or one
-    of :data:`NEURON_DYNAMICS` by name."""
+    """The code of a neuron's ``forward`` (or of a function nested in it) calls a ``forward`` (its base
+    class's: ``super().forward``, ``Base.forward(self, x)``) or one of :data:`NEURON_DYNAMICS`, by name."""
     code = getattr(forward, "__code__", None)
     stack = [code] if code is not None else []
     names: set[str] = set()
@@ -659,7 +666,7 @@ def _calls_dynamics(forward) -> bool:
         c = stack.pop()
         names.update(c.co_names)
         stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
-    return bool(names.intersection(NEURON_DYNAMICS)) or {"super", "forward"} <= names
+    return bool(names.intersection(("forward", *NEURON_DYNAMICS)))
 
 
 def own_primitives(module: nn.Module, op: str) -> frozenset[str]:
@@ -672,6 +679,74 @@ def own_primitives(module: nn.Module, op: str) -> frozenset[str]:
     if "pad" in own and getattr(module, "padding_mode", "zeros") == "zeros":
         own = own - {"pad"}
     return own
+
+
+def _call_arg(args: tuple, kwargs: dict, i: int, name: str, default=None):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+def _as_dims(value, nd: int):
+    """A size argument as a tuple of ``nd`` ints (an int repeated); None stays None; a string as it is."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return (value,) * nd
+    value = tuple(value)
+    return value * nd if len(value) == 1 and nd > 1 else value
+
+
+def _same_parameter(given, own) -> bool:
+    """A weight or bias argument stands for the module's own: both absent, or both of the module's shape."""
+    if given is None or own is None:
+        return given is None and own is None
+    return isinstance(given, torch.Tensor) and tuple(given.shape) == tuple(own.shape)
+
+
+def base_call_matches(module: nn.Module, op: str, name: str, args: tuple, kwargs: dict) -> bool:
+    """A call of one of ``op``'s own functions (:func:`own_primitives`) made inside ``module``'s forward is
+    the module's base call: its geometry (weight shape, stride, padding, dilation, groups, pooling
+    window, normalised shape, dim) is the module's, which its rule reads. Any other call of that function
+    (another stride, a slice of the weight, a child's depthwise blur) is counted as that function."""
+    if name == "pad":  # only a non-'zeros' conv's own (own_primitives): the conv call reading it decides
+        return True
+    if op.startswith("conv"):
+        nd = len(module.kernel_size)
+        padding = module.padding if module.padding_mode == "zeros" else 0
+        return (
+            _same_parameter(_call_arg(args, kwargs, 1, "weight"), module.weight)
+            and _same_parameter(_call_arg(args, kwargs, 2, "bias"), module.bias)
+            and _as_dims(_call_arg(args, kwargs, 3, "stride", 1), nd) == _as_dims(module.stride, nd)
+            and _as_dims(_call_arg(args, kwargs, 4, "padding", 0), nd) == _as_dims(padding, nd)
+            and _as_dims(_call_arg(args, kwargs, 5, "dilation", 1), nd) == _as_dims(module.dilation, nd)
+            and _call_arg(args, kwargs, 6, "groups", 1) == module.groups
+        )
+    if op == "linear":
+        return _same_parameter(_call_arg(args, kwargs, 1, "weight"), module.weight) and _same_parameter(
+            _call_arg(args, kwargs, 2, "bias"), module.bias
+        )
+    if op == "layernorm":
+        shape = _call_arg(args, kwargs, 1, "normalized_shape")
+        return _as_dims(shape, 1) == tuple(module.normalized_shape)
+    if op == "softmax":
+        return _call_arg(args, kwargs, 1, "dim") == module.dim
+    if op in ("maxpool", "avgpool"):
+        return _same_window(module, name, args, kwargs)
+    return True  # batch norm and activations: counted from their input and output alone
+
+
+def _same_window(module: nn.Module, name: str, args: tuple, kwargs: dict) -> bool:
+    """A pooling call's window (or an adaptive pool's output size) is the module's."""
+    nd = int(name.split("pool")[1][0])
+    if name.startswith("adaptive"):
+        return _as_dims(_call_arg(args, kwargs, 1, "output_size"), nd) == _as_dims(module.output_size, nd)
+    kernel = _as_dims(_call_arg(args, kwargs, 1, "kernel_size"), nd)
+    stride = _as_dims(_call_arg(args, kwargs, 2, "stride"), nd) or kernel  # None or () -> the kernel
+    padding = _as_dims(_call_arg(args, kwargs, 3, "padding", 0), nd)
+    own_stride = _as_dims(module.stride, nd) or _as_dims(module.kernel_size, nd)
+    same = (kernel, stride, padding) == (_as_dims(module.kernel_size, nd), own_stride, _as_dims(module.padding, nd))
+    if "max" in name:
+        same = same and _as_dims(_call_arg(args, kwargs, 4, "dilation", 1), nd) == _as_dims(module.dilation, nd)
+    return same
 
 
 def find_handle(module: nn.Module, table=HANDLES) -> tuple[str, Handle] | None:
