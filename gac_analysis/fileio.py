@@ -13,9 +13,8 @@ The one home of the rules every ``--out`` follows (README, "What the tool promis
   ``figures/my_plot.png`` named like one of ours, a file changed since the tool wrote it) makes the
   command refuse, before anything moves; files the tool does not write are never touched, also inside
   ``figures/``. Nothing is written through a symbolic link. Nothing is ever deleted that the tool did
-  not write. A run folder written before the record existed is recognised by its ``report.json`` /
-  ``observer.json`` / ``comparison.json`` of this project's schema (those files, checked by content, are
-  adopted); its other files cannot be told from a user's, so a file in the way there is refused too.
+  not write. A folder without the record is not a run of this tool, whatever it holds: a ``report.json``
+  of this project's schema proves nothing (``report.to_json()`` saves one into a user's own folder).
 - **pre-flight** (:func:`check_output_dir`, :func:`check_output_file`): the destination is probed by
   actually creating (and removing) a file there before any work starts, so ``/proc/x``, ``/sys/x`` or a
   read-only mount fail at once, also as root where ``os.access`` says yes. Parent folders created for
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from gac_analysis.errors import ConfigError
-from gac_analysis.report_model import COMPARISON_SCHEMA, OBSERVER_SCHEMA, SCHEMA
 
 #: Top-level entries each kind of run writes into its output folder (shell patterns). Only these,
 #: and the entries the run being committed wrote, are ever replaced or removed in an existing folder.
@@ -64,8 +62,6 @@ MANIFEST_SCHEMA = "gac-analysis/outputs/1"
 #: Kinds whose files describe another kind's results in the same folder: a new run of the key makes
 #: them stale, so they are removed with its own stale files (when unchanged since written).
 STALE_AFTER = {"energy": ("report",), "observe": ("report",)}
-#: Files that mark a folder as a previous run of this tool: name -> the ``schema`` value they carry.
-RUN_MARKERS = {"report.json": SCHEMA, "observer.json": OBSERVER_SCHEMA, "comparison.json": COMPARISON_SCHEMA}
 #: Prefix of the hidden temporaries made inside an existing output folder (ignored as foreign entries).
 TEMP_PREFIX = ".gac-analysis-"
 _BLOCKED = {signal.SIGINT, signal.SIGTERM}
@@ -225,13 +221,8 @@ def _is_temporary(name: str) -> bool:
 
 
 def holds_previous_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run of this tool: its record (:data:`MANIFEST`), or a ``report.json`` /
-    ``observer.json`` / ``comparison.json`` of this project's schema (a run written before the record)."""
+    """Whether ``folder`` holds a run of this tool: its record (:data:`MANIFEST`)."""
     return _record(folder) is not None
-
-
-#: The kind of run that writes each marker file (for a run folder written before the record existed).
-_MARKER_KINDS = {"report.json": "energy", "observer.json": "observe", "comparison.json": "compare"}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -272,23 +263,10 @@ def _inside(rel) -> bool:
 
 
 def _record(folder: Path) -> dict[str, dict] | None:
-    """What this tool wrote in ``folder``: its record, or, for a run folder written before the record existed,
-    its marker files of this project's schema (checked by content); None for a folder that is not a run."""
-    record = _read_manifest(folder)
-    if record is not None:
-        return record
-    adopted = {}
-    for name, schema in RUN_MARKERS.items():
-        path = folder / name
-        if path.is_symlink():
-            continue
-        try:
-            with open(path, encoding="utf-8") as f:
-                if json.load(f).get("schema") == schema:
-                    adopted[name] = {"kind": _MARKER_KINDS[name], "sha256": file_sha256(path)}
-        except (OSError, ValueError, AttributeError):
-            continue
-    return adopted or None
+    """What this tool wrote in ``folder``: its record (:data:`MANIFEST`); None for a folder without one. A
+    ``report.json`` or ``observer.json`` of this project's schema is no proof: a user saves one with
+    ``report.to_json()`` into a folder of their own files."""
+    return _read_manifest(folder)
 
 
 def _owned(folder: Path, record: dict[str, dict], rel: str) -> bool:
@@ -414,9 +392,14 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[s
         return {}
     record = _record(out)
     if record is None:
+        remedy = (
+            "report writes beside report.json: run energy into a new folder and report on that"
+            if kind == "report"
+            else "choose a new or empty folder"
+        )
         raise ConfigError(
-            f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{entries[0]}'); nothing "
-            "of yours is replaced: choose a new or empty folder"
+            f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{entries[0]}'; it records "
+            f"what it writes in {MANIFEST}); nothing of yours is replaced: {remedy}"
         )
     patterns = RUN_ENTRIES.get(kind, ())
     blocked = [

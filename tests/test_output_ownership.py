@@ -164,17 +164,21 @@ def test_a_new_energy_run_removes_the_stale_report_it_made_but_not_a_changed_one
     assert not (run / "figures").exists()
 
 
-def test_a_run_folder_from_before_the_record(run):
-    """Its report.json (this project's schema, checked by content) is recognised; `report` adds to it;
-    its other files cannot be told from a user's, so a new run into it is refused, leaving it whole."""
-    (run / MANIFEST).unlink()
-    (run / "report.md").unlink()
-    shutil.rmtree(run / "figures")
-    _ok(["report", str(run)])
-    assert set(json.loads((run / MANIFEST).read_text())["files"]) >= {"report.json", "report.md"}
-    (run / MANIFEST).unlink()
+def test_a_folder_without_the_record_is_not_a_run_whatever_it_holds(run, tmp_path):
+    """A report.json or observer.json of this project's schema proves nothing: a user saves one with the
+    Python API into a folder of their own files. Without the record, every command refuses the folder and
+    nothing in it changes (before, such a folder was adopted and its observer.json overwritten)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes\n")
+    shutil.copy(run / "report.json", mine / "report.json")  # as `report.to_json()` saved by hand
+    before = _snapshot(mine)
+    _refused([*ENERGY, "--out", str(mine)], "already holds files this tool did not write")
+    _refused(["report", str(mine)], "run energy into a new folder and report on that")
+    assert _snapshot(mine) == before
+    (run / MANIFEST).unlink()  # a run folder of a version before the record: refused the same way
     before = _snapshot(run)
-    _refused([*ENERGY, "--out", str(run)], "'layers.csv', 'lif_sites.csv', 'per_step.csv' are in the way")
+    _refused([*ENERGY, "--out", str(run)], f"it records what it writes in {MANIFEST}")
     assert _snapshot(run) == before
 
 
