@@ -42,6 +42,11 @@ class ConfigError(GacError):
     """A configuration file (budget, sweep) is malformed."""
 
 
+class GacWarning(UserWarning):
+    """A result the tool stands behind, with something the user should know (the CLI prints it as one
+    ``warning:`` line)."""
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), for a one-line error."""
     text = str(e).strip()

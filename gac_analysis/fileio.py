@@ -391,15 +391,12 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[s
     if not entries:
         return {}
     record = _record(out)
-    if record is None:
-        remedy = (
-            "report writes beside report.json: run energy into a new folder and report on that"
-            if kind == "report"
-            else "choose a new or empty folder"
-        )
+    if record is None and kind == "report":
+        record = {}  # report.md and figures/ beside a report.json of the user's: new files only, nothing replaced
+    elif record is None:
         raise ConfigError(
             f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{entries[0]}'; it records "
-            f"what it writes in {MANIFEST}); nothing of yours is replaced: {remedy}"
+            f"what it writes in {MANIFEST}); nothing of yours is replaced: choose a new or empty folder"
         )
     patterns = RUN_ENTRIES.get(kind, ())
     blocked = [

@@ -187,10 +187,10 @@ def test_differences_are_printed_in_the_header(tmp_path):
     md = (out / "comparison.md").read_text()
     header = md.split("## ")[0]
     assert "they are compared anyway" in header
-    assert "data differ (" in header and "source: a=digits, b=random" in header
-    assert "images analysed differ (images: a=2, b=3)" in header
-    assert "energy table differ (" in header and "name: a=45nm-fp32, b=45nm-int8" in header
-    assert "note: the runs' data differ" in res.output
+    assert "the runs differ in data (" in header and "source: a=digits, b=random" in header
+    assert "the runs differ in images analysed (images: a=2, b=3)" in header
+    assert "the runs differ in energy table (" in header and "name: a=45nm-fp32, b=45nm-int8" in header
+    assert "note: the runs differ in data" in res.output
     assert "GAC vs direct coding" in md and "NOT the same" in md
 
 

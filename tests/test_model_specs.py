@@ -557,3 +557,25 @@ def test_the_firing_rule_in_provenance_is_the_neurons_own():
     assert firing_rules(build_from_spec("default")) == PROJECT_FIRING_RULE
     assert firing_rules(build_from_spec(f"{EXAMPLE}:build")) == SPIKINGJELLY_FIRING_RULE
     assert firing_rules(torch.nn.Linear(2, 2)) is None
+
+
+def test_an_unsupported_op_is_one_warning_line_on_the_command_line(tmp_path, monkeypatch):
+    (tmp_path / "hs_model.py").write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    T = 1\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.c = nn.Conv2d(3, 4, 3); self.h = nn.Hardswish()\n"
+        "    def forward(self, x):\n"
+        "        return self.h(self.c(x)).mean((2, 3))\n"
+        "def build():\n"
+        "    return Net()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    args = ["energy", "--model", "hs_model.py:build", "--data", "random", "--num-images", "2", "--out", "run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "hardswish" in line]
+    assert lines[0].startswith("warning: ") and "listed under 'unsupported'" in lines[0], result.output
+    assert "UnsupportedOpsWarning" not in result.output and "__init__.py" not in result.output
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["unsupported"][0]["op"] == "hardswish"

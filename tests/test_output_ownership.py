@@ -166,16 +166,24 @@ def test_a_new_energy_run_removes_the_stale_report_it_made_but_not_a_changed_one
 
 def test_a_folder_without_the_record_is_not_a_run_whatever_it_holds(run, tmp_path):
     """A report.json or observer.json of this project's schema proves nothing: a user saves one with the
-    Python API into a folder of their own files. Without the record, every command refuses the folder and
-    nothing in it changes (before, such a folder was adopted and its observer.json overwritten)."""
+    Python API into a folder of their own files. Without the record, energy and observe refuse the folder
+    and nothing in it changes (before, such a folder was adopted and its observer.json overwritten);
+    report adds new files beside the report.json and never replaces one it did not write."""
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes\n")
     shutil.copy(run / "report.json", mine / "report.json")  # as `report.to_json()` saved by hand
     before = _snapshot(mine)
     _refused([*ENERGY, "--out", str(mine)], "already holds files this tool did not write")
-    _refused(["report", str(mine)], "run energy into a new folder and report on that")
     assert _snapshot(mine) == before
+    _ok(["report", str(mine)])  # report adds its new files beside the report.json, and records them
+    after = _snapshot(mine)
+    assert {k: after[k] for k in before} == before and "report.md" in after
+    assert set(json.loads((mine / MANIFEST).read_text())["files"]) >= {"report.md"}
+    assert "report.json" not in json.loads((mine / MANIFEST).read_text())["files"]
+    _refused([*ENERGY, "--out", str(mine)], "'report.json' is in the way")  # still the user's
+    (mine / "report.md").write_text("mine now\n")
+    _refused(["report", str(mine)], "'report.md' is in the way")
     (run / MANIFEST).unlink()  # a run folder of a version before the record: refused the same way
     before = _snapshot(run)
     _refused([*ENERGY, "--out", str(run)], f"it records what it writes in {MANIFEST}")

@@ -17,7 +17,7 @@ from gac_analysis.accounting.engine import (
 from gac_analysis.accounting.handles import HANDLES, register_handle
 from gac_analysis.accounting.report import SCHEMA, SCHEMA_VERSION, Report, build_report, device_of
 from gac_analysis.data.batches import iter_image_batches  # one home, re-exported
-from gac_analysis.errors import GacError, ModelForwardError
+from gac_analysis.errors import GacError, GacWarning, ModelForwardError
 
 __all__ = [
     "OpCounter",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-class UnsupportedOpsWarning(UserWarning):
+class UnsupportedOpsWarning(GacWarning):
     """The forward ran operations that no counting rule knows; they are listed under ``unsupported``."""
 
 
@@ -72,10 +72,16 @@ def _forward(model: torch.nn.Module, batch: torch.Tensor, index: int, T: int):
             raise
         detail = " ".join(str(e).split()) or "(no message)"
         raise ModelForwardError(
-            f"batch {index}: {type(model).__name__}'s forward raised {type(e).__name__} on images of shape "
+            f"batch {index}: {_model_name(model)}'s forward raised {type(e).__name__} on images of shape "
             f"{list(batch.shape)} (T={T}): {detail[:300]}; check that the model takes this data "
             "(channels, image size, T, --model-kwargs)"
         ) from e
+
+
+def _model_name(model) -> str:
+    """The class name of the user's model (inside the wrapper that runs a model without T over time)."""
+    inner = getattr(model, "net", None) if type(model).__name__ == "DirectEncodingOverTime" else None
+    return type(inner if inner is not None else model).__name__
 
 
 def _report_unsupported(counter: OpCounter, strict: bool) -> None:

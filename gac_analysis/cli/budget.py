@@ -20,8 +20,8 @@ def budget_cmd(
     config: Optional[Path] = typer.Option(
         None,
         "--config",
-        help="Budget YAML; default: the bundled generous "
-        "budget (gac_analysis/configs/budget.yaml). See docs/budget.md.",
+        help="Budget YAML; default: the bundled budget of the demo (gac_analysis/configs/budget.yaml: "
+        "about 50% above the embedded default model; not a target for yours). See docs/budget.md.",
     ),
 ):
     """Check a report against an energy budget: exit 0 when every limit holds, 1 when one is exceeded,

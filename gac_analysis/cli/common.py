@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gac_analysis.errors import ConfigError, GacError, first_line
+from gac_analysis.errors import ConfigError, GacError, GacWarning, first_line
 
 # the one home of output folders and pre-flight checks; re-exported for the commands
 from gac_analysis.fileio import (  # noqa: F401
@@ -42,7 +44,7 @@ def handles_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with sigterm_unwinds():  # SIGTERM cleans up like Ctrl-C: no temporary is left behind
+            with sigterm_unwinds(), warnings_as_lines():  # SIGTERM cleans up like Ctrl-C: no temporary is left
                 return fn(*args, **kwargs)
         except GacError as e:
             err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
@@ -66,6 +68,26 @@ def handles_errors(fn):
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def warnings_as_lines():
+    """While a command runs, this tool's own warnings (:class:`~gac_analysis.errors.GacWarning`) are one
+    ``warning: <message>`` line on stderr, not Python's two-line format with a source path; others
+    (torch's, a user's model's) are shown as Python shows them."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, GacWarning):
+            err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def _out_of_memory(e: RuntimeError) -> bool:

@@ -31,9 +31,12 @@ def compare_cmd(
 
     comp = build_comparison(read_runs(runs, names))
     with atomic_output_dir(out, kind="compare") as tmp:  # a run folder may hold its compare/ (demo)
-        written = write_comparison(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
+        written = [
+            p.relative_to(tmp).as_posix()
+            for p in write_comparison(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
+        ]
     for d in comp.differences:
-        console.print(f"note: the runs' {d}", highlight=False, soft_wrap=True)
+        console.print(f"note: {d}", highlight=False, soft_wrap=True)
     for name, why in comp.observer_ignored.items():
         console.print(f"note: run {name}: {why}; no observer verdict for it", highlight=False, soft_wrap=True)
     first = comp.rows[0]
@@ -52,4 +55,8 @@ def compare_cmd(
             highlight=False,
             soft_wrap=True,
         )
-    console.print(f"wrote {out}: " + ", ".join(p.name for p in written), highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {out}: " + ", ".join(written),
+        highlight=False,
+        soft_wrap=True,
+    )

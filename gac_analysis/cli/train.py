@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from gac_analysis.cli.common import SEED_MAX, check_output_file, console, handles_errors
+from gac_analysis.cli.common import SEED_MAX, check_output_file, console, handles_errors, plural
 from gac_analysis.errors import ConfigError, DataError
 
 TRAIN_SOURCES = ("digits", "cifar10", "cifar100")
@@ -198,7 +198,7 @@ def train_cmd(
     )
     console.print(
         f"held-out accuracy {100 * accuracy:.2f}% ({len(test_src)} images, {test_src.split} split); "
-        f"{result.steps} steps in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
+        f"{plural(result.steps, 'step')} in {train_time:.1f}s; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)",
         highlight=False,
         soft_wrap=True,
     )

@@ -174,7 +174,7 @@ def _differences(runs: list[Run]) -> list[str]:
             if any(s != seen[0] for s in seen[1:]):
                 parts.append(f"{k}: " + ", ".join(f"{run.name}={_short(s)}" for run, s in zip(runs, seen)))
         if parts:
-            out.append(f"{what} differ ({'; '.join(parts)})")
+            out.append(f"the runs differ in {what} ({'; '.join(parts)})")
     return out
 
 

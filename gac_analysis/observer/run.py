@@ -76,8 +76,8 @@ def _gac_encoder(model, seeded_gac: bool):
         raise ConfigError(
             f"the model ({getattr(model, 'arch', type(model).__name__)}, coding "
             f"{getattr(model, 'coding', '?')!r}) has no GAC weights: the GAC side of the observer needs them; "
-            "use a GAC checkpoint, or observe(..., seeded_gac=True) to compare with a GAC encoder of seeded "
-            f"weights (seed {SEED}), which the report flags"
+            "use a GAC checkpoint, or --seeded-gac (Python: observe(..., seeded_gac=True)) to compare with a GAC "
+            f"encoder of seeded weights (seed {SEED}), which the report flags"
         )
     from gac_analysis.models.gac import GACEncoder
 
