@@ -579,3 +579,23 @@ def test_an_unsupported_op_is_one_warning_line_on_the_command_line(tmp_path, mon
     assert lines[0].startswith("warning: ") and "listed under 'unsupported'" in lines[0], result.output
     assert "UnsupportedOpsWarning" not in result.output and "__init__.py" not in result.output
     assert json.loads((tmp_path / "run" / "report.json").read_text())["unsupported"][0]["op"] == "hardswish"
+
+
+def test_a_model_run_over_time_by_the_tool_is_named_in_its_errors():
+    import torch
+    from torch import nn
+
+    from gac_analysis.accounting import profile
+    from gac_analysis.errors import ModelForwardError
+    from gac_analysis.models.specs import DirectEncodingOverTime
+
+    class NoTimeLoop(nn.Module):  # no T of its own: run over T by DirectEncodingOverTime
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(5, 4, 3)  # 5 channels: raises on images
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(ModelForwardError, match=r"^batch 0: NoTimeLoop's forward raised RuntimeError"):
+        profile(DirectEncodingOverTime(NoTimeLoop(), 2), torch.rand(1, 3, 8, 8))
