@@ -143,7 +143,8 @@ class FunctionalNet(ModuleNet):
 
 
 def test_functional_convs_and_linears_count_as_the_same_modules_do():
-    counters = ["dense_macs", "acs", "effective_macs", "bias_adds", "input_nnz", "c_in", "c_out", "kernel"]
+    counters = ["dense_macs", "acs", "effective_macs", "bias_adds", "input_nnz", "c_in", "c_out", "kernel", "stride"]
+    counters += ["in_numel", "out_shape", "paper_pj", "complete_pj"]  # what the conventions read from a row
     images = _images(3, (2, 3, 12, 12), scale=2)
     modules = ModuleNet()
     functional = FunctionalNet()
@@ -159,6 +160,161 @@ def test_functional_convs_and_linears_count_as_the_same_modules_do():
     assert a.per_step.set_index(["name", "step"]).loc["c2", "acs"].tolist() == (
         b.per_step.set_index(["name", "step"]).loc["<model>:conv2d#2", "acs"].tolist()
     )
+    for convention in ("paper", "complete"):
+        assert a.energy[convention]["total_pj"] == b.energy[convention]["total_pj"]
+    assert a.energy["memory"]["per_image_pj"] == b.energy["memory"]["per_image_pj"]
+
+
+class KeywordsOnly(nn.Module):
+    T = 1
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(1)))
+        self.v = nn.Parameter(torch.randn(5, 4 * 64, generator=torch.Generator().manual_seed(2)))
+
+    def forward(self, images):
+        s = (images > 0.5).float()
+        y = (F.conv2d(input=s, weight=self.w, stride=2, padding=1) > 0).float()
+        return F.linear(input=y.flatten(1), weight=self.v)
+
+
+class Positional(KeywordsOnly):
+    def forward(self, images):
+        s = (images > 0.5).float()
+        y = (F.conv2d(s, self.w, None, 2, 1) > 0).float()
+        return F.linear(y.flatten(1), self.v)
+
+
+class PerImage(KeywordsOnly):
+    """The conv called on one unbatched image [C, H, W] at a time."""
+
+    def forward(self, images):
+        s = (images > 0.5).float()
+        y = (torch.stack([F.conv2d(im, self.w, None, 2, 1) for im in s]) > 0).float()
+        return F.linear(y.flatten(1), self.v)
+
+
+def test_keyword_and_unbatched_functional_calls_have_the_shapes_of_positional_batched_ones():
+    images = _images(9, (2, 3, 16, 16))
+    ref = profile(Positional(), images)
+    ref_rows = _rows(ref)
+    keywords = profile(KeywordsOnly(), images)
+    columns = ["in_numel", "out_shape", "dense_macs", "acs", "input_nnz", "paper_pj", "complete_pj"]
+    for name in ("<model>:conv2d", "<model>:linear"):
+        assert _rows(keywords).loc[name, columns].tolist() == ref_rows.loc[name, columns].tolist(), name
+    assert keywords.energy["paper"]["total_pj"] == ref.energy["paper"]["total_pj"]
+    per_image = _rows(profile(PerImage(), images))  # one row per call (one image each): shapes per image
+    for name in ("<model>:conv2d", "<model>:conv2d#2"):
+        assert per_image.loc[name, ["in_numel", "out_shape"]].tolist() == [768, [4, 8, 8]]
+    assert (
+        per_image.loc["<model>:conv2d", "acs"] + per_image.loc["<model>:conv2d#2", "acs"]
+        == (ref_rows.loc["<model>:conv2d", "acs"])
+    )
+
+
+def test_the_memory_model_reads_conv1d_and_conv3d_as_the_conv2d_they_equal():
+    w = torch.randn(8, 3, 3, generator=torch.Generator().manual_seed(3))
+
+    class Conv1d(nn.Module):
+        T = 1
+
+        def forward(self, images):
+            return F.conv1d((images.flatten(2) > 0.5).float(), w, None, 1, 1)
+
+    class AsConv2d(nn.Module):
+        T = 1
+
+        def forward(self, images):
+            s = (images.flatten(2) > 0.5).float().unsqueeze(2)
+            return F.conv2d(s, w.unsqueeze(2), None, 1, (0, 1))
+
+    class AsConv3d(nn.Module):
+        T = 1
+
+        def forward(self, images):
+            s = (images.flatten(2) > 0.5).float().unsqueeze(2).unsqueeze(2)
+            return F.conv3d(s, w.unsqueeze(2).unsqueeze(2), None, 1, (0, 0, 1))
+
+    images = _images(10)
+    memory = [profile(m(), images).energy["memory"]["per_image_pj"] for m in (Conv1d, AsConv2d, AsConv3d)]
+    assert memory[0] == memory[1] == memory[2]
+
+
+class CausalConv(nn.Conv1d):
+    """Pads by hand (left only, replicate) and calls its conv with padding 0: its pad is not the module's."""
+
+    def forward(self, x):
+        k = self.kernel_size[0]
+        return F.conv1d(F.pad(x, (k - 1, 0), mode="replicate"), self.weight, self.bias, self.stride, 0)
+
+
+class Smooth(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.k = nn.Parameter(torch.randn(channels, channels, 3, 3, generator=torch.Generator().manual_seed(4)))
+
+    def forward(self, x):
+        return F.conv2d(x, self.k, None, 1, 1)
+
+
+class SmoothConv(nn.Conv2d):
+    """A child with the same geometry as its open parent: its conv is the child's, not the parent's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.smooth = Smooth(args[0])
+
+    def forward(self, x):
+        return super().forward(self.smooth(x))
+
+
+def test_a_pad_or_a_conv_that_is_not_the_modules_own_is_not_its_base_call():
+    images = _images(11)
+    spikes = (images.flatten(2) > 0.5).float()
+    counts = {}
+    for mode in ("zeros", "replicate"):
+        net = nn.Sequential(_Spikes(), CausalConv(3, 4, 3, padding=0, padding_mode=mode))
+        net.T = 1
+        rows = _rows(profile(net, images))
+        counts[mode] = rows.loc["1", ["dense_macs", "acs", "input_nnz"]].tolist()
+    padded = F.pad(spikes, (2, 0), mode="replicate")
+    assert (
+        counts["zeros"]
+        == counts["replicate"]
+        == [
+            2 * 4 * 64 * 3 * 3,
+            int(brute_force_synaptic_ops(padded, nn.Conv1d(3, 4, 3)).sum()),
+            int(padded.count_nonzero()),
+        ]
+    )
+    net = nn.Sequential(SmoothConv(3, 3, 3, padding=1, bias=False))
+    net.T = 1
+    rows = _rows(profile(net, _images(12)))
+    assert list(rows.index) == ["0.smooth:conv2d", "0"] and rows.loc["0", "calls"] == 1
+
+
+class _Spikes(nn.Module):
+    def forward(self, images):
+        return (images.flatten(2) > 0.5).float()
+
+
+def test_a_grad_mode_inside_a_forward_is_free():
+    class Net(nn.Module):
+        T = 1
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, images):
+            with torch.no_grad():
+                y = self.conv(images)
+            with torch.enable_grad():
+                return y * 2
+
+    report = profile(Net(), _images(13), strict=True)
+    assert report.unsupported == [] and report.coverage["free_calls"] >= 2
 
 
 # --------------------------------------------------------------------------- neurons

@@ -223,10 +223,11 @@ class OpenCall:
     ``seen`` is False when the module runs inside a closed counted module (interceptor off): it is then
     counted closed, from its own input and output."""
 
-    __slots__ = ("owner", "op", "primitives", "count", "seen", "calls", "depth", "_padded")
+    __slots__ = ("owner", "path", "op", "primitives", "count", "seen", "calls", "depth", "_padded")
 
-    def __init__(self, owner: nn.Module, op: str, primitives: frozenset, count, seen: bool = True):
+    def __init__(self, owner: nn.Module, path: str, op: str, primitives: frozenset, count, seen: bool = True):
         self.owner = owner
+        self.path = path  # its module path: a base call is made while its own forward is the innermost
         self.op = op
         self.primitives = primitives
         self.count = count  # (module, input, output, layout or None) -> None: the rule counts one base call
@@ -483,7 +484,7 @@ class OpCounter:
         def enter(module, inputs):
             seen = self._covered == 0
             self._stack.append([rule.name, {}])
-            self.open_calls.append(OpenCall(module, rule.op, primitives, count, seen))
+            self.open_calls.append(OpenCall(module, rule.name, rule.op, primitives, count, seen))
             if not seen:
                 self._enter_counted(module, inputs)
 
@@ -642,9 +643,13 @@ class OpCounter:
             spikes, known = False, None
             if op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
                 spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
-            elif self._ranges and getattr(rule, "synaptic", False):  # F.conv2d / F.linear: its input's range
-                known = self._range_of(args[0] if args else kwargs.get("input"))
-                spikes = known is not None and ranges.is_binary(known)
+            elif getattr(rule, "synaptic", False):  # F.conv2d / F.linear: its input's range, and unbatched calls
+                x = args[0] if args else kwargs.get("input")
+                if isinstance(x, torch.Tensor) and rule.unbatched(x, args, kwargs):
+                    layout = "mixed"  # one image, no batch axis (F.conv2d on [C, H, W]): no time steps to read
+                if self._ranges:
+                    known = self._range_of(x)
+                    spikes = known is not None and ranges.is_binary(known)
             if layout == "step":
                 cs = CallShape(1, "TB", spikes, False, known)
             else:
@@ -656,12 +661,12 @@ class OpCounter:
                 key = f"{path}:{op}" if idx == 0 else f"{path}:{op}#{idx + 1}"
                 self.counted_calls += 1
                 x = _first_tensor(args)
+                if x is None:  # called with keywords only: F.linear(input=x, weight=w)
+                    x = _first_tensor(kwargs.get("input"))
                 x = x if x is not None else o
                 site = self.sites.get(key)
                 if site is None:  # made now, so the sites stay in execution order
-                    module_of = getattr(rule, "module_of", None)  # a functional conv's geometry, as a module's
-                    geometry = module_of(args, kwargs) if module_of is not None else None
-                    site = self._new_site(key, path, op, geometry, x.shape, o.shape, layout)
+                    site = self._new_function_site(key, path, op, rule, args, kwargs, x, o, layout)
                 if layout == "step":  # placed, and named after its position in a step, when the forward ends
                     self._pending_functions.setdefault((path, op, _call_site()), []).append((key, counts))
                     return
@@ -669,6 +674,16 @@ class OpCounter:
                 self._add(site, counts, layout)
                 return
         self._record_unsupported(name, path, o)
+
+    def _new_function_site(self, key, path, op, rule, args, kwargs, x, o, layout) -> Site:
+        """The site of a function rule's first call: a functional conv or linear carries its geometry (as a
+        weightless module, ``rule.module_of``); an unbatched call's shapes are one image's."""
+        module_of = getattr(rule, "module_of", None)
+        geometry = module_of(args, kwargs) if module_of is not None else None
+        x_shape, o_shape = x.shape, o.shape
+        if geometry is not None and rule.unbatched(x, args, kwargs):
+            x_shape, o_shape = (1, *x_shape), (1, *o_shape)
+        return self._new_site(key, path, op, geometry, x_shape, o_shape, layout)
 
     @property
     def path(self) -> str:

@@ -150,6 +150,7 @@ FREE_OPS = frozenset(
         "item",
         "tolist",
         "requires_grad_",
+        "_set_grad_enabled",  # `with torch.no_grad():` / `enable_grad` inside a forward: a mode, no arithmetic
         "zeros_like",
         "ones_like",
         "full_like",
@@ -556,6 +557,7 @@ def _functional_conv(nd: int):
 
     rule.synaptic = True
     rule.module_of = module_of
+    rule.unbatched = lambda x, args, kwargs: x.dim() == nd + 1  # [C, *spatial]: one image
     return rule
 
 
@@ -576,6 +578,7 @@ def _functional_linear(args, kwargs, out, cs):
 
 _functional_linear.synaptic = True
 _functional_linear.module_of = _linear_module_of
+_functional_linear.unbatched = lambda x, args, kwargs: x.dim() == 1  # one vector: one image
 _matmul.op = "matmul"
 _einsum.op = lambda args: "matmul" if len(_einsum_operands(args)) == 2 else "einsum"
 
@@ -742,7 +745,12 @@ class FunctionCounter(TorchFunctionMode):
             return func(*args, **kwargs)
         kind, name, rule, what = self.classifier.classify(func)
         open_calls = c.open_calls
-        if open_calls and name in open_calls[-1].primitives and self._owns(open_calls[-1], name, args, kwargs):
+        if (
+            open_calls
+            and name in open_calls[-1].primitives
+            and c.path == open_calls[-1].path  # made by the open module's own forward, not by a child's
+            and self._owns(open_calls[-1], name, args, kwargs)
+        ):
             out = func(*args, **kwargs)  # an open module's base call: its rule counts it, now
             with _ours(f"the base call {name} of {c.path}"):
                 open_calls[-1].record(name, args, kwargs, out)

@@ -707,8 +707,13 @@ def base_call_matches(module: nn.Module, op: str, name: str, args: tuple, kwargs
     the module's base call: its geometry (weight shape, stride, padding, dilation, groups, pooling
     window, normalised shape, dim) is the module's, which its rule reads. Any other call of that function
     (another stride, a slice of the weight, a child's depthwise blur) is counted as that function."""
-    if name == "pad":  # only a non-'zeros' conv's own (own_primitives): the conv call reading it decides
-        return True
+    if name == "pad":  # a non-'zeros' conv's own (own_primitives): its padding, in its mode
+        amounts = _call_arg(args, kwargs, 1, "pad")
+        return (
+            amounts is not None
+            and tuple(amounts) == tuple(module._reversed_padding_repeated_twice)
+            and _call_arg(args, kwargs, 2, "mode", "constant") == module.padding_mode
+        )
     if op.startswith("conv"):
         nd = len(module.kernel_size)
         padding = module.padding if module.padding_mode == "zeros" else 0

@@ -52,13 +52,29 @@ BOUND_ASSUMPTIONS = {
 }
 
 
-def _pair(value, default=(1, 1)) -> tuple[int, int]:
-    """A (height, width) pair from a report's kernel/stride: an int (square), a list of ints (the last two)
-    or missing (``default``)."""
+def _as_2d(op: str, c_out: int, out_shape: list[int], kernel, stride) -> tuple[tuple, tuple, tuple]:
+    """``(out_shape, kernel, stride)`` of a conv row in the memory model's 2-D form: a conv1d is a conv2d of
+    height 1 (kernel ``(1, k)``, output ``(C, 1, L)``: exact); a conv3d folds its depth into the height
+    (kernel ``(kd*kh, kw)``, stride ``(sd*sh, sw)``, output ``(C, D*H, W)``: weights, outputs and events are
+    exact, and so is the window overlap when the depth and height strides are 1, e.g. GAC's TA MLP, a
+    1x1x1 conv over ``[T, 1, 1, 1]``)."""
+    nd = {"conv1d": 1, "conv2d": 2, "conv3d": 3}[op]
+    k = _dims(kernel, nd)
+    s = _dims(stride, nd)
+    spatial = out_shape[-nd:] if len(out_shape) > nd else [1] * nd
+    if nd == 1:
+        return (c_out, 1, spatial[0]), (1, k[0]), (1, s[0])
+    if nd == 3:
+        return (c_out, spatial[0] * spatial[1], spatial[2]), (k[0] * k[1], k[2]), (s[0] * s[1], s[2])
+    return (c_out, *spatial), (k[0], k[1]), (s[0], s[1])
+
+
+def _dims(value, nd: int) -> list[int]:
+    """A report's kernel or stride as ``nd`` ints (missing: 1s; an int: repeated)."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
-        return default
+        return [1] * nd
     dims = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
-    return (dims[-2], dims[-1]) if len(dims) >= 2 else (dims[0], dims[0])
+    return dims * nd if len(dims) == 1 else dims[-nd:]
 
 
 def _traffic_rows(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_images: int) -> list[tuple[dict, bool]]:
@@ -77,14 +93,13 @@ def _traffic_rows(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_
     for i in synaptic:
         op = ops[i]
         linear = op == "linear"
-        out_shape = tuple(int(v) for v in col["out_shape"][i])
         c_out = int(col["c_out"][i])
-        if not linear:
-            out_shape = (c_out, *(out_shape[-2:] if len(out_shape) >= 3 else (1, 1)))
-            if op == "conv3d":  # TA MLP: a 1x1x1 conv over a [T, 1, 1, 1] vector
-                out_shape = (c_out, 1, 1)
+        if linear:
+            out_shape, kernel, stride = (c_out,), (1, 1), (1, 1)
         else:
-            out_shape = (c_out,)
+            out_shape, kernel, stride = _as_2d(
+                op, c_out, [int(v) for v in col["out_shape"][i]], col["kernel"][i], col["stride"][i]
+            )
         neurons = neurons_of[i]
         row = {
             "name": col["name"][i],
@@ -92,8 +107,8 @@ def _traffic_rows(layers: pd.DataFrame, lif_sites: pd.DataFrame, *, T: int, num_
             "T": T,
             "c_in": int(col["c_in"][i]),
             "c_out": c_out,
-            "kernel": (1, 1) if linear else _pair(col["kernel"][i]),
-            "stride": (1, 1) if linear else _pair(col["stride"][i]),
+            "kernel": kernel,
+            "stride": stride,
             "out_shape": out_shape,
             "in_numel": int(col["in_numel"][i]),
             "theta_in": col["input_nnz"][i] / n,
