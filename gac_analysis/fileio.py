@@ -41,6 +41,9 @@ from typing import Callable, Iterable
 
 from gac_analysis.errors import ConfigError
 
+#: The commands whose output folder is a run folder (another of them may add to it); ``report`` only adds
+#: beside a report.json, and a record of its files alone does not make a folder a run.
+RUN_KINDS = frozenset({"energy", "observe", "compare"})
 #: Top-level entries each kind of run writes into its output folder (shell patterns). Only these,
 #: and the entries the run being committed wrote, are ever replaced or removed in an existing folder.
 RUN_ENTRIES: dict[str, tuple[str, ...]] = {
@@ -102,6 +105,40 @@ def atomic_write(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def owns_file(path: str | os.PathLike, kind: str) -> bool:
+    """``path`` is a regular file this tool wrote with ``kind`` (the record of its folder names it so) and
+    nobody changed since. A file of this project's format proves nothing by itself: a user saves one
+    with the Python API, or copies one."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file() or _manifest_in_the_way(path.parent):
+        return False
+    record = _read_manifest(path.parent) or {}
+    entry = record.get(path.name)
+    return entry is not None and entry["kind"] == kind and _owned(path.parent, record, path.name)
+
+
+def write_recorded_file(path: str | os.PathLike, write: Callable[[str], None], *, kind: str) -> Path:
+    """:func:`atomic_write` of one output file that replaces only a file of ``kind`` this tool wrote there
+    (:func:`owns_file`), and records what it wrote in its folder's record (:data:`MANIFEST`, which then
+    names this file alone, or beside the files of a run; a file of its own kind does not make the folder
+    a run: :data:`RUN_KINDS`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(path.parent):
+        manifest = path.parent / MANIFEST
+        if _manifest_in_the_way(path.parent) or (manifest.exists() and _read_manifest(path.parent) is None):
+            raise ConfigError(
+                f"{manifest} is not this tool's record (a file, folder or link of yours): nothing was written; "
+                "choose another folder"
+            )
+        with _signals_deferred():  # the file and its record change together
+            atomic_write(path, write, may_replace=lambda p: owns_file(p, kind))
+            record = _read_manifest(path.parent) or {}
+            record[path.name] = {"kind": kind, "sha256": file_sha256(path)}
+            _write_manifest(path.parent, record)
     return path
 
 
@@ -220,11 +257,6 @@ def _is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
 
-def holds_previous_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run of this tool: its record (:data:`MANIFEST`)."""
-    return _record(folder) is not None
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 (hex) of a file's bytes."""
     h = hashlib.sha256()
@@ -243,7 +275,7 @@ def _read_manifest(folder: Path) -> dict[str, dict] | None:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA or not isinstance(data.get("files"), dict):
         return None
@@ -339,6 +371,12 @@ def _stale(recorded_kind, rel: str, kind: str, partial_files: dict | None) -> bo
     return recorded_kind == kind or recorded_kind in STALE_AFTER.get(kind, ())
 
 
+def _foreign_folder(out: Path, record: dict[str, dict], name: str) -> bool:
+    """``out/name`` is a folder (or a link) the tool never wrote into: no recorded file lies under it (a
+    user's own ``figures/`` is theirs, not a place for the tool's figures)."""
+    return (out / name).is_symlink() or not any(rel.startswith(f"{name}/") for rel in record)
+
+
 def _manifest_in_the_way(folder: Path) -> bool:
     """The record's name is taken by a link or a folder (never written through, never replaced)."""
     path = folder / MANIFEST
@@ -360,6 +398,9 @@ def _check_inputs(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None
         if raw is None:
             continue
         src = absolute(raw)
+        real_out, real_src = Path(os.path.realpath(out)), Path(os.path.realpath(src))
+        if real_out == real_src or (real_src.is_dir() and real_src in real_out.parents):  # links resolved
+            raise ConfigError(f"--out {out} is (inside) the input {src}: choose an output folder outside it")
         if out == src or (src.is_dir() and src in out.parents):
             raise ConfigError(f"--out {out} is (inside) the input {src}: choose an output folder outside it")
         if out in src.parents:
@@ -386,16 +427,22 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[s
     except OSError as e:
         raise ConfigError(f"cannot read the output folder {out} ({e.strerror or e}); choose another --out") from None
     if MANIFEST in entries and (_manifest_in_the_way(out) or _read_manifest(out) is None):
-        _refuse_in_the_way(out, [MANIFEST], kind)  # a user's file, a link or a folder of that name
+        raise ConfigError(  # a user's file, a link or a folder of that name, or a record that cannot be read
+            f"{_option(kind)} {out}: '{MANIFEST}' is in the way: not this tool's record of its files (unreadable, "
+            "or a file, folder or link of yours); nothing was replaced: move it away or choose another folder"
+        )
     entries = [e for e in entries if e != MANIFEST]
     if not entries:
         return {}
     record = _record(out)
     if record is None and kind == "report":
         record = {}  # report.md and figures/ beside a report.json of the user's: new files only, nothing replaced
-    elif record is None:
+    elif record is None or (kind in RUN_KINDS and not any(e["kind"] in RUN_KINDS for e in record.values())):
+        # (a record of report's files alone is a user's folder that report added to, not a run folder)
+        recorded = {Path(rel).parts[0] for rel in record or {}}
+        example = next((e for e in entries if e not in recorded), entries[0])
         raise ConfigError(
-            f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{entries[0]}'; it records "
+            f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{example}'; it records "
             f"what it writes in {MANIFEST}); nothing of yours is replaced: choose a new or empty folder"
         )
     patterns = RUN_ENTRIES.get(kind, ())
@@ -404,8 +451,7 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[s
         for e in entries
         if e not in written
         and e in patterns  # names it surely writes (a pattern such as encoding_*.png: checked per file at the commit)
-        and not (out / e).is_dir()
-        and _in_the_way(out, record, e, kind)
+        and (_foreign_folder(out, record, e) if (out / e).is_dir() else _in_the_way(out, record, e, kind))
     ]
     if blocked:
         _refuse_in_the_way(out, blocked, kind)
@@ -442,6 +488,8 @@ def check_output_file(path: str | os.PathLike, *, is_own: Callable[[Path], bool]
     An existing file is replaced only when ``is_own(path)`` says this tool wrote it.
     """
     path = absolute(path)
+    if path.is_symlink():
+        raise ConfigError(f"--out {path} is a symbolic link; nothing is written through one: give the file's own path")
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file path such as {path / 'model.pt'}")
     if path.exists() and (is_own is None or not is_own(path)):

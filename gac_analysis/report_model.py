@@ -652,6 +652,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ReportError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise ReportError(f"{path} nests its JSON too deeply to be a file of this tool's") from None
 
 
 def load_energy_report(path: str | Path) -> EnergyReport:

@@ -328,3 +328,19 @@ def test_comparison_json_carries_its_provenance(pair, tmp_path):
     g, d = prov["runs"]
     assert g["folder"] == str(pair[0].resolve()) and g["report_sha256"] == file_sha256(pair[0] / "report.json")
     assert g["observer_sha256"] == file_sha256(pair[0] / "observe" / "observer.json") and d["observer_sha256"] is None
+
+
+def test_the_python_write_comparison_never_replaces_a_users_file(pair, tmp_path):
+    from gac_analysis.compare import build_comparison, read_runs, write_comparison
+    from gac_analysis.errors import ConfigError
+
+    comp = build_comparison(read_runs(pair, None))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "comparison.md").write_text("my thesis table\n")
+    with pytest.raises(ConfigError, match="did not write"):
+        write_comparison(comp, mine, figures=False)
+    assert (mine / "comparison.md").read_text() == "my thesis table\n" and len(list(mine.iterdir())) == 1
+    written = write_comparison(comp, tmp_path / "new", figures=False)
+    assert sorted(p.name for p in written) == ["comparison.csv", "comparison.json", "comparison.md"]
+    assert all(p.is_file() and p.parent == tmp_path / "new" for p in written)

@@ -181,7 +181,8 @@ def test_a_folder_without_the_record_is_not_a_run_whatever_it_holds(run, tmp_pat
     assert {k: after[k] for k in before} == before and "report.md" in after
     assert set(json.loads((mine / MANIFEST).read_text())["files"]) >= {"report.md"}
     assert "report.json" not in json.loads((mine / MANIFEST).read_text())["files"]
-    _refused([*ENERGY, "--out", str(mine)], "'report.json' is in the way")  # still the user's
+    # report's record does not make the folder a run: energy (and observe, compare) still refuse it
+    _refused([*ENERGY, "--out", str(mine)], "did not write (e.g. 'notes.txt'")
     (mine / "report.md").write_text("mine now\n")
     _refused(["report", str(mine)], "'report.md' is in the way")
     (run / MANIFEST).unlink()  # a run folder of a version before the record: refused the same way
@@ -294,4 +295,73 @@ def test_save_checkpoint_never_replaces_a_users_file(tmp_path):
     assert mine.read_text() == "my data" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     ours = tmp_path / "ours.pt"
     save_checkpoint(model, ours)
-    save_checkpoint(model, ours)  # its own checkpoint: replaced
+    save_checkpoint(model, ours)  # its own checkpoint, recorded and unchanged: replaced
+    recorded = json.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert set(recorded) == {"ours.pt"} and recorded["ours.pt"]["kind"] == "checkpoint"
+    copy = tmp_path / "colleague.pt"  # this project's format, but not written there by the tool: a copy
+    shutil.copy(ours, copy)
+    with pytest.raises(ConfigError, match="not written by this tool"):
+        save_checkpoint(model, copy)
+    with open(ours, "ab") as f:  # changed since the tool wrote it: the user's now
+        f.write(b"\0")
+    with pytest.raises(ConfigError, match="not written by this tool"):
+        save_checkpoint(model, ours)
+
+
+def test_train_replaces_only_a_checkpoint_it_wrote_and_never_through_a_link(tmp_path, monkeypatch):
+    from gac_analysis.models import build_model, save_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    model = build_model("msresnet18-cifar", num_classes=10, T=2, width=2)
+    (tmp_path / "lib").mkdir()
+    save_checkpoint(model, tmp_path / "lib" / "best.pt")  # recorded in lib/
+    shutil.copy(tmp_path / "lib" / "best.pt", tmp_path / "copy.pt")  # not recorded here
+    (tmp_path / "link.pt").symlink_to(tmp_path / "lib" / "best.pt")
+    before = _snapshot(tmp_path)
+    train = ["train", "--data", "digits", "--epochs", "1", "--max-steps", "1", "--width", "2", "--T", "2"]
+    _refused([*train, "--out", "copy.pt"], "already exists and was not written by this tool")
+    _refused([*train, "--out", "link.pt"], "is a symbolic link")
+    assert _snapshot(tmp_path) == before
+
+
+def test_report_never_writes_into_a_users_figures_folder_and_its_record_makes_no_run(run, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "figures").mkdir(parents=True)
+    (mine / "figures" / "my_plot.png").write_bytes(b"mine")
+    shutil.copy(run / "report.json", mine / "report.json")
+    before = _snapshot(mine)
+    _refused(["report", str(mine)], "'figures' is in the way")
+    assert _snapshot(mine) == before and not (mine / MANIFEST).exists()
+    shutil.rmtree(mine / "figures")
+    _ok(["report", str(mine), "--no-figures"])
+    for args in (
+        [*ENERGY, "--out", str(mine)],
+        ["observe", "--num-images", "1", "--no-figures", "--out", str(mine)],
+        ["compare", str(run), str(run), "--no-figures", "--out", str(mine)],
+    ):
+        _refused(args, "already holds files this tool did not write (e.g. 'report.json'")
+
+
+def test_an_out_reaching_the_data_folder_through_a_link_is_refused(tmp_path):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "data" / c / "0.png")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    before = _snapshot(tmp_path / "data")
+    for data, out in (("link", "data/out"), ("data", "link/out")):
+        args = ["energy", "--data", f"folder:{tmp_path / data}", "--num-images", "1", "--out", str(tmp_path / out)]
+        _refused(args, "is (inside) the input")
+    assert _snapshot(tmp_path / "data") == before
+
+
+def test_a_record_nested_too_deeply_is_one_line(run):
+    (run / MANIFEST).write_text("[" * 100000 + "]" * 100000)
+    before = _snapshot(run)
+    _refused([*ENERGY, "--out", str(run)], "in the way")
+    (run / "report.json").write_text("[" * 100000 + "]" * 100000)
+    _refused(["budget", str(run)], "nests its JSON too deeply")
+    assert {k: v for k, v in _snapshot(run).items() if k != "report.json"} == {
+        k: v for k, v in before.items() if k != "report.json"
+    }

@@ -26,14 +26,14 @@ def compare_cmd(
     """Compare runs: one row per run (model, data, accuracy, energy in every convention, firing rate, energy by
     role, Proposition 1), per-site firing rates on one axis, ratios to the first run; differences in data,
     images or energy table are stated in the header."""
-    from gac_analysis.compare import build_comparison, read_runs, write_comparison
+    from gac_analysis.compare import build_comparison, read_runs, write_comparison_files
     from gac_analysis.compare.story import gac_vs_direct_story
 
     comp = build_comparison(read_runs(runs, names))
     with atomic_output_dir(out, kind="compare") as tmp:  # a run folder may hold its compare/ (demo)
         written = [
             p.relative_to(tmp).as_posix()
-            for p in write_comparison(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
+            for p in write_comparison_files(comp, tmp, figures=figures, story=gac_vs_direct_story(comp))
         ]
     for d in comp.differences:
         console.print(f"note: {d}", highlight=False, soft_wrap=True)

@@ -20,11 +20,11 @@ def report_cmd(
 ):
     """Write RUN_DIR/report.md (summary in both conventions, difference breakdown, largest consumers,
     provenance, observer verdict when observer.json is present) and the figures it links."""
-    from gac_analysis.fileio import holds_previous_run, probe_writable
+    from gac_analysis.fileio import probe_writable
     from gac_analysis.viz.report_md import write_report_md
 
     folder = run_dir if run_dir.is_dir() else run_dir.parent
-    if holds_previous_run(folder):  # report.md and figures/ go there: fail before drawing when it is read-only
+    if folder.is_dir():  # report.md and figures/ go there: fail before drawing when it is read-only
         probe_writable(folder, "run folder", "make it writable, or copy the run to a folder you can write")
     path, pngs = write_report_md(run_dir, figures=figures)
     extra = f" and {len(pngs)} figures in {path.parent / 'figures'}" if pngs else ""

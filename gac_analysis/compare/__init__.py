@@ -6,7 +6,7 @@ their own numbers (:mod:`gac_analysis.compare.table`) and writes it (:mod:`gac_a
 
 from gac_analysis.compare.runs import Run, read_run, read_runs
 from gac_analysis.compare.table import Comparison, build_comparison, energy_by_role, firing_rates_by_site
-from gac_analysis.compare.write import render_markdown, write_comparison
+from gac_analysis.compare.write import render_markdown, write_comparison, write_comparison_files
 
 __all__ = [
     "Comparison",
@@ -18,4 +18,5 @@ __all__ = [
     "read_runs",
     "render_markdown",
     "write_comparison",
+    "write_comparison_files",
 ]

@@ -113,7 +113,7 @@ def read_story(run_dir) -> list[str] | None:
     path = Path(run_dir) / "compare" / "comparison.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     story = data.get("story") if isinstance(data, dict) and data.get("schema") == COMPARISON_SCHEMA else None
     if not isinstance(story, list) or not all(isinstance(s, str) for s in story):

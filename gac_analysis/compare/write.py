@@ -14,7 +14,7 @@ from typing import Any
 from gac_analysis.compare.table import CONVENTIONS, Comparison
 from gac_analysis.fileio import atomic_write_text
 
-__all__ = ["CSV_COLUMNS", "render_markdown", "write_comparison"]
+__all__ = ["CSV_COLUMNS", "render_markdown", "write_comparison", "write_comparison_files"]
 
 #: Columns of comparison.csv before the per-role energies (then ``paper_<role>_mj``, ``complete_<role>_mj``)
 CSV_COLUMNS = (
@@ -233,7 +233,21 @@ def render_markdown(comp: Comparison, figures: list[Path], story: list[str] | No
 def write_comparison(
     comp: Comparison, folder: str | Path, *, figures: bool = True, story: list[str] | None = None
 ) -> list[Path]:
-    """Write comparison.csv, comparison.json, comparison.md (and figures/*.png) into ``folder``."""
+    """Write comparison.csv, comparison.json, comparison.md (and figures/compare_*.png) into ``folder`` as
+    ``gac-analyze compare --out`` does (``fileio.atomic_output_dir``): all or nothing, into a new or empty
+    folder or a run of this tool, never over a file the tool did not write. Returns the paths written."""
+    from gac_analysis.fileio import atomic_output_dir
+
+    with atomic_output_dir(folder, kind="compare") as tmp:
+        written = write_comparison_files(comp, tmp, figures=figures, story=story)
+    return [Path(folder) / p.relative_to(tmp) for p in written]
+
+
+def write_comparison_files(
+    comp: Comparison, folder: str | Path, *, figures: bool = True, story: list[str] | None = None
+) -> list[Path]:
+    """Write the comparison's files into ``folder``, a temporary the caller commits (:func:`write_comparison`,
+    the CLI)."""
     folder = Path(folder)
     pngs: list[Path] = []
     if figures:

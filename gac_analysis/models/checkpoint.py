@@ -30,13 +30,15 @@ from pathlib import Path
 import torch
 
 from gac_analysis.errors import CheckpointError, TimeStepsUnknownError
-from gac_analysis.fileio import atomic_write, file_sha256  # noqa: F401 - file_sha256 re-exported
+from gac_analysis.fileio import file_sha256, owns_file, write_recorded_file  # noqa: F401 - file_sha256 re-exported
 from gac_analysis.models.gac import SCA_KERNEL
 from gac_analysis.models.msresnet import MSResNet
 from gac_analysis.models.registry import ARCHS, build_model
 
 FORMAT = "gac-analysis/checkpoint"
 FORMAT_VERSION = 1
+#: The command kind a checkpoint is recorded under in its folder's record (``save_checkpoint``, ``train``).
+CHECKPOINT_KIND = "checkpoint"
 WRAPPER_KEYS = ("state_dict", "model", "net")
 
 # Reference key -> this project's key. Each rule: (compiled regex, replacement builder).
@@ -476,14 +478,9 @@ def load_checkpoint(
 
 
 def is_project_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a checkpoint this tool wrote (``format == "gac-analysis/checkpoint"``)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours
-        return False
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
+    """Whether ``path`` is a checkpoint this tool wrote there and nobody changed since (its folder's record:
+    ``fileio.owns_file``); a file of this format saved or copied by a user is not."""
+    return owns_file(path, CHECKPOINT_KIND)
 
 
 def load_state_into(model: torch.nn.Module, canonical: dict, path: str) -> None:
@@ -544,7 +541,9 @@ def _json_safe(value):
 
 def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Path:
     """Write ``model`` in this project's format, atomically (temp file in the same folder, then rename);
-    an existing ``path`` is replaced only when it is a checkpoint of this tool's (else a ``ConfigError``).
+    an existing ``path`` is replaced only when this function wrote it there and it is unchanged since (its
+    folder's record, ``fileio.MANIFEST``, says so), else a ``ConfigError``: a checkpoint a user saved,
+    or copied, is theirs.
 
     ``metadata`` (e.g. ``command``, ``seed``, ``accuracy``) is stored JSON-safe beside the weights with
     the package and torch versions and the time of writing.
@@ -571,5 +570,5 @@ def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Pat
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": _json_safe(meta),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp), may_replace=is_project_checkpoint)
+    write_recorded_file(path, lambda tmp: torch.save(payload, tmp), kind=CHECKPOINT_KIND)
     return path

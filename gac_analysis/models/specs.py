@@ -143,6 +143,8 @@ def parse_model_kwargs(raw: str | None) -> dict:
         return {}
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise ModelSpecError("--model-kwargs nests its JSON too deeply: pass a flat object") from None
     except json.JSONDecodeError as e:
         raise ModelSpecError(
             f"--model-kwargs is not valid JSON ({e.msg} at character {e.pos}): pass an object, "
