@@ -59,3 +59,25 @@ def test_usage_errors_are_typer_exceptions():
     with pytest.raises(typer.TyperException) as e:
         app(["nosuch"], standalone_mode=False)
     assert e.value.exit_code == 2
+
+
+def test_ctrl_c_while_the_command_line_loads_or_runs_is_one_line_exit_130(monkeypatch, capsys):
+    import sys
+    import types
+
+    import gac_analysis.cli as cli
+
+    class Loading(types.ModuleType):  # Ctrl-C while `from gac_analysis.cli.main import run` imports torch
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    for module in (
+        Loading("gac_analysis.cli.main"),
+        types.SimpleNamespace(run=lambda: (_ for _ in ()).throw(KeyboardInterrupt)),
+    ):
+        monkeypatch.setitem(sys.modules, "gac_analysis.cli.main", module)
+        with pytest.raises(SystemExit) as exit_:
+            cli.entry()
+        assert exit_.value.code == 130
+        err = capsys.readouterr().err
+        assert err == "interrupted\n"

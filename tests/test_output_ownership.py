@@ -317,11 +317,22 @@ def test_train_replaces_only_a_checkpoint_it_wrote_and_never_through_a_link(tmp_
     save_checkpoint(model, tmp_path / "lib" / "best.pt")  # recorded in lib/
     shutil.copy(tmp_path / "lib" / "best.pt", tmp_path / "copy.pt")  # not recorded here
     (tmp_path / "link.pt").symlink_to(tmp_path / "lib" / "best.pt")
+    save_checkpoint(model, tmp_path / "my_finetuned.pt", note="mine")  # the user's, through the Python API
     before = _snapshot(tmp_path)
     train = ["train", "--data", "digits", "--epochs", "1", "--max-steps", "1", "--width", "2", "--T", "2"]
-    _refused([*train, "--out", "copy.pt"], "already exists and was not written by this tool")
+    for out in ("copy.pt", "my_finetuned.pt"):
+        _refused([*train, "--out", out], "already exists and was not written by this tool")
     _refused([*train, "--out", "link.pt"], "is a symbolic link")
     assert _snapshot(tmp_path) == before
+    _ok([*train, "--out", "trained.pt"])
+    first = (tmp_path / "trained.pt").read_bytes()
+    _ok([*train, "--seed", "1", "--out", "trained.pt"])  # its own, unchanged: replaced
+    assert (tmp_path / "trained.pt").read_bytes() != first
+    recorded = json.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert recorded["trained.pt"]["kind"] == "train" and recorded["my_finetuned.pt"]["kind"] == "checkpoint"
+    assert {k: v for k, v in _snapshot(tmp_path).items() if k not in ("trained.pt", MANIFEST)} == {
+        k: v for k, v in before.items() if k != MANIFEST
+    }
 
 
 def test_report_never_writes_into_a_users_figures_folder_and_its_record_makes_no_run(run, tmp_path):

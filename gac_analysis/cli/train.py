@@ -18,6 +18,9 @@ import typer
 from gac_analysis.cli.common import SEED_MAX, check_output_file, console, handles_errors, plural
 from gac_analysis.errors import ConfigError, DataError
 
+#: The kind ``train`` records its checkpoints under (fileio.MANIFEST): it replaces only its own.
+TRAIN_KIND = "train"
+
 TRAIN_SOURCES = ("digits", "cifar10", "cifar100")
 DEFAULT_EPOCHS = 15
 #: Upper end of ``--lr`` (a finite bound, so ``--lr inf`` is a usage error, not a diverged run).
@@ -134,7 +137,8 @@ def train_cmd(
     from gac_analysis.training import set_deterministic, train
 
     _check_options(data=data, arch=arch, T=T, coding=coding, lr=lr, out=out)
-    check_output_file(out, is_own=is_project_checkpoint)  # before training: /proc/x.pt fails now, not in an hour
+    # before training (/proc/x.pt fails now, not in an hour); only a checkpoint train wrote is replaced
+    check_output_file(out, is_own=lambda p: is_project_checkpoint(p, written_by=TRAIN_KIND))
     command = _format_command(
         data=data,
         arch=arch,
@@ -233,6 +237,7 @@ def _save(model, out: Path, result, train_src, test_src, *, train_time: float, *
     save_checkpoint(
         model,
         out,
+        written_by=TRAIN_KIND,
         **run,
         **result.recipe,
         epochs_completed=len(result.epochs),

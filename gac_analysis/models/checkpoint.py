@@ -477,10 +477,11 @@ def load_checkpoint(
     return canonical, info
 
 
-def is_project_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a checkpoint this tool wrote there and nobody changed since (its folder's record:
-    ``fileio.owns_file``); a file of this format saved or copied by a user is not."""
-    return owns_file(path, CHECKPOINT_KIND)
+def is_project_checkpoint(path: str | os.PathLike, written_by: str = CHECKPOINT_KIND) -> bool:
+    """Whether ``path`` is a checkpoint this tool wrote there with ``written_by`` (``save_checkpoint``'s kind,
+    or ``train``) and nobody changed since (its folder's record: ``fileio.owns_file``); a file of this
+    format saved or copied otherwise is not."""
+    return owns_file(path, written_by)
 
 
 def load_state_into(model: torch.nn.Module, canonical: dict, path: str) -> None:
@@ -539,11 +540,12 @@ def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Path:
+def save_checkpoint(model: MSResNet, path: str | os.PathLike, *, written_by: str = CHECKPOINT_KIND, **metadata) -> Path:
     """Write ``model`` in this project's format, atomically (temp file in the same folder, then rename);
     an existing ``path`` is replaced only when this function wrote it there and it is unchanged since (its
-    folder's record, ``fileio.MANIFEST``, says so), else a ``ConfigError``: a checkpoint a user saved,
-    or copied, is theirs.
+    folder's record, ``fileio.MANIFEST``, says so), else a ``ConfigError``: a checkpoint a user copied is
+    theirs. ``written_by`` is the kind it is recorded under: ``train`` replaces only what ``train`` wrote,
+    never a checkpoint a user saved with this function (kind ``checkpoint``).
 
     ``metadata`` (e.g. ``command``, ``seed``, ``accuracy``) is stored JSON-safe beside the weights with
     the package and torch versions and the time of writing.
@@ -570,5 +572,5 @@ def save_checkpoint(model: MSResNet, path: str | os.PathLike, **metadata) -> Pat
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": _json_safe(meta),
     }
-    write_recorded_file(path, lambda tmp: torch.save(payload, tmp), kind=CHECKPOINT_KIND)
+    write_recorded_file(path, lambda tmp: torch.save(payload, tmp), kind=written_by)
     return path
