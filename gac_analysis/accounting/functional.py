@@ -549,16 +549,7 @@ def _functional_conv(nd: int):
             _arg(args, kwargs, 2, "bias") is not None,
         )
 
-    def rule(args, kwargs, out, cs):
-        x, geometry = _arg(args, kwargs, 0, "input"), module_of(args, kwargs)
-        if not isinstance(x, torch.Tensor) or geometry is None:
-            return None
-        return conv_handle(geometry, (x,), out, cs)
-
-    rule.synaptic = True
-    rule.module_of = module_of
-    rule.unbatched = lambda x, args, kwargs: x.dim() == nd + 1  # [C, *spatial]: one image
-    return rule
+    return _synaptic_function(conv_handle, module_of, unbatched_dims=nd + 1)  # [C, *spatial]: one image
 
 
 def _linear_module_of(args, kwargs):
@@ -568,17 +559,25 @@ def _linear_module_of(args, kwargs):
     return _linear_geometry(int(weight.shape[1]), int(weight.shape[0]), _arg(args, kwargs, 2, "bias") is not None)
 
 
-def _functional_linear(args, kwargs, out, cs):
-    """``F.linear(input, weight, bias)``: the linear rule, exact, with the call's own shapes."""
-    x, geometry = _arg(args, kwargs, 0, "input"), _linear_module_of(args, kwargs)
-    if not isinstance(x, torch.Tensor) or geometry is None:
-        return None
-    return linear_handle(geometry, (x,), out, cs)
+def _synaptic_function(handle, module_of, unbatched_dims: int):
+    """A function rule running a module rule (``handle``) on a weightless module of the call's own geometry
+    (``module_of(args, kwargs)``, also the row's geometry columns); ``unbatched_dims``: the input rank of a
+    call on one image without a batch axis. The engine reads the input's value range for it (``synaptic``)."""
+
+    def rule(args, kwargs, out, cs):
+        x, geometry = _arg(args, kwargs, 0, "input"), module_of(args, kwargs)
+        if not isinstance(x, torch.Tensor) or geometry is None:
+            return None
+        return handle(geometry, (x,), out, cs)
+
+    rule.synaptic = True
+    rule.module_of = module_of
+    rule.unbatched = lambda x, args, kwargs: x.dim() == unbatched_dims
+    return rule
 
 
-_functional_linear.synaptic = True
-_functional_linear.module_of = _linear_module_of
-_functional_linear.unbatched = lambda x, args, kwargs: x.dim() == 1  # one vector: one image
+#: ``F.linear(input, weight, bias)``: the linear rule, exact, with the call's own shapes.
+_functional_linear = _synaptic_function(linear_handle, _linear_module_of, unbatched_dims=1)
 _matmul.op = "matmul"
 _einsum.op = lambda args: "matmul" if len(_einsum_operands(args)) == 2 else "einsum"
 
