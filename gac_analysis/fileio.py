@@ -120,6 +120,34 @@ def owns_file(path: str | os.PathLike, kind: str) -> bool:
     return entry is not None and entry["kind"] == kind and _owned(path.parent, record, path.name)
 
 
+def _check_record_usable(folder: Path) -> None:
+    """The record of ``folder`` can be read and extended: absent, or this tool's (not a user's file, folder
+    or link of that name, nor unreadable)."""
+    manifest = folder / MANIFEST
+    if _manifest_in_the_way(folder) or (manifest.exists() and _read_manifest(folder) is None):
+        raise ConfigError(
+            f"{manifest} is not this tool's record of its files (unreadable, or a file, folder or link of yours): "
+            "nothing was written; move it away or choose another folder"
+        )
+
+
+def _refuse_existing_file(path: Path, kind: str) -> None:
+    """Why an existing ``path`` is not replaced by a write of ``kind`` (:func:`owns_file` said no)."""
+    if path.is_symlink():
+        why = "is a symbolic link; nothing is written through one: give the file's own path"
+    elif path.is_dir():
+        why = "is a folder; give a file path inside it"
+    else:
+        entry = (_read_manifest(path.parent) or {}).get(path.name)
+        if entry is None:
+            why = "already exists and was not written by this tool (a file of yours, or a copy)"
+        elif entry["kind"] != kind:
+            why = f"was written by this tool's {entry['kind']}, not by {kind}: it is not {kind}'s to replace"
+        else:
+            why = "was written by this tool but changed since: it is yours now"
+    raise ConfigError(f"{path} {why}; nothing was replaced: choose another file name")
+
+
 def write_recorded_file(path: str | os.PathLike, write: Callable[[str], None], *, kind: str) -> Path:
     """:func:`atomic_write` of one output file that replaces only a file of ``kind`` this tool wrote there
     (:func:`owns_file`), and records what it wrote in its folder's record (:data:`MANIFEST`, which then
@@ -128,12 +156,9 @@ def write_recorded_file(path: str | os.PathLike, write: Callable[[str], None], *
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):
-        manifest = path.parent / MANIFEST
-        if _manifest_in_the_way(path.parent) or (manifest.exists() and _read_manifest(path.parent) is None):
-            raise ConfigError(
-                f"{manifest} is not this tool's record (a file, folder or link of yours): nothing was written; "
-                "choose another folder"
-            )
+        _check_record_usable(path.parent)
+        if (path.exists() or path.is_symlink()) and not owns_file(path, kind):  # before any writing
+            _refuse_existing_file(path, kind)
         with _signals_deferred():  # the file and its record change together
             atomic_write(path, write, may_replace=lambda p: owns_file(p, kind))
             record = _read_manifest(path.parent) or {}
@@ -440,7 +465,13 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[s
     elif record is None or (kind in RUN_KINDS and not any(e["kind"] in RUN_KINDS for e in record.values())):
         # (a record of report's files alone is a user's folder that report added to, not a run folder)
         recorded = {Path(rel).parts[0] for rel in record or {}}
-        example = next((e for e in entries if e not in recorded), entries[0])
+        example = next((e for e in entries if e not in recorded), None)
+        if example is None:  # every entry is the tool's, none of a run (checkpoints of train, report's files)
+            kinds = sorted({e["kind"] for e in record.values()})
+            raise ConfigError(
+                f"{_option(kind)} {out} holds this tool's {', '.join(kinds)} outputs, not a run of energy, observe "
+                "or compare: choose a new or empty folder"
+            )
         raise ConfigError(
             f"{_option(kind)} {out} already holds files this tool did not write (e.g. '{example}'; it records "
             f"what it writes in {MANIFEST}); nothing of yours is replaced: choose a new or empty folder"
@@ -497,6 +528,8 @@ def check_output_file(path: str | os.PathLike, *, is_own: Callable[[Path], bool]
             f"--out {path} already exists and was not written by this tool; nothing of yours is "
             "replaced: choose another file name"
         )
+    if path.parent.is_dir():
+        _check_record_usable(path.parent)  # the record the file will be entered in: before any work
     created = _make_parents(path.parent)
     try:
         probe_writable(path.parent, "output file's folder")

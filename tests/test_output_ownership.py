@@ -304,8 +304,16 @@ def test_save_checkpoint_never_replaces_a_users_file(tmp_path):
         save_checkpoint(model, copy)
     with open(ours, "ab") as f:  # changed since the tool wrote it: the user's now
         f.write(b"\0")
-    with pytest.raises(ConfigError, match="not written by this tool"):
+    with pytest.raises(ConfigError, match="was written by this tool but changed since"):
         save_checkpoint(model, ours)
+    trained = tmp_path / "trained.pt"
+    save_checkpoint(model, trained, written_by="train")
+    with pytest.raises(ConfigError, match="written by this tool's train, not by checkpoint"):
+        save_checkpoint(model, trained)
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        save_checkpoint(model, tmp_path / "folder.pt")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
 def test_train_replaces_only_a_checkpoint_it_wrote_and_never_through_a_link(tmp_path, monkeypatch):
@@ -333,6 +341,12 @@ def test_train_replaces_only_a_checkpoint_it_wrote_and_never_through_a_link(tmp_
     assert {k: v for k, v in _snapshot(tmp_path).items() if k not in ("trained.pt", MANIFEST)} == {
         k: v for k, v in before.items() if k != MANIFEST
     }
+    (tmp_path / "ckpts").mkdir()
+    _ok([*train, "--out", "ckpts/a.pt"])
+    _refused([*ENERGY, "--out", "ckpts"], "holds this tool's train outputs, not a run")
+    (tmp_path / "ckpts" / MANIFEST).write_text("{bad")
+    output = _refused([*train, "--out", "ckpts/b.pt"], "is not this tool's record of its files")
+    assert "epoch" not in output and not (tmp_path / "ckpts" / "b.pt").exists()  # refused before training
 
 
 def test_report_never_writes_into_a_users_figures_folder_and_its_record_makes_no_run(run, tmp_path):

@@ -158,8 +158,8 @@ def resolve_T(model: nn.Module, T: int | None) -> int:
     model_T = getattr(model, "T", None)
     if T is None and model_T is None:
         raise TimeStepsError(
-            f"{type(model).__name__} has no attribute T and no T was given: pass "
-            "profile(model, images, T=...) (CLI: --T)"
+            f"{type(model).__name__} has no attribute T and no T was given: give the time steps with --T N "
+            "(Python: profile(model, images, T=N))"
         )
     given = None if T is None else _whole_steps(T, "T")
     own = None if model_T is None else _whole_steps(model_T, f"{type(model).__name__}.T")

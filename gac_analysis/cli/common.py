@@ -79,7 +79,8 @@ def warnings_as_lines():
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, GacWarning):
-            err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+            text = str(message).removeprefix("gac-analysis: ")  # the line says whose it is
+            err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
         else:
             shown(message, category, filename, lineno, file, line)
 

@@ -163,8 +163,8 @@ def train_cmd(
     model = build_model(arch, num_classes=num_classes, T=T, coding=coding, width=width)
     console.print(
         f"training {arch} ({coding}, T={T}, width {width}, {count_parameters(model):,} parameters) on "
-        f"{data}: {len(train_src)} training / {len(test_src)} held-out images, {epochs} epochs, batch "
-        f"{batch_size}, lr {lr}, seed {seed}" + (f", at most {max_steps} steps" if max_steps else ""),
+        f"{data}: {len(train_src)} training / {len(test_src)} held-out images, {plural(epochs, 'epoch')}, batch "
+        f"{batch_size}, lr {lr}, seed {seed}" + (f", at most {plural(max_steps, 'step')}" if max_steps else ""),
         highlight=False,
         soft_wrap=True,
     )
