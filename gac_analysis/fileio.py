@@ -120,14 +120,13 @@ def owns_file(path: str | os.PathLike, kind: str) -> bool:
     return entry is not None and entry["kind"] == kind and _owned(path.parent, record, path.name)
 
 
-def _check_record_usable(folder: Path) -> None:
+def _check_record_usable(folder: Path, where: str | None = None) -> None:
     """The record of ``folder`` can be read and extended: absent, or this tool's (not a user's file, folder
-    or link of that name, nor unreadable)."""
-    manifest = folder / MANIFEST
-    if _manifest_in_the_way(folder) or (manifest.exists() and _read_manifest(folder) is None):
+    or link of that name, nor unreadable). ``where``: how the message names the folder."""
+    if _manifest_in_the_way(folder) or ((folder / MANIFEST).exists() and _read_manifest(folder) is None):
         raise ConfigError(
-            f"{manifest} is not this tool's record of its files (unreadable, or a file, folder or link of yours): "
-            "nothing was written; move it away or choose another folder"
+            f"{where or folder}: '{MANIFEST}' is in the way: it is not this tool's record of its files (unreadable, "
+            "or a file, folder or link of yours); nothing was replaced: move it away or choose another folder"
         )
 
 
@@ -451,11 +450,8 @@ def _check_reusable(out: Path, kind: str, written: Iterable[str] = ()) -> dict[s
         entries = sorted(e for e in os.listdir(out) if not _is_temporary(e))
     except OSError as e:
         raise ConfigError(f"cannot read the output folder {out} ({e.strerror or e}); choose another --out") from None
-    if MANIFEST in entries and (_manifest_in_the_way(out) or _read_manifest(out) is None):
-        raise ConfigError(  # a user's file, a link or a folder of that name, or a record that cannot be read
-            f"{_option(kind)} {out}: '{MANIFEST}' is in the way: not this tool's record of its files (unreadable, "
-            "or a file, folder or link of yours); nothing was replaced: move it away or choose another folder"
-        )
+    if MANIFEST in entries:
+        _check_record_usable(out, f"{_option(kind)} {out}")
     entries = [e for e in entries if e != MANIFEST]
     if not entries:
         return {}

@@ -570,16 +570,16 @@ class OpCounter:
                     self._leave_counted()
                 return
             record = self._leave_extended(module)
-            if record is None or record.seen:
-                if record is not None and not raised and record.calls == 0 and rule.op == "lif":
-                    # a neuron whose forward ran no dynamics of its own class: counted from its input and output
-                    self._enter_counted(module, inputs)
-                    try:
-                        self._count_module_call(rule, module, inputs, kwargs, output)
-                    finally:
-                        self._leave_counted()
+            if record is None:
                 return
-            try:  # inside a closed module: counted closed
+            # counted from its own input and output: inside a closed module (entered counted by its pre-hook),
+            # or a neuron whose forward ran no dynamics of its own class
+            closed = not record.seen
+            if not closed and not (record.calls == 0 and rule.op == "lif" and not raised):
+                return  # its base calls are counted
+            if not closed:
+                self._enter_counted(module, inputs)
+            try:
                 if not raised:
                     self._count_module_call(rule, module, inputs, kwargs, output)
             finally:
@@ -640,12 +640,13 @@ class OpCounter:
         if kind != UNSUPPORTED:
             op = op_label(name, rule, args)
             layout = self._shape_layout(o.shape) if o is not None else "mixed"
-            spikes, known = False, None
+            spikes, known, unbatched = False, None, False
             if op == "matmul" and len(args) >= 2 and all(isinstance(t, torch.Tensor) for t in args[:2]):
                 spikes = (self._is_spike_output(args[0]), self._is_spike_output(args[1]))
             elif getattr(rule, "synaptic", False):  # F.conv2d / F.linear: its input's range, and unbatched calls
                 x = args[0] if args else kwargs.get("input")
-                if isinstance(x, torch.Tensor) and rule.unbatched(x, args, kwargs):
+                unbatched = isinstance(x, torch.Tensor) and rule.unbatched(x, args, kwargs)
+                if unbatched:
                     layout = "mixed"  # one image, no batch axis (F.conv2d on [C, H, W]): no time steps to read
                 if self._ranges:
                     known = self._range_of(x)
@@ -666,7 +667,7 @@ class OpCounter:
                 x = x if x is not None else o
                 site = self.sites.get(key)
                 if site is None:  # made now, so the sites stay in execution order
-                    site = self._new_function_site(key, path, op, rule, args, kwargs, x, o, layout)
+                    site = self._new_function_site(key, path, op, rule, args, kwargs, x, o, layout, unbatched)
                 if layout == "step":  # placed, and named after its position in a step, when the forward ends
                     self._pending_functions.setdefault((path, op, _call_site()), []).append((key, counts))
                     return
@@ -675,13 +676,13 @@ class OpCounter:
                 return
         self._record_unsupported(name, path, o)
 
-    def _new_function_site(self, key, path, op, rule, args, kwargs, x, o, layout) -> Site:
+    def _new_function_site(self, key, path, op, rule, args, kwargs, x, o, layout, unbatched: bool) -> Site:
         """The site of a function rule's first call: a functional conv or linear carries its geometry (as a
         weightless module, ``rule.module_of``); an unbatched call's shapes are one image's."""
         module_of = getattr(rule, "module_of", None)
         geometry = module_of(args, kwargs) if module_of is not None else None
         x_shape, o_shape = x.shape, o.shape
-        if geometry is not None and rule.unbatched(x, args, kwargs):
+        if unbatched:
             x_shape, o_shape = (1, *x_shape), (1, *o_shape)
         return self._new_site(key, path, op, geometry, x_shape, o_shape, layout)
 

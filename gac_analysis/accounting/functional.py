@@ -61,6 +61,9 @@ from gac_analysis.accounting.handles import (
     softmax_counts,
     window_pool_counts,
 )
+from gac_analysis.accounting.handles import (
+    call_arg as _arg,
+)
 from gac_analysis.accounting.kernels import FLOAT32_EXACT
 
 #: Functions that perform no arithmetic (data movement, views, metadata, allocation, eval dropout).
@@ -227,12 +230,6 @@ def _first_tensor(value):
             if t is not None:
                 return t
     return None
-
-
-def _arg(args, kwargs, i: int, name: str, default=None):
-    if len(args) > i:
-        return args[i]
-    return kwargs.get(name, default)
 
 
 # --------------------------------------------------------------------------- elementwise and reductions

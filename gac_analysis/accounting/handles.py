@@ -681,7 +681,8 @@ def own_primitives(module: nn.Module, op: str) -> frozenset[str]:
     return own
 
 
-def _call_arg(args: tuple, kwargs: dict, i: int, name: str, default=None):
+def call_arg(args: tuple, kwargs: dict, i: int, name: str, default=None):
+    """Argument ``i`` (or keyword ``name``) of an intercepted torch call, else ``default``."""
     return args[i] if len(args) > i else kwargs.get(name, default)
 
 
@@ -708,32 +709,32 @@ def base_call_matches(module: nn.Module, op: str, name: str, args: tuple, kwargs
     window, normalised shape, dim) is the module's, which its rule reads. Any other call of that function
     (another stride, a slice of the weight, a child's depthwise blur) is counted as that function."""
     if name == "pad":  # a non-'zeros' conv's own (own_primitives): its padding, in its mode
-        amounts = _call_arg(args, kwargs, 1, "pad")
+        amounts = call_arg(args, kwargs, 1, "pad")
         return (
             amounts is not None
             and tuple(amounts) == tuple(module._reversed_padding_repeated_twice)
-            and _call_arg(args, kwargs, 2, "mode", "constant") == module.padding_mode
+            and call_arg(args, kwargs, 2, "mode", "constant") == module.padding_mode
         )
     if op.startswith("conv"):
         nd = len(module.kernel_size)
         padding = module.padding if module.padding_mode == "zeros" else 0
         return (
-            _same_parameter(_call_arg(args, kwargs, 1, "weight"), module.weight)
-            and _same_parameter(_call_arg(args, kwargs, 2, "bias"), module.bias)
-            and _as_dims(_call_arg(args, kwargs, 3, "stride", 1), nd) == _as_dims(module.stride, nd)
-            and _as_dims(_call_arg(args, kwargs, 4, "padding", 0), nd) == _as_dims(padding, nd)
-            and _as_dims(_call_arg(args, kwargs, 5, "dilation", 1), nd) == _as_dims(module.dilation, nd)
-            and _call_arg(args, kwargs, 6, "groups", 1) == module.groups
+            _same_parameter(call_arg(args, kwargs, 1, "weight"), module.weight)
+            and _same_parameter(call_arg(args, kwargs, 2, "bias"), module.bias)
+            and _as_dims(call_arg(args, kwargs, 3, "stride", 1), nd) == _as_dims(module.stride, nd)
+            and _as_dims(call_arg(args, kwargs, 4, "padding", 0), nd) == _as_dims(padding, nd)
+            and _as_dims(call_arg(args, kwargs, 5, "dilation", 1), nd) == _as_dims(module.dilation, nd)
+            and call_arg(args, kwargs, 6, "groups", 1) == module.groups
         )
     if op == "linear":
-        return _same_parameter(_call_arg(args, kwargs, 1, "weight"), module.weight) and _same_parameter(
-            _call_arg(args, kwargs, 2, "bias"), module.bias
+        return _same_parameter(call_arg(args, kwargs, 1, "weight"), module.weight) and _same_parameter(
+            call_arg(args, kwargs, 2, "bias"), module.bias
         )
     if op == "layernorm":
-        shape = _call_arg(args, kwargs, 1, "normalized_shape")
+        shape = call_arg(args, kwargs, 1, "normalized_shape")
         return _as_dims(shape, 1) == tuple(module.normalized_shape)
     if op == "softmax":
-        return _call_arg(args, kwargs, 1, "dim") == module.dim
+        return call_arg(args, kwargs, 1, "dim") == module.dim
     if op in ("maxpool", "avgpool"):
         return _same_window(module, name, args, kwargs)
     return True  # batch norm and activations: counted from their input and output alone
@@ -743,14 +744,14 @@ def _same_window(module: nn.Module, name: str, args: tuple, kwargs: dict) -> boo
     """A pooling call's window (or an adaptive pool's output size) is the module's."""
     nd = int(name.split("pool")[1][0])
     if name.startswith("adaptive"):
-        return _as_dims(_call_arg(args, kwargs, 1, "output_size"), nd) == _as_dims(module.output_size, nd)
-    kernel = _as_dims(_call_arg(args, kwargs, 1, "kernel_size"), nd)
-    stride = _as_dims(_call_arg(args, kwargs, 2, "stride"), nd) or kernel  # None or () -> the kernel
-    padding = _as_dims(_call_arg(args, kwargs, 3, "padding", 0), nd)
+        return _as_dims(call_arg(args, kwargs, 1, "output_size"), nd) == _as_dims(module.output_size, nd)
+    kernel = _as_dims(call_arg(args, kwargs, 1, "kernel_size"), nd)
+    stride = _as_dims(call_arg(args, kwargs, 2, "stride"), nd) or kernel  # None or () -> the kernel
+    padding = _as_dims(call_arg(args, kwargs, 3, "padding", 0), nd)
     own_stride = _as_dims(module.stride, nd) or _as_dims(module.kernel_size, nd)
     same = (kernel, stride, padding) == (_as_dims(module.kernel_size, nd), own_stride, _as_dims(module.padding, nd))
     if "max" in name:
-        same = same and _as_dims(_call_arg(args, kwargs, 4, "dilation", 1), nd) == _as_dims(module.dilation, nd)
+        same = same and _as_dims(call_arg(args, kwargs, 4, "dilation", 1), nd) == _as_dims(module.dilation, nd)
     return same
 
 

@@ -9,10 +9,7 @@ def entry() -> None:
 
     try:
         from gac_analysis.cli.main import run
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    try:
+
         run()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
